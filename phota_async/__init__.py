@@ -1,0 +1,3 @@
+"""Asyncio-first SDK for the Phota API."""
+
+__version__ = "0.1.0"

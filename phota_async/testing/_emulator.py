@@ -1,0 +1,314 @@
+"""``PhotaEmulator``: run the emulated Phota API on loopback, in this loop or in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from ._app import API_PREFIX, EmulatorConfig, EmulatorState, build_app
+from ._faults import DropWhen, Fault
+
+
+class PhotaEmulator:
+    """A faithful local Phota API server with fault injection and a ledger of charges.
+
+    Use it in one of three ways::
+
+        async with PhotaEmulator() as emu:      # served by the running event loop
+            ...
+        with PhotaEmulator() as emu:            # served by a background thread with its own loop
+            ...
+        def test_x(phota_emulator): ...         # the pytest fixture (a threaded emulator)
+
+    Either way ``emu.base_url`` and ``emu.api_key`` are what a client needs.
+
+    Args:
+        api_key: the key the server accepts; a random one by default.
+        balance: prepaid credit in dollars; calls beyond it answer 402.
+        training_seconds: how long training takes after validation, per tier, or one number
+            for both. The real service takes about 20 minutes.
+        validation_seconds: the least time a profile spends in ``VALIDATING``.
+        job_queue_seconds: how long a job stays ``QUEUED``.
+        job_run_seconds: how long a job stays ``RUNNING`` before its images are made.
+        processing_seconds: extra time every image call takes (to provoke 504s and timeouts).
+        sync_timeout: the synchronous time limit; past it the call answers 504 and refunds.
+        url_ttl: validity of signed download URLs, in seconds (24 hours by default).
+        max_body_bytes: request bodies above this answer 413.
+        max_output_side: cap on the longer side of output images (keeps tests fast); ``None``
+            gives the real sizes (1K = 1024 px and so on).
+        blocked_words: prompt words refused with 400 ``CONTENT_MODERATION``.
+        host: interface to listen on; loopback by default.
+        port: port to listen on; 0 picks a free one.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        balance: float = 1000.0,
+        training_seconds: float | Mapping[str, float] = 1.0,
+        validation_seconds: float = 0.05,
+        job_queue_seconds: float = 0.05,
+        job_run_seconds: float = 0.1,
+        processing_seconds: float = 0.0,
+        sync_timeout: float = 600.0,
+        url_ttl: float = 24 * 3600,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        max_output_side: int | None = None,
+        blocked_words: tuple[str, ...] = ("forbidden-content",),
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if isinstance(training_seconds, Mapping):
+            training = {
+                "standard": float(training_seconds["standard"]),
+                "fast": float(training_seconds["fast"]),
+            }
+        else:
+            training = {"standard": float(training_seconds), "fast": float(training_seconds)}
+        self._config = EmulatorConfig(
+            api_key=api_key or "phota_emu_" + secrets.token_hex(12),
+            balance=balance,
+            training_seconds=training,
+            validation_seconds=validation_seconds,
+            job_queue_seconds=job_queue_seconds,
+            job_run_seconds=job_run_seconds,
+            processing_seconds=processing_seconds,
+            sync_timeout=sync_timeout,
+            url_ttl=url_ttl,
+            max_body_bytes=max_body_bytes,
+            max_output_side=max_output_side,
+            blocked_words=tuple(w.lower() for w in blocked_words),
+        )
+        self._host = host
+        self._port = port
+        self._state = EmulatorState(self._config)
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        where = self._state.origin or "not started"
+        return f"<PhotaEmulator {where}>"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def api_key(self) -> str:
+        """The API key this emulator accepts."""
+        return self._config.api_key
+
+    @property
+    def origin(self) -> str:
+        """``http://host:port`` of the running server."""
+        if not self._state.origin:
+            raise RuntimeError("the emulator is not running")
+        return self._state.origin
+
+    @property
+    def base_url(self) -> str:
+        """The API base URL, the emulator's counterpart of ``https://api.photalabs.com/v1/phota``."""
+        return self.origin + API_PREFIX
+
+    async def start(self) -> None:
+        """Start serving from the running event loop."""
+        if self._runner is not None:
+            raise RuntimeError("the emulator is already running")
+        runner = web.AppRunner(build_app(self._state), handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        self._state.origin = f"http://{host}:{port}"
+        self._runner = runner
+
+    async def stop(self) -> None:
+        """Stop serving, cancel training and job tasks, close every connection."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> PhotaEmulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def start_in_thread(self) -> None:
+        """Serve from a new background thread with its own event loop; returns once listening."""
+        if self._thread is not None:
+            raise RuntimeError("the emulator is already running")
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as exc:  # handed to the starting thread below
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=serve, name="phota-emulator", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._thread = self._loop = None
+            raise failure[0]
+
+    def stop_thread(self) -> None:
+        """Stop a server started with ``start_in_thread`` and wait for its thread to end."""
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        self._thread = self._loop = None
+
+    def __enter__(self) -> PhotaEmulator:
+        self.start_in_thread()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_thread()
+
+    # -- fault injection -------------------------------------------------------------------
+
+    def add_fault(
+        self,
+        path: str,
+        *,
+        times: int = 1,
+        method: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+        body: bytes | str | dict[str, Any] | None = None,
+        delay: float | None = None,
+        drop: DropWhen | None = None,
+        truncate: bool = False,
+        malformed: bool = False,
+        content_type: str | None = None,
+    ) -> Fault:
+        """Script a fault for the next ``times`` requests whose path matches ``path``.
+
+        ``path`` is a glob relative to the API base, such as ``"/enhance"`` or
+        ``"/profiles/*/status"``. Exactly one effect must be chosen; see ``Fault``.
+        """
+        fault = Fault(
+            path=path,
+            times=times,
+            method=method,
+            status=status,
+            retry_after=retry_after,
+            body=body,
+            delay=delay,
+            drop=drop,
+            truncate=truncate,
+            malformed=malformed,
+            content_type=content_type,
+        )
+        return self._state.faults.add(fault)
+
+    def clear_faults(self) -> None:
+        """Forget every fault not yet consumed."""
+        self._state.faults.clear()
+
+    def fail_next_jobs(
+        self, times: int = 1, *, code: str = "PROCESSING_FAILED", detail: str = "the job failed"
+    ) -> None:
+        """Make the next ``times`` jobs end ``FAILED`` with this error (and be refunded)."""
+        self._state.job_failures.extend([(code, detail)] * times)
+
+    # -- account and introspection ---------------------------------------------------------
+
+    @property
+    def balance(self) -> float:
+        """Prepaid credit left, in dollars."""
+        return self._state.balance
+
+    @balance.setter
+    def balance(self, value: float) -> None:
+        self._state.balance = value
+
+    @property
+    def webhook_secret(self) -> str:
+        """The account's webhook signing secret."""
+        return self._state.webhook_secret
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request received: method, path, query, status, request_id, fault, json."""
+        return list(self._state.requests)
+
+    @property
+    def ledger(self) -> list[dict[str, Any]]:
+        """Every charge and refund, in order."""
+        return list(self._state.ledger)
+
+    @property
+    def callbacks(self) -> list[dict[str, Any]]:
+        """Every webhook delivery attempt."""
+        return list(self._state.callbacks)
+
+    def charges(self) -> list[dict[str, Any]]:
+        """Ledger entries that are charges."""
+        return [e for e in self._state.ledger if e["kind"] == "charge"]
+
+    def net_spent(self) -> float:
+        """Charges minus refunds, in dollars."""
+        total = 0.0
+        for entry in self._state.ledger:
+            total += entry["amount"] if entry["kind"] == "charge" else -entry["amount"]
+        return round(total, 6)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job as ``GET /jobs/{id}`` would show it, plus its client_request_id."""
+        return [
+            {**job.to_json(), "client_request_id": job.client_request_id}
+            for job in list(self._state.jobs.values())
+        ]
+
+    def profiles(self) -> list[dict[str, Any]]:
+        """Every profile as its status call would show it, with tag and tier."""
+        return [
+            {**self._state.profile_json(p), "tier": p.tier}
+            for p in list(self._state.profiles.values())
+        ]
+
+    def set_profile_status(self, profile_id: str, status: str, message: str | None = None) -> None:
+        """Force a profile into a status (``INACTIVE``, ``ERROR`` ...), overriding its clock."""
+        self._state.profiles[profile_id].forced_status = status
+        self._state.profiles[profile_id].forced_message = message
+
+    def store_file(self, data: bytes, content_type: str = "application/octet-stream") -> str:
+        """Put bytes in the emulator's public file store; return their public URL."""
+        if not self._state.origin:
+            raise RuntimeError("the emulator is not running")
+        return self._state.store_file(data, content_type)

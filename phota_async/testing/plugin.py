@@ -1,0 +1,37 @@
+"""pytest plugin: the ``phota_emulator`` fixture, registered through the ``pytest11`` entry point.
+
+The emulator runs in a background thread with its own event loop, so the same fixture serves
+synchronous tests, pytest-asyncio tests and anyio tests alike, whatever loop they use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from . import PhotaEmulator
+
+
+@pytest.fixture
+def phota_emulator(request: pytest.FixtureRequest) -> Iterator[PhotaEmulator]:
+    """A running Phota emulator on a free loopback port, stopped after the test.
+
+    Options come from the ``phota_emulator`` marker, for instance
+    ``@pytest.mark.phota_emulator(training_seconds=0.2, balance=5.0)``.
+    """
+    from . import PhotaEmulator
+
+    marker = request.node.get_closest_marker("phota_emulator")
+    options = dict(marker.kwargs) if marker is not None else {}
+    options.setdefault("max_output_side", 256)
+    with PhotaEmulator(**options) as emulator:
+        yield emulator
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "phota_emulator(**options): options for the phota_emulator fixture"
+    )

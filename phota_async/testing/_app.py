@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import hashlib
 import hmac
 import itertools
@@ -528,6 +529,9 @@ def _encode_one(work: Callable[[int], Image.Image], i: int, fmt: str) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 STATE_KEY = web.AppKey("phota_state", EmulatorState)
+# Per-request values: each request runs in its own task, hence its own context.
+_REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+_JSON_LOG: contextvars.ContextVar[Any] = contextvars.ContextVar("json_log", default=None)
 
 
 def _error_response(
@@ -571,7 +575,8 @@ async def _outer(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, request log, scripted faults and error bodies for every route."""
     state = request.app[STATE_KEY]
     request_id = "req_" + secrets.token_hex(8)
-    request["request_id"] = request_id
+    _REQUEST_ID.set(request_id)
+    _JSON_LOG.set(None)
     path = request.path[len(API_PREFIX) :] if request.path.startswith(API_PREFIX) else request.path
     entry: dict[str, Any] = {
         "method": request.method,
@@ -607,7 +612,7 @@ async def _outer(request: web.Request, handler: Handler) -> web.StreamResponse:
         code = (exc.reason or "error").upper().replace(" ", "_")
         response = _error_response(request_id, exc.status, code, exc.text or exc.reason)
     entry["status"] = response.status
-    entry["json"] = request.get("json_log")
+    entry["json"] = _JSON_LOG.get()
     response.headers["X-Request-Id"] = request_id
     if fault is not None and fault.processes and fault.delay is None:
         return await _spoil(request, response, fault)
@@ -656,16 +661,16 @@ async def _spoil(
             body=b'{"images": [not json',
             status=200,
             content_type="application/json",
-            headers={"X-Request-Id": request["request_id"]},
+            headers={"X-Request-Id": _REQUEST_ID.get()},
         )
     if fault.content_type is not None:
         return web.Response(
             body=data,
             status=response.status,
-            headers={"X-Request-Id": request["request_id"], "Content-Type": fault.content_type},
+            headers={"X-Request-Id": _REQUEST_ID.get(), "Content-Type": fault.content_type},
         )
     spoiled = web.StreamResponse(
-        status=response.status, headers={"X-Request-Id": request["request_id"]}
+        status=response.status, headers={"X-Request-Id": _REQUEST_ID.get()}
     )
     spoiled.content_type = response.content_type
     spoiled.content_length = len(data)
@@ -689,7 +694,7 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 async def _read_json(request: web.Request, endpoint: str) -> dict[str, Any]:
     body = await _json_body(request)
-    request["json_log"] = _short(body)
+    _JSON_LOG.set(_short(body))
     return _validated(endpoint, body)
 
 
@@ -700,7 +705,7 @@ def _studio_handler(endpoint: str) -> Handler:
         state.check_semantics(endpoint, body)
         named = state.named_profiles(body)
         cost = state.price(endpoint, body, named)
-        request_id = request["request_id"]
+        request_id = _REQUEST_ID.get()
         if body.get("async"):
             return _submit_job(state, endpoint, body, named, cost, request_id)
         state.require_funds(cost)
@@ -803,7 +808,7 @@ async def _add_profile(request: web.Request) -> web.StreamResponse:
     )
     state.profiles[record.id] = record
     state.charge(
-        price, endpoint="profiles/add", request_id=request["request_id"], profile_id=record.id
+        price, endpoint="profiles/add", request_id=_REQUEST_ID.get(), profile_id=record.id
     )
     state.spawn(state.validate_training(record))
     return web.json_response({"profile_id": record.id})

@@ -1,0 +1,63 @@
+"""Shared fixtures: a running emulator on port 0 and small real images."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from phota_async.testing import PhotaEmulator
+from phota_async.testing._images import sample_photo
+
+
+def jpeg_bytes(seed: int = 1, size: tuple[int, int] = (96, 96)) -> bytes:
+    """A real JPEG of a synthetic portrait."""
+    buf = io.BytesIO()
+    sample_photo(seed, size).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def png_bytes(colour: tuple[int, int, int] = (90, 120, 200), size: tuple[int, int] = (64, 48)) -> bytes:
+    """A real PNG of one flat colour."""
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[PhotaEmulator]:
+    """An emulator served by the test's own loop, with fast clocks and small outputs."""
+    async with PhotaEmulator(
+        training_seconds=0.3, validation_seconds=0.02, max_output_side=128
+    ) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def http(emu: PhotaEmulator) -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session that sends the emulator's API key."""
+    async with aiohttp.ClientSession(
+        base_url=emu.origin, headers={"X-API-Key": emu.api_key}
+    ) as session:
+        yield session
+
+
+@pytest.fixture
+async def anon(emu: PhotaEmulator) -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session with no API key."""
+    async with aiohttp.ClientSession(base_url=emu.origin) as session:
+        yield session

@@ -21,7 +21,9 @@ def jpeg_bytes(seed: int = 1, size: tuple[int, int] = (96, 96)) -> bytes:
     return buf.getvalue()
 
 
-def png_bytes(colour: tuple[int, int, int] = (90, 120, 200), size: tuple[int, int] = (64, 48)) -> bytes:
+def png_bytes(
+    colour: tuple[int, int, int] = (90, 120, 200), size: tuple[int, int] = (64, 48)
+) -> bytes:
     """A real PNG of one flat colour."""
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, format="PNG")

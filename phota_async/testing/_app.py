@@ -807,9 +807,7 @@ async def _add_profile(request: web.Request) -> web.StreamResponse:
         training_seconds=state.config.training_seconds[tier],
     )
     state.profiles[record.id] = record
-    state.charge(
-        price, endpoint="profiles/add", request_id=_REQUEST_ID.get(), profile_id=record.id
-    )
+    state.charge(price, endpoint="profiles/add", request_id=_REQUEST_ID.get(), profile_id=record.id)
     state.spawn(state.validate_training(record))
     return web.json_response({"profile_id": record.id})
 

@@ -133,6 +133,7 @@ class PhotaEmulator:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+            self._state.origin = ""
 
     async def __aenter__(self) -> PhotaEmulator:
         await self.start()

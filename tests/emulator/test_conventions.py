@@ -63,7 +63,9 @@ async def test_missing_required_field_is_422(http: aiohttp.ClientSession) -> Non
     async with http.post(f"{P}/enhance", json={}) as resp:
         body = await resp.json()
     assert resp.status == 422
-    assert body["detail"] == [{"loc": ["body", "image"], "msg": "Field required", "type": "missing"}]
+    assert body["detail"] == [
+        {"loc": ["body", "image"], "msg": "Field required", "type": "missing"}
+    ]
 
 
 async def test_body_that_is_not_json_is_422(http: aiohttp.ClientSession) -> None:
@@ -104,9 +106,7 @@ async def test_unknown_fields_are_ignored(http: aiohttp.ClientSession) -> None:
 
 async def test_json_content_type_on_get_is_accepted(http: aiohttp.ClientSession) -> None:
     """A body-less GET labelled application/json still answers 200."""
-    async with http.get(
-        f"{P}/profiles/ids", headers={"Content-Type": "application/json"}
-    ) as resp:
+    async with http.get(f"{P}/profiles/ids", headers={"Content-Type": "application/json"}) as resp:
         assert resp.status == 200
 
 

@@ -22,7 +22,9 @@ async def test_training_moves_through_every_status(
     assert seen == ["VALIDATING", "QUEUING", "IN_PROGRESS", "READY"]
 
 
-async def test_create_charges_the_tier_price(http: aiohttp.ClientSession, emu: PhotaEmulator) -> None:
+async def test_create_charges_the_tier_price(
+    http: aiohttp.ClientSession, emu: PhotaEmulator
+) -> None:
     """Creating a fast-tier profile charges $1.49 once."""
     profile_id = await create(http, training_urls(emu, 5))
     assert [(e["amount"], e["profile_id"]) for e in emu.charges()] == [(1.49, profile_id)]
@@ -32,14 +34,16 @@ async def test_undecodable_training_image_ends_in_error(
     http: aiohttp.ClientSession, emu: PhotaEmulator
 ) -> None:
     """A set with a file that is not an image ends in ERROR with a message naming it."""
-    urls = training_urls(emu, 4) + [emu.store_file(b"not an image at all")]
+    urls = [*training_urls(emu, 4), emu.store_file(b"not an image at all")]
     profile_id = await create(http, urls)
     final = await wait_for_status(http, profile_id, {"READY", "ERROR"})
     assert final["status"] == "ERROR"
     assert "image_urls.4" in str(final["message"])
 
 
-async def test_failing_download_ends_in_error(http: aiohttp.ClientSession, emu: PhotaEmulator) -> None:
+async def test_failing_download_ends_in_error(
+    http: aiohttp.ClientSession, emu: PhotaEmulator
+) -> None:
     """A training URL that answers 404 ends the profile in ERROR."""
     urls = [*training_urls(emu, 4), f"{emu.origin}/_emulator/files/missing"]
     profile_id = await create(http, urls)
@@ -97,7 +101,9 @@ async def test_too_few_images_for_the_tier_is_400(
     assert emu.ledger == []
 
 
-async def test_too_many_images_for_fast_is_400(http: aiohttp.ClientSession, emu: PhotaEmulator) -> None:
+async def test_too_many_images_for_fast_is_400(
+    http: aiohttp.ClientSession, emu: PhotaEmulator
+) -> None:
     """The fast tier refuses more than 10 images."""
     async with http.post(
         f"{P}/profiles/add", json={"image_urls": training_urls(emu, 11), "training_tier": "fast"}
@@ -136,9 +142,10 @@ async def test_list_filters_by_tag(http: aiohttp.ClientSession, emu: PhotaEmulat
     """GET /profiles/ids lists objects and filters them by tag."""
     a = await create(http, training_urls(emu, 5), tag="family")
     b = await create(http, training_urls(emu, 5), tag="pets")
-    async with http.get(f"{P}/profiles/ids") as every, http.get(
-        f"{P}/profiles/ids", params={"tag": "pets"}
-    ) as pets:
+    async with (
+        http.get(f"{P}/profiles/ids") as every,
+        http.get(f"{P}/profiles/ids", params={"tag": "pets"}) as pets,
+    ):
         all_ids = {p["profile_id"] for p in (await every.json())["profiles"]}
         pet_list = (await pets.json())["profiles"]
     assert all_ids == {a, b}

@@ -16,7 +16,9 @@ from tests.conftest import b64, decode, jpeg_bytes, png_bytes
 from tests.emulator.helpers import P, create, ready_profile, training_urls
 
 
-async def post(http: aiohttp.ClientSession, endpoint: str, body: dict[str, object]) -> tuple[int, dict]:
+async def post(
+    http: aiohttp.ClientSession, endpoint: str, body: dict[str, object]
+) -> tuple[int, dict]:
     async with http.post(f"{P}/{endpoint}", json=body) as resp:
         return resp.status, await resp.json()
 
@@ -38,7 +40,9 @@ async def test_each_endpoint_returns_real_images(
     http: aiohttp.ClientSession, endpoint: str, body: dict[str, object]
 ) -> None:
     """Every studio endpoint answers 200 with decodable images and both list fields."""
-    status, result = await post(http, endpoint, {**body, "num_output_images": 2, "output_format": "png"})
+    status, result = await post(
+        http, endpoint, {**body, "num_output_images": 2, "output_format": "png"}
+    )
     assert status == 200, result
     assert result["download_urls"] == []
     assert result["known_subjects"] == {"counts": {}}
@@ -93,7 +97,7 @@ async def test_remix_moves_colours_towards_the_reference(http: aiohttp.ClientSes
             "output_format": "png",
         },
     )
-    r, g, b = ImageStat.Stat(images_of(result)[0]).mean
+    r, g, _b = ImageStat.Stat(images_of(result)[0]).mean
     assert r > 150
     assert g < 80
 
@@ -103,7 +107,11 @@ async def test_edit_black_and_white_gives_grey_pixels(http: aiohttp.ClientSessio
     _, result = await post(
         http,
         "edit",
-        {"prompt": "make it black and white", "images": [b64(jpeg_bytes())], "output_format": "png"},
+        {
+            "prompt": "make it black and white",
+            "images": [b64(jpeg_bytes())],
+            "output_format": "png",
+        },
     )
     img = images_of(result)[0].convert("RGB")
     pixels = [img.getpixel((x, y)) for x in range(0, img.width, 7) for y in range(0, img.height, 7)]
@@ -151,7 +159,9 @@ async def test_quality_needs_gpt_image_2(http: aiohttp.ClientSession) -> None:
     """quality with another model answers 400 QUALITY_NOT_SUPPORTED."""
     status, body = await post(http, "generate", {"prompt": "x", "quality": "high"})
     assert (status, body["code"]) == (400, "QUALITY_NOT_SUPPORTED")
-    ok, _ = await post(http, "generate", {"prompt": "x", "quality": "high", "base_model": "gpt-image-2"})
+    ok, _ = await post(
+        http, "generate", {"prompt": "x", "quality": "high", "base_model": "gpt-image-2"}
+    )
     assert ok == 200
 
 
@@ -187,7 +197,9 @@ async def test_malformed_profile_token_is_422(http: aiohttp.ClientSession) -> No
 async def test_profile_not_ready_is_400(http: aiohttp.ClientSession, emu: PhotaEmulator) -> None:
     """Naming a profile still training answers 400 PROFILE_NOT_READY."""
     profile_id = await create(http, training_urls(emu, 5))
-    status, body = await post(http, "enhance", {"image": b64(jpeg_bytes()), "profile_ids": [profile_id]})
+    status, body = await post(
+        http, "enhance", {"image": b64(jpeg_bytes()), "profile_ids": [profile_id]}
+    )
     assert (status, body["code"]) == (400, "PROFILE_NOT_READY")
 
 
@@ -211,7 +223,9 @@ async def test_known_subjects_counts_named_profiles(
     assert body["known_subjects"] == {"counts": {a: 2, b: 2}}
 
 
-async def test_generate_draws_named_subjects(http: aiohttp.ClientSession, emu: PhotaEmulator) -> None:
+async def test_generate_draws_named_subjects(
+    http: aiohttp.ClientSession, emu: PhotaEmulator
+) -> None:
     """A generate naming a profile differs from the same prompt without it."""
     profile_id = await ready_profile(http, emu)
     _, plain = await post(http, "generate", {"prompt": "in a garden", "output_format": "png"})
@@ -272,7 +286,9 @@ async def test_recognised_subject_raises_enhance_price(
 ) -> None:
     """Enhance with a trained subject costs $0.15 an image instead of $0.12."""
     profile_id = await ready_profile(http, emu)
-    status, _ = await post(http, "enhance", {"image": b64(jpeg_bytes()), "profile_ids": [profile_id]})
+    status, _ = await post(
+        http, "enhance", {"image": b64(jpeg_bytes()), "profile_ids": [profile_id]}
+    )
     assert status == 200
     assert emu.charges()[-1]["amount"] == pytest.approx(0.15)
 
@@ -292,7 +308,9 @@ async def test_slow_sync_call_is_504_and_refunded() -> None:
 
 async def test_url_mode_returns_signed_downloads(http: aiohttp.ClientSession) -> None:
     """response_mode urls gives download URLs that serve the image without a key."""
-    _, body = await post(http, "generate", {"prompt": "x", "response_mode": "urls", "output_format": "png"})
+    _, body = await post(
+        http, "generate", {"prompt": "x", "response_mode": "urls", "output_format": "png"}
+    )
     assert body["images"] == []
     async with aiohttp.ClientSession() as anon, anon.get(body["download_urls"][0]) as resp:
         data = await resp.read()

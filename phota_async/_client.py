@@ -1,0 +1,552 @@
+"""``PhotaClient``: the front door. Builds requests with ``_protocol``, sends them through the
+retry wrapper over the transport seam, and decodes the answers into models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl as ssl_module
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp
+import anyio
+import anyio.to_thread
+
+from . import _protocol as proto
+from . import _retry
+from ._files import temp_beside
+from ._inputs import ImageSource, check_url, prepare_image
+from ._protocol import Request, Response
+from ._retry import RetryPolicy
+from ._transport import AiohttpTransport, Transport
+from .errors import (
+    InvalidRequestError,
+    OutcomeUnknownError,
+    PhotaError,
+    ReadTimeoutError,
+)
+from .models import ImageResult, Profile, image_result, sniff_extension
+
+T = TypeVar("T")
+log = logging.getLogger("phota_async")
+
+DEFAULT_BASE_URL = "https://api.photalabs.com/v1/phota"
+DEFAULT_TIMEOUT = 900.0
+
+
+def _find_key(api_key: str | None) -> str:
+    key = api_key or os.environ.get("PHOTA_API_KEY") or os.environ.get("PHOTA_KEY")
+    if not key:
+        raise InvalidRequestError(
+            "api_key", "no API key: pass api_key=... or set the PHOTA_API_KEY environment variable"
+        )
+    return key
+
+
+class PhotaClient:
+    """An asyncio client for the Phota API.
+
+    Use it as an async context manager, one per event loop, shared by every task::
+
+        async with PhotaClient() as phota:
+            result = await phota.enhance(Path("dark.jpg"))
+            await result.save("out/")
+
+    Args:
+        api_key: the API key; by default ``PHOTA_API_KEY`` (or ``PHOTA_KEY``) from the environment.
+        base_url: the API root; by default ``PHOTA_BASE_URL`` or the production URL.
+        session: an ``aiohttp.ClientSession`` to borrow; it is never closed by the client.
+        transport: a ``Transport`` to use instead (``MockTransport`` in unit tests).
+        connect_timeout: seconds allowed to open a connection.
+        read_timeout: seconds allowed between bytes of a response.
+        timeout: seconds allowed for a whole call, retries and waits included (overridable per
+            call with ``timeout=``).
+        max_concurrency: the most requests in flight at once from this client.
+        retry: the ``RetryPolicy``.
+        ssl: passed to aiohttp (``True``, ``False`` or an ``ssl.SSLContext``).
+        trust_env: honour proxy environment variables.
+
+    Raises:
+        InvalidRequestError: no API key was given or found.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        transport: Transport | None = None,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 630.0,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_concurrency: int = 32,
+        retry: RetryPolicy | None = None,
+        ssl: bool | ssl_module.SSLContext = True,
+        trust_env: bool = True,
+    ) -> None:
+        self._api_key = _find_key(api_key)
+        self.base_url = (base_url or os.environ.get("PHOTA_BASE_URL") or DEFAULT_BASE_URL).rstrip(
+            "/"
+        )
+        if not self.base_url.startswith(("http://", "https://")):
+            raise InvalidRequestError("base_url", "must start with http:// or https://")
+        if max_concurrency < 1:
+            raise InvalidRequestError("max_concurrency", "must be at least 1")
+        self._transport: Transport = transport or AiohttpTransport(
+            session,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            ssl=ssl,
+            trust_env=trust_env,
+            limit=max_concurrency,
+        )
+        self.timeout = timeout
+        self._retry = retry or RetryPolicy()
+        self._limiter = anyio.CapacityLimiter(max_concurrency)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._secret: str | None = None
+        self.profiles = Profiles(self)
+
+    def __repr__(self) -> str:
+        return f"<PhotaClient base_url={self.base_url!r} api_key=***>"
+
+    async def __aenter__(self) -> PhotaClient:
+        self._check_usable()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections this client opened. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._transport.aclose()
+
+    # -- the one path every request takes ------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise PhotaError("this PhotaClient is closed; create a new one")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise PhotaError(
+                "this PhotaClient belongs to another event loop; create one client per loop"
+            )
+
+    async def _send(
+        self, request: Request, decode: Callable[[Response], T], timeout: float | None = None
+    ) -> T:
+        """Send with retries and a deadline over the whole call; decode the answer."""
+        self._check_usable()
+        attempts = 0
+
+        async def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            async with self._limiter:
+                started = time.perf_counter()
+                try:
+                    response = await self._transport.send(request)
+                except PhotaError as exc:
+                    log.debug(
+                        "%s %s attempt %d failed: %s",
+                        request.method,
+                        request.endpoint,
+                        attempts,
+                        exc,
+                    )
+                    raise
+            log.debug(
+                "%s %s attempt %d -> %d %s in %.1f ms",
+                request.method,
+                request.endpoint,
+                attempts,
+                response.status,
+                response.request_id,
+                (time.perf_counter() - started) * 1000,
+            )
+            return decode(response)
+
+        deadline = self.timeout if timeout is None else timeout
+        try:
+            with anyio.fail_after(deadline):
+                return await _retry.call(
+                    attempt, retry=request.retry, endpoint=request.endpoint, policy=self._retry
+                )
+        except TimeoutError:
+            if request.retry == "paid" and attempts:
+                raise OutcomeUnknownError(
+                    f"{request.method} {request.endpoint}: no answer within the {deadline:g} s "
+                    "deadline; the call may have been processed and charged. Run long calls as "
+                    "jobs (phota.jobs.submit_*)."
+                ) from None
+            raise ReadTimeoutError(
+                f"{request.method} {request.endpoint}: not finished within the {deadline:g} s deadline"
+            ) from None
+
+    # -- downloads -----------------------------------------------------------------------
+
+    async def _fetch(self, url: str) -> bytes:
+        return await self._send(proto.download(url), proto.decode_picture)
+
+    async def _save(self, url: str, target: Path) -> str:
+        """Stream a signed URL to ``target`` + the real extension, atomically; return the ext."""
+        request = proto.download(url)
+        tmp = await anyio.to_thread.run_sync(temp_beside, target)
+        try:
+            response = await self._download_to(request, tmp)
+            proto.check(response)
+            head = await anyio.to_thread.run_sync(_head, tmp)
+            ext = sniff_extension(head, target.suffix.lstrip(".") or "jpg")
+            await anyio.to_thread.run_sync(os.replace, tmp, target.with_suffix(f".{ext}"))
+            return ext
+        finally:
+            await anyio.to_thread.run_sync(lambda: tmp.unlink(missing_ok=True))
+
+    async def _download_to(self, request: Request, dest: Path) -> Response:
+        self._check_usable()
+
+        async def attempt() -> Response:
+            async with self._limiter:
+                return proto.check(await self._transport.download(request, dest))
+
+        with anyio.fail_after(self.timeout):
+            return await _retry.call(attempt, retry="safe", endpoint="download", policy=self._retry)
+
+    def _result(self, response: Response, output_format: str) -> ImageResult:
+        body = proto.decode_result(response)
+        return image_result(
+            body,
+            output_format,
+            response.request_id,
+            proto.decode_base64_image,
+            fetch=self._fetch,
+            save=self._save,
+        )
+
+    async def _studio(
+        self, path: str, fields: dict[str, Any], output_format: str, timeout: float | None
+    ) -> ImageResult:
+        request = proto.post(self.base_url, self._api_key, path, fields, "paid")
+        return await self._send(request, lambda r: self._result(r, output_format), timeout)
+
+    # -- studio calls --------------------------------------------------------------------
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        n: int = 1,
+        aspect_ratio: str = "auto",
+        resolution: str = "1K",
+        base_model: str = "nb2",
+        quality: str | None = None,
+        output_format: str = "jpg",
+        response_mode: str = "bytes",
+        profile_ids: Sequence[str] | None = None,
+        timeout: float | None = None,
+    ) -> ImageResult:
+        """Draw new images from a prompt; name trained subjects as ``[[profile_id]]`` in it.
+
+        Args:
+            prompt: what to draw. ``[[profile_id]]`` tokens bring in trained subjects.
+            n: number of images, 1-4.
+            aspect_ratio: ``auto``, ``1:1``, ``3:4``, ``4:3``, ``9:16`` or ``16:9``.
+            resolution: ``1K``, ``2K`` or ``4K`` (as far as ``base_model`` can).
+            base_model: ``nb2``, ``gpt-image-2``, ``qwen-image-2``, ``flux-2`` or ``reve``.
+            quality: ``auto``/``low``/``medium``/``high``; ``gpt-image-2`` only.
+            output_format: ``jpg`` or ``png``.
+            response_mode: ``bytes`` (images inline) or ``urls`` (signed download URLs).
+            profile_ids: refused: generate names subjects only inside the prompt.
+            timeout: deadline for the whole call, in seconds.
+
+        Returns:
+            The ``ImageResult``.
+
+        Raises:
+            InvalidRequestError: a parameter is invalid (nothing was sent).
+            APIError: the API refused the call.
+            OutcomeUnknownError: the answer was lost and the call may have been charged.
+        """
+        fields = proto.generate_fields(
+            prompt,
+            profile_ids=profile_ids,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            base_model=base_model,
+            quality=quality,
+            n=n,
+            output_format=output_format,
+            response_mode=response_mode,
+        )
+        return await self._studio("/generate", fields, output_format, timeout)
+
+    async def edit(
+        self,
+        prompt: str,
+        *,
+        images: Sequence[Any],
+        profile_ids: Sequence[str] | None = None,
+        aspect_ratio: str = "auto",
+        resolution: str = "1K",
+        base_model: str = "nb2",
+        quality: str | None = None,
+        n: int = 1,
+        output_format: str = "jpg",
+        response_mode: str = "bytes",
+        timeout: float | None = None,
+    ) -> ImageResult:
+        """Edit 1-10 images following a prompt, keeping named subjects recognisable.
+
+        Args:
+            prompt: the instruction; ``[[profile_id]]`` tokens name trained subjects.
+            images: 1-10 inputs, each a ``Path``, an http(s) URL, ``bytes``, a binary file
+                object or a PIL image.
+            profile_ids: trained subjects to apply (merged with the prompt's tokens).
+            aspect_ratio, resolution, base_model, quality, n, output_format, response_mode,
+                timeout: as for ``generate``.
+
+        Returns:
+            The ``ImageResult``.
+
+        Raises:
+            InvalidRequestError: a parameter or an image is invalid (nothing was sent).
+            APIError: the API refused the call.
+            OutcomeUnknownError: the answer was lost and the call may have been charged.
+        """
+        fields = await self._edit_fields(
+            prompt, images, profile_ids, aspect_ratio, resolution, base_model, quality, n,
+            output_format, response_mode,
+        )  # fmt: skip
+        return await self._studio("/edit", fields, output_format, timeout)
+
+    async def _edit_fields(
+        self,
+        prompt: Any,
+        images: Any,
+        profile_ids: Any,
+        aspect_ratio: Any,
+        resolution: Any,
+        base_model: Any,
+        quality: Any,
+        n: Any,
+        output_format: Any,
+        response_mode: Any,
+    ) -> dict[str, Any]:
+        proto.check_prompt(prompt)
+        listed = proto.check_edit_images(images)
+        sources = [await prepare_image(img, f"images[{i}]") for i, img in enumerate(listed)]
+        return proto.edit_fields(
+            prompt,
+            sources,
+            profile_ids=profile_ids,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            base_model=base_model,
+            quality=quality,
+            n=n,
+            output_format=output_format,
+            response_mode=response_mode,
+        )
+
+    async def enhance(
+        self,
+        image: Any,
+        *,
+        profile_ids: Sequence[str] | None = None,
+        prompt: str | None = None,
+        n: int = 1,
+        output_format: str = "jpg",
+        response_mode: str = "bytes",
+        timeout: float | None = None,
+    ) -> ImageResult:
+        """Improve a photo (light, colour, noise, sharpness), keeping named subjects true.
+
+        Args:
+            image: a ``Path``, an http(s) URL, ``bytes``, a binary file object or a PIL image.
+            profile_ids: trained subjects who appear in the photo.
+            prompt: optional guidance.
+            n, output_format, response_mode, timeout: as for ``generate``.
+
+        Returns:
+            The ``ImageResult``.
+
+        Raises:
+            InvalidRequestError: a parameter or the image is invalid (nothing was sent).
+            APIError: the API refused the call.
+            OutcomeUnknownError: the answer was lost and the call may have been charged.
+        """
+        source = await prepare_image(image, "image")
+        fields = proto.enhance_fields(
+            source,
+            profile_ids=profile_ids,
+            prompt=prompt,
+            n=n,
+            output_format=output_format,
+            response_mode=response_mode,
+        )
+        return await self._studio("/enhance", fields, output_format, timeout)
+
+    async def remix(
+        self,
+        image: Any,
+        *,
+        reference: Any,
+        profile_ids: Sequence[str] | None = None,
+        prompt: str | None = None,
+        n: int = 1,
+        output_format: str = "jpg",
+        response_mode: str = "bytes",
+        timeout: float | None = None,
+    ) -> ImageResult:
+        """Restyle ``image`` (the content) after ``reference`` (the style); 2K output.
+
+        Args:
+            image: the content photo, in any accepted input form.
+            reference: the style photo, in any accepted input form.
+            profile_ids, prompt, n, output_format, response_mode, timeout: as for ``enhance``.
+
+        Returns:
+            The ``ImageResult``.
+
+        Raises:
+            InvalidRequestError: a parameter or an image is invalid (nothing was sent).
+            APIError: the API refused the call.
+            OutcomeUnknownError: the answer was lost and the call may have been charged.
+        """
+        content: ImageSource = await prepare_image(image, "image")
+        style: ImageSource = await prepare_image(reference, "reference")
+        fields = proto.remix_fields(
+            content,
+            style,
+            profile_ids=profile_ids,
+            prompt=prompt,
+            n=n,
+            output_format=output_format,
+            response_mode=response_mode,
+        )
+        return await self._studio("/remix", fields, output_format, timeout)
+
+    async def webhook_secret(self, *, refresh: bool = False) -> str:
+        """The account's webhook signing secret (fetched once, then cached).
+
+        Args:
+            refresh: fetch it again, after a rotation.
+        """
+        if self._secret is None or refresh:
+            request = proto.get(self.base_url, self._api_key, "/webhook-secret")
+            self._secret = await self._send(request, proto.decode_secret)
+        return self._secret
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(16)
+
+
+class Profiles:
+    """Trained subjects: ``phota.profiles``."""
+
+    def __init__(self, client: PhotaClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        images: Sequence[str],
+        *,
+        tier: str = "standard",
+        tag: str | None = None,
+        timeout: float | None = None,
+    ) -> Profile:
+        """Start training a profile from photos of one subject.
+
+        Args:
+            images: public http(s) URLs of the training photos (standard: 10-50, fast: 5-10).
+            tier: ``standard`` (about 20 minutes) or ``fast``.
+            tag: an immutable label (1-128 characters), usable as a filter in ``list``.
+            timeout: deadline for the call, in seconds.
+
+        Returns:
+            The new ``Profile`` (status ``VALIDATING``).
+
+        Raises:
+            InvalidRequestError: wrong number of images, a non-URL, a bad tier or tag.
+            OutcomeUnknownError: the answer was lost; the profile may exist (and be charged).
+        """
+        client = self._client
+        if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+            raise InvalidRequestError("images", "must be a list of training photos")
+        urls = [_training_url(img, f"images[{i}]") for i, img in enumerate(images)]
+        fields = proto.training_fields(urls, tier, tag)
+        request = proto.post(client.base_url, client._api_key, "/profiles/add", fields, "paid")
+        profile_id = await client._send(request, proto.decode_created_profile_id, timeout)
+        return Profile(id=profile_id, status="VALIDATING", tag=tag)
+
+    async def get(self, profile_id: str, *, timeout: float | None = None) -> Profile:
+        """The current status of a profile.
+
+        Raises:
+            InvalidRequestError: ``profile_id`` is not a valid id.
+            NotFoundError: there is no such profile.
+        """
+        client = self._client
+        request = proto.get(
+            client.base_url, client._api_key, proto.profile_path(profile_id, "/status")
+        )
+        return await client._send(request, proto.decode_profile, timeout)
+
+    async def list(self, *, tag: str | None = None, timeout: float | None = None) -> list[Profile]:
+        """Every profile of the account, optionally only those with ``tag``."""
+        client = self._client
+        query = {"tag": tag} if tag is not None else None
+        request = proto.get(client.base_url, client._api_key, "/profiles/ids", query)
+        return await client._send(request, proto.decode_profiles, timeout)
+
+    async def picture(self, profile_id: str, *, timeout: float | None = None) -> bytes:
+        """The profile's picture, as JPEG bytes.
+
+        Raises:
+            InvalidRequestError: ``profile_id`` is not a valid id.
+            NotFoundError: no such profile, or no picture yet.
+        """
+        client = self._client
+        request = proto.get(
+            client.base_url, client._api_key, proto.profile_path(profile_id, "/profile_picture")
+        )
+        return await client._send(request, proto.decode_picture, timeout)
+
+    async def delete(self, profile_id: str, *, timeout: float | None = None) -> None:
+        """Delete a profile.
+
+        Raises:
+            InvalidRequestError: ``profile_id`` is not a valid id.
+            NotFoundError: there is no such profile.
+        """
+        client = self._client
+        request = proto.delete(client.base_url, client._api_key, proto.profile_path(profile_id))
+        await client._send(request, proto.check, timeout)
+
+
+def _training_url(value: Any, field: str) -> str:
+    """A training photo must be a URL here (local files need an uploader)."""
+    if not isinstance(value, str):
+        raise InvalidRequestError(
+            field, "training photos must be http(s) URLs (local files need an uploader)"
+        )
+    return check_url(value, field)

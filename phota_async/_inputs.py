@@ -1,0 +1,200 @@
+"""Image inputs: checked before any request, then streamed as base64 straight from disk.
+
+A studio call accepts an image as a ``Path``, an http(s) URL string, ``bytes``, a binary file
+object, or a PIL image. URLs are passed through for the server to fetch. Everything else
+becomes an ``ImageBlob``: a description of where the bytes are (never a base64 copy of them),
+whose format has been checked by its magic bytes. The transport reads a blob in chunks, off the
+event loop, and base64-encodes each chunk straight into the request body.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+import anyio.to_thread
+import attrs
+
+from .errors import InvalidRequestError
+
+# Raw bytes per chunk: a multiple of 3 so that every chunk encodes to whole base64 quanta.
+CHUNK = 3 * 256 * 1024
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+FORMATS = ("jpeg", "png", "webp", "heic")
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format named by a file's first bytes, or ``None``."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp" and head[8:12] in (
+        b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1",
+    ):  # fmt: skip
+        return "heic"
+    return None
+
+
+@attrs.frozen
+class ImageBlob:
+    """Where an image's bytes are: a file on disk, bytes in memory, or an open seekable file."""
+
+    size: int
+    format: str
+    path: Path | None = None
+    data: bytes | None = attrs.field(default=None, repr=False)
+    file: IO[bytes] | None = attrs.field(default=None, repr=False)
+    offset: int = 0
+
+    @property
+    def encoded_size(self) -> int:
+        """Length of the base64 text for this blob."""
+        return 4 * ((self.size + 2) // 3)
+
+    def chunks(self) -> Iterator[bytes]:
+        """Base64 text of the blob, chunk by chunk (blocking: run it in a worker thread)."""
+        if self.data is not None:
+            view = memoryview(self.data)
+            for start in range(0, len(view), CHUNK):
+                yield base64.b64encode(view[start : start + CHUNK])
+            return
+        if self.path is not None:
+            with self.path.open("rb") as handle:
+                yield from _encode_stream(handle, self.size)
+            return
+        assert self.file is not None
+        self.file.seek(self.offset)
+        yield from _encode_stream(self.file, self.size)
+
+    def read_all(self) -> bytes:
+        """All raw bytes (blocking), for uploads that need them whole."""
+        if self.data is not None:
+            return self.data
+        if self.path is not None:
+            return self.path.read_bytes()
+        assert self.file is not None
+        self.file.seek(self.offset)
+        return self.file.read(self.size)
+
+
+def _encode_stream(handle: IO[bytes], size: int) -> Iterator[bytes]:
+    remaining = size
+    while remaining > 0:
+        raw = handle.read(min(CHUNK, remaining))
+        if not raw:
+            raise InvalidRequestError("image", "the file shrank while it was being sent")
+        remaining -= len(raw)
+        yield base64.b64encode(raw)
+
+
+ImageSource = str | ImageBlob
+
+
+def check_url(url: str, field: str) -> str:
+    """Accept an http(s) URL with a host; refuse anything else with a clear error."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidRequestError(
+            field,
+            "a string must be an http(s) URL; pass a pathlib.Path for a local file",
+        )
+    return url
+
+
+def _blob_from_bytes(data: bytes, field: str) -> ImageBlob:
+    if not data:
+        raise InvalidRequestError(field, "the image is empty (0 bytes)")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise InvalidRequestError(field, f"the image is larger than {MAX_IMAGE_BYTES} bytes")
+    fmt = sniff_format(data[:16])
+    if fmt is None:
+        raise InvalidRequestError(field, "not a JPEG, PNG, WebP or HEIC image")
+    return ImageBlob(size=len(data), format=fmt, data=data)
+
+
+def _blob_from_path(path: Path, field: str) -> ImageBlob:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise InvalidRequestError(field, f"no such file: {path}") from None
+    except OSError as exc:
+        raise InvalidRequestError(field, f"cannot read {path}: {exc.strerror}") from None
+    if not path.is_file():
+        raise InvalidRequestError(field, f"not a regular file: {path}")
+    if stat.st_size == 0:
+        raise InvalidRequestError(field, f"the file is empty: {path}")
+    if stat.st_size > MAX_IMAGE_BYTES:
+        raise InvalidRequestError(field, f"the file is larger than {MAX_IMAGE_BYTES} bytes: {path}")
+    with path.open("rb") as handle:
+        fmt = sniff_format(handle.read(16))
+    if fmt is None:
+        raise InvalidRequestError(field, f"not a JPEG, PNG, WebP or HEIC image: {path}")
+    return ImageBlob(size=stat.st_size, format=fmt, path=path)
+
+
+def _blob_from_file(handle: IO[bytes], field: str) -> ImageBlob:
+    if handle.seekable():
+        offset = handle.tell()
+        size = handle.seek(0, os.SEEK_END) - offset
+        handle.seek(offset)
+        head = handle.read(16)
+        handle.seek(offset)
+        if size <= 0:
+            raise InvalidRequestError(field, "the file object has no bytes left to read")
+        if size > MAX_IMAGE_BYTES:
+            raise InvalidRequestError(field, f"the image is larger than {MAX_IMAGE_BYTES} bytes")
+        fmt = sniff_format(head)
+        if fmt is None:
+            raise InvalidRequestError(field, "not a JPEG, PNG, WebP or HEIC image")
+        return ImageBlob(size=size, format=fmt, file=handle, offset=offset)
+    return _blob_from_bytes(handle.read(MAX_IMAGE_BYTES + 1), field)
+
+
+def _blob_from_pil(image: Any) -> ImageBlob:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    data = buf.getvalue()
+    return ImageBlob(size=len(data), format="png", data=data)
+
+
+def _is_pil_image(value: Any) -> bool:
+    module = type(value).__module__
+    return module.startswith("PIL.") and hasattr(value, "save") and hasattr(value, "size")
+
+
+def _prepare_sync(value: Any, field: str) -> ImageSource:
+    if isinstance(value, str):
+        return check_url(value, field)
+    if isinstance(value, os.PathLike):
+        return _blob_from_path(Path(value), field)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _blob_from_bytes(bytes(value), field)
+    if hasattr(value, "read"):
+        return _blob_from_file(value, field)
+    if _is_pil_image(value):
+        return _blob_from_pil(value)
+    raise InvalidRequestError(
+        field,
+        f"unsupported image type {type(value).__name__}: use a Path, an http(s) URL, bytes, "
+        "a binary file object or a PIL image",
+    )
+
+
+async def prepare_image(value: Any, field: str) -> ImageSource:
+    """Check one image input and describe where its bytes are, without loading a file.
+
+    Raises:
+        InvalidRequestError: the input is missing, empty, too large, not an image, or of an
+            unsupported type; the message names ``field``.
+    """
+    if isinstance(value, str):
+        return check_url(value, field)
+    return await anyio.to_thread.run_sync(_prepare_sync, value, field)

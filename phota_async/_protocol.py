@@ -1,0 +1,531 @@
+"""The Phota wire protocol as pure functions: parameters in, ``Request`` out; ``Response`` in,
+models or typed errors out. Nothing here does I/O or knows about aiohttp, so all of it is tested
+synchronously against recorded payloads.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import platform
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from email.utils import parsedate_to_datetime
+from typing import Any, Final, Literal
+from urllib.parse import quote, urlencode
+
+import attrs
+
+from . import __version__
+from ._converter import structure
+from ._inputs import ImageBlob
+from .errors import (
+    CODE_ERRORS,
+    STATUS_ERRORS,
+    APIError,
+    InvalidRequestError,
+    ResponseValidationError,
+    ServerError,
+)
+from .models import Job, JobHandle, Profile, ResultBody
+
+RetryClass = Literal["safe", "paid", "keyed"]
+"""How a request may be retried: ``safe`` (GET/DELETE), ``paid`` (a POST that costs money and
+carries no idempotency key), ``keyed`` (a paid POST that carries a ``client_request_id``)."""
+
+ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TOKEN_PATTERN: Final = re.compile(r"\[\[([^\[\]]*)\]\]")
+ASPECT_RATIOS: Final = ("auto", "1:1", "3:4", "4:3", "9:16", "16:9")
+RESOLUTIONS: Final = ("1K", "2K", "4K")
+BASE_MODELS: Final = ("nb2", "gpt-image-2", "qwen-image-2", "flux-2", "reve")
+QUALITIES: Final = ("auto", "low", "medium", "high")
+OUTPUT_FORMATS: Final = ("jpg", "png")
+RESPONSE_MODES: Final = ("bytes", "urls")
+TIERS: Final = ("standard", "fast")
+TIER_COUNTS: Final = {"standard": (10, 50), "fast": (5, 10)}
+MODEL_RESOLUTIONS: Final = {
+    "nb2": ("1K", "2K", "4K"),
+    "gpt-image-2": ("1K", "2K", "4K"),
+    "qwen-image-2": ("1K", "2K"),
+    "flux-2": ("1K", "2K"),
+    "reve": ("1K",),
+}
+MAX_EDIT_IMAGES: Final = 10
+USER_AGENT: Final = f"phota_async/{__version__} python/{platform.python_version()}"
+
+
+@attrs.frozen
+class StreamedBody:
+    """A JSON body whose image values are streamed as base64 from their blobs.
+
+    ``parts`` alternate literal JSON bytes and blobs; each blob is written between the quotes
+    that the literal parts already hold.
+    """
+
+    parts: tuple[bytes | ImageBlob, ...]
+
+    @property
+    def length(self) -> int:
+        return sum(len(p) if isinstance(p, bytes) else p.encoded_size for p in self.parts)
+
+
+Body = bytes | StreamedBody
+
+
+@attrs.frozen
+class Request:
+    """One HTTP request, ready for a transport. Headers and body stay out of ``repr``."""
+
+    method: str
+    url: str
+    endpoint: str
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    body: Body | None = attrs.field(default=None, repr=False)
+    retry: RetryClass = "safe"
+
+
+@attrs.frozen
+class Response:
+    """One HTTP response. ``headers`` keys are lower-case."""
+
+    status: int
+    headers: Mapping[str, str] = attrs.field(repr=False)
+    body: bytes = attrs.field(repr=False)
+
+    @property
+    def request_id(self) -> str | None:
+        return self.headers.get("x-request-id")
+
+
+# -- request building ---------------------------------------------------------------------
+
+
+def headers(api_key: str, *, json_body: bool = False) -> dict[str, str]:
+    """Headers for an API call."""
+    out = {"X-API-Key": api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
+    if json_body:
+        out["Content-Type"] = "application/json"
+    return out
+
+
+def check_id(value: Any, field: str) -> str:
+    """Accept a profile or job id, which also goes into URL paths; refuse anything else."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise InvalidRequestError(field, f"{shown} is not a valid id (1-64 of A-Z a-z 0-9 _ -)")
+    return value
+
+
+def check_prompt(prompt: Any, field: str = "prompt", *, required: bool = True) -> str | None:
+    """Accept a prompt whose every ``[[token]]`` is a valid profile id."""
+    if prompt is None and not required:
+        return None
+    if not isinstance(prompt, str) or (required and not prompt.strip()):
+        raise InvalidRequestError(field, "a non-empty string is required")
+    for token in TOKEN_PATTERN.findall(prompt):
+        check_id(token, f"{field} [[{token[:20]}]]")
+    return prompt
+
+
+def _choice(value: Any, field: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise InvalidRequestError(field, f"{value!r} is not one of {', '.join(choices)}")
+    return str(value)
+
+
+def _check_n(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 4:
+        raise InvalidRequestError("n", f"must be an integer from 1 to 4, got {n!r}")
+    return n
+
+
+def check_profile_ids(profile_ids: Sequence[str] | None) -> list[str]:
+    if profile_ids is None:
+        return []
+    if isinstance(profile_ids, str):
+        raise InvalidRequestError("profile_ids", "must be a list of ids, not one string")
+    return [check_id(p, f"profile_ids[{i}]") for i, p in enumerate(profile_ids)]
+
+
+def output_fields(n: Any, output_format: Any, response_mode: Any) -> dict[str, Any]:
+    """The output fields shared by the four studio endpoints, validated."""
+    return {
+        "num_output_images": _check_n(n),
+        "output_format": _choice(output_format, "output_format", OUTPUT_FORMATS),
+        "response_mode": _choice(response_mode, "response_mode", RESPONSE_MODES),
+    }
+
+
+def model_fields(
+    aspect_ratio: Any, resolution: Any, base_model: Any, quality: Any
+) -> dict[str, Any]:
+    """aspect_ratio/resolution/base_model/quality, with the model capability rules."""
+    fields = {
+        "aspect_ratio": _choice(aspect_ratio, "aspect_ratio", ASPECT_RATIOS),
+        "resolution": _choice(resolution, "resolution", RESOLUTIONS),
+        "base_model": _choice(base_model, "base_model", BASE_MODELS),
+    }
+    if resolution not in MODEL_RESOLUTIONS[base_model]:
+        raise InvalidRequestError(
+            "resolution",
+            f"{base_model} cannot make {resolution} images "
+            f"(it can make {', '.join(MODEL_RESOLUTIONS[base_model])})",
+        )
+    if quality is not None:
+        fields["quality"] = _choice(quality, "quality", QUALITIES)
+        if base_model != "gpt-image-2":
+            raise InvalidRequestError(
+                "quality", f"only gpt-image-2 takes quality, not {base_model}"
+            )
+    return fields
+
+
+def async_fields(client_request_id: str | None, callback_url: str | None) -> dict[str, Any]:
+    """Fields that turn a studio call into a job submit."""
+    fields: dict[str, Any] = {"async": True, "response_mode": "urls"}
+    fields["client_request_id"] = client_request_id or new_client_request_id()
+    if callback_url is not None:
+        if not isinstance(callback_url, str) or not callback_url.startswith("https://"):
+            raise InvalidRequestError("callback_url", "must be an https:// URL")
+        fields["callback_url"] = callback_url
+    return fields
+
+
+def new_client_request_id() -> str:
+    """A fresh idempotency key for one logical submit."""
+    return "cr_" + secrets.token_hex(16)
+
+
+def json_body(fields: Mapping[str, Any]) -> Body:
+    """Serialise a body; image blobs become streamed parts instead of inline base64."""
+    blobs: list[ImageBlob] = []
+    marker = "\x00blob" + secrets.token_hex(4) + ":"
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, ImageBlob):
+            blobs.append(value)
+            return f"{marker}{len(blobs) - 1}"
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        return value
+
+    encoded = json.dumps({k: swap(v) for k, v in fields.items()}, separators=(",", ":"))
+    if not blobs:
+        return encoded.encode()
+    parts: list[bytes | ImageBlob] = []
+    escaped = json.dumps(marker)[1:-1]  # the marker as it appears inside a JSON string
+    pieces = encoded.split(escaped)
+    parts.append(pieces[0].encode())
+    for piece in pieces[1:]:
+        index, rest = piece.split('"', 1)
+        parts.append(blobs[int(index)])
+        parts.append(('"' + rest).encode())
+    return StreamedBody(tuple(parts))
+
+
+def url(base_url: str, path: str, query: Mapping[str, str] | None = None) -> str:
+    full = base_url.rstrip("/") + path
+    return f"{full}?{urlencode(query)}" if query else full
+
+
+def get(base_url: str, api_key: str, path: str, query: Mapping[str, str] | None = None) -> Request:
+    return Request("GET", url(base_url, path, query), path, headers(api_key))
+
+
+def delete(base_url: str, api_key: str, path: str) -> Request:
+    return Request("DELETE", url(base_url, path), path, headers(api_key))
+
+
+def post(
+    base_url: str, api_key: str, path: str, fields: Mapping[str, Any], retry: RetryClass
+) -> Request:
+    return Request(
+        "POST",
+        url(base_url, path),
+        path,
+        headers(api_key, json_body=True),
+        json_body(fields),
+        retry,
+    )
+
+
+def download(signed_url: str) -> Request:
+    """A GET of a signed output URL. It carries no API key: the URL is its own credential."""
+    return Request("GET", signed_url, "download", {"User-Agent": USER_AGENT})
+
+
+def profile_path(profile_id: str, suffix: str = "") -> str:
+    return f"/profiles/{quote(check_id(profile_id, 'profile_id'), safe='')}{suffix}"
+
+
+def job_path(job_id: str) -> str:
+    return f"/jobs/{quote(check_id(job_id, 'job_id'), safe='')}"
+
+
+def training_fields(urls: Sequence[str], tier: Any, tag: Any) -> dict[str, Any]:
+    """The body of ``POST /profiles/add``, validated."""
+    tier = _choice(tier, "tier", TIERS)
+    lo, hi = TIER_COUNTS[tier]
+    if not lo <= len(urls) <= hi:
+        raise InvalidRequestError(
+            "images", f"the {tier} tier needs {lo}-{hi} images, got {len(urls)}"
+        )
+    fields: dict[str, Any] = {"image_urls": list(urls), "training_tier": tier}
+    if tag is not None:
+        if not isinstance(tag, str) or not 1 <= len(tag) <= 128:
+            raise InvalidRequestError("tag", "must be a string of 1-128 characters")
+        fields["tag"] = tag
+    return fields
+
+
+# -- response decoding --------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date (``None`` when absent or bad)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        from datetime import datetime, timezone
+
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN guard
+
+
+def _text(value: Any, limit: int = 500) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def error_from(response: Response) -> APIError:
+    """The typed ``APIError`` for an error response, whatever its body looks like."""
+    body: Any
+    try:
+        body = json.loads(response.body) if response.body else None
+    except (UnicodeDecodeError, ValueError):
+        body = response.body.decode("utf-8", "replace")
+    code: str | None = None
+    detail: str
+    request_id = response.request_id
+    if isinstance(body, Mapping):
+        raw_code = body.get("code")
+        code = raw_code if isinstance(raw_code, str) else None
+        raw_detail = body.get("detail")
+        if isinstance(raw_detail, list):
+            detail = "; ".join(_describe_422(d) for d in raw_detail) or "validation failed"
+        elif raw_detail is None:
+            detail = _text(body.get("message") or body)
+        else:
+            detail = _text(raw_detail)
+        if request_id is None and isinstance(body.get("request_id"), str):
+            request_id = body["request_id"]
+    elif isinstance(body, str) and body.strip():
+        detail = _text(" ".join(body.split()), 200)
+    else:
+        detail = "no detail given"
+    cls = CODE_ERRORS.get(code or "") or STATUS_ERRORS.get(response.status)
+    if cls is None:
+        cls = ServerError if response.status >= 500 else APIError
+    error = cls(
+        response.status,
+        code,
+        detail,
+        body=body,
+        request_ids=[request_id] if request_id else [],
+    )
+    error.retry_after = parse_retry_after(response.headers.get("retry-after"))
+    return error
+
+
+def _describe_422(entry: Any) -> str:
+    if not isinstance(entry, Mapping):
+        return _text(entry, 100)
+    loc = entry.get("loc")
+    where = ".".join(str(p) for p in loc if p != "body") if isinstance(loc, list) else "?"
+    return f"{where}: {entry.get('msg', 'invalid')}"
+
+
+def json_of(response: Response, what: str) -> Any:
+    """The JSON of a success response, or ``ResponseValidationError``."""
+    try:
+        return json.loads(response.body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ResponseValidationError(
+            f"{what}: the {response.status} response is not valid JSON ({exc})"
+        ) from None
+
+
+def check(response: Response) -> Response:
+    """Raise the typed error for a non-2xx response; return the response otherwise."""
+    if not 200 <= response.status < 300:
+        raise error_from(response)
+    return response
+
+
+def decode_profile(response: Response) -> Profile:
+    return structure(json_of(check(response), "profile"), Profile, "profile")
+
+
+def decode_profiles(response: Response) -> list[Profile]:
+    """``{"profiles": [...]}`` whose elements are objects or plain id strings."""
+    data = json_of(check(response), "profiles")
+    items = data.get("profiles") if isinstance(data, Mapping) else None
+    if not isinstance(items, list):
+        raise ResponseValidationError("profiles: expected an object with a 'profiles' list")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            out.append(Profile(id=item))
+        else:
+            out.append(structure(item, Profile, f"profiles[{i}]"))
+    return out
+
+
+def decode_created_profile_id(response: Response) -> str:
+    data = json_of(check(response), "profile")
+    profile_id = data.get("profile_id") if isinstance(data, Mapping) else None
+    if not isinstance(profile_id, str) or not profile_id:
+        raise ResponseValidationError("profile: the answer has no profile_id")
+    return profile_id
+
+
+def decode_picture(response: Response) -> bytes:
+    check(response)
+    if not response.body:
+        raise ResponseValidationError("profile picture: the body is empty")
+    return response.body
+
+
+def decode_result(response: Response) -> ResultBody:
+    return structure(json_of(check(response), "result"), ResultBody, "result")
+
+
+def decode_job_handle(response: Response) -> JobHandle:
+    return structure(json_of(check(response), "job"), JobHandle, "job")
+
+
+def decode_job(response: Response) -> Job:
+    return structure(json_of(check(response), "job"), Job, "job")
+
+
+def decode_secret(response: Response) -> str:
+    data = json_of(check(response), "webhook secret")
+    secret = data.get("secret") if isinstance(data, Mapping) else None
+    if not isinstance(secret, str) or not secret:
+        raise ResponseValidationError("webhook secret: the answer has no secret")
+    return secret
+
+
+def decode_base64_image(value: str) -> bytes:
+    """Decode one base64 output image."""
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ResponseValidationError("result: an output image is not valid base64") from None
+
+
+# -- studio bodies ------------------------------------------------------------------------
+
+Image = str | ImageBlob  # a URL for the server to fetch, or a blob to stream as base64
+
+
+def generate_fields(
+    prompt: Any,
+    *,
+    profile_ids: Any,
+    aspect_ratio: Any,
+    resolution: Any,
+    base_model: Any,
+    quality: Any,
+    n: Any,
+    output_format: Any,
+    response_mode: Any,
+) -> dict[str, Any]:
+    """The body of ``POST /generate``, validated."""
+    if profile_ids:
+        raise InvalidRequestError(
+            "profile_ids",
+            "generate takes no profile_ids: name each subject in the prompt as [[profile_id]]",
+        )
+    return {
+        "prompt": check_prompt(prompt),
+        **model_fields(aspect_ratio, resolution, base_model, quality),
+        **output_fields(n, output_format, response_mode),
+    }
+
+
+def edit_fields(
+    prompt: Any,
+    images: Sequence[Image],
+    *,
+    profile_ids: Any,
+    aspect_ratio: Any,
+    resolution: Any,
+    base_model: Any,
+    quality: Any,
+    n: Any,
+    output_format: Any,
+    response_mode: Any,
+) -> dict[str, Any]:
+    """The body of ``POST /edit``, validated (images already prepared)."""
+    fields: dict[str, Any] = {"prompt": check_prompt(prompt), "images": list(images)}
+    ids = check_profile_ids(profile_ids)
+    if ids:
+        fields["profile_ids"] = ids
+    fields.update(model_fields(aspect_ratio, resolution, base_model, quality))
+    fields.update(output_fields(n, output_format, response_mode))
+    return fields
+
+
+def check_edit_images(images: Any) -> list[Any]:
+    """Accept 1-10 edit images (before any of them is read)."""
+    if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+        raise InvalidRequestError("images", "must be a list of images")
+    if not 1 <= len(images) <= MAX_EDIT_IMAGES:
+        raise InvalidRequestError(
+            "images", f"edit takes 1-{MAX_EDIT_IMAGES} images, got {len(images)}"
+        )
+    return list(images)
+
+
+def enhance_fields(
+    image: Image, *, profile_ids: Any, prompt: Any, n: Any, output_format: Any, response_mode: Any
+) -> dict[str, Any]:
+    """The body of ``POST /enhance``, validated (image already prepared)."""
+    fields: dict[str, Any] = {"image": image}
+    ids = check_profile_ids(profile_ids)
+    if ids:
+        fields["profile_ids"] = ids
+    if prompt is not None:
+        fields["prompt"] = check_prompt(prompt, required=False)
+    fields.update(output_fields(n, output_format, response_mode))
+    return fields
+
+
+def remix_fields(
+    image: Image,
+    reference: Image,
+    *,
+    profile_ids: Any,
+    prompt: Any,
+    n: Any,
+    output_format: Any,
+    response_mode: Any,
+) -> dict[str, Any]:
+    """The body of ``POST /remix``, validated (images already prepared)."""
+    fields: dict[str, Any] = {"input_image": image, "reference_image": reference}
+    ids = check_profile_ids(profile_ids)
+    if ids:
+        fields["profile_ids"] = ids
+    if prompt is not None:
+        fields["prompt"] = check_prompt(prompt, required=False)
+    fields.update(output_fields(n, output_format, response_mode))
+    return fields

@@ -1,0 +1,228 @@
+"""The one transport seam: ``Transport.send(Request) -> Response``.
+
+``AiohttpTransport`` is the only place in the SDK that imports aiohttp's client. Every exception
+aiohttp or asyncio can raise while sending is translated here, once, into ``phota_async.errors``
+with ``raise ... from exc``; the distinction that matters downstream is whether the request
+can have reached the server (``ConnectError``: certainly not) or not.
+
+``MockTransport(handler)`` serves unit tests: the handler receives each ``Request`` and returns
+a ``Response`` (or raises a ``PhotaError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ssl as ssl_module
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+import anyio.to_thread
+
+from ._protocol import Request, Response, StreamedBody
+from .errors import (
+    ConnectError,
+    ConnectionLostError,
+    InvalidRequestError,
+    PhotaError,
+    ReadTimeoutError,
+    TransportError,
+)
+
+DOWNLOAD_CHUNK = 256 * 1024
+
+
+class Transport(Protocol):
+    """Sends requests. Implementations raise only ``PhotaError`` subclasses."""
+
+    async def send(self, request: Request) -> Response:
+        """Send one request and read its whole response."""
+        ...
+
+    async def download(self, request: Request, dest: Path) -> Response:
+        """Send a GET and stream a 200 body into ``dest`` (the returned body is empty)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections. Idempotent."""
+        ...
+
+
+def translate(exc: BaseException, request: Request) -> PhotaError:
+    """Map an aiohttp/asyncio/OS exception to the SDK's error for it. The one place that does."""
+    where = f"{request.method} {request.endpoint}"
+    if isinstance(exc, PhotaError):
+        return exc
+    if isinstance(exc, aiohttp.InvalidURL):
+        return InvalidRequestError("base_url", f"invalid URL for {where}")
+    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+        return ConnectError(f"{where}: cannot connect ({type(exc).__name__})")
+    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError, TimeoutError)):
+        return ReadTimeoutError(f"{where}: no answer within the read timeout")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ConnectionLostError(f"{where}: the response body was cut short")
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, OSError)):
+        return ConnectionLostError(f"{where}: the connection was lost ({type(exc).__name__})")
+    if isinstance(exc, aiohttp.ClientError):
+        return TransportError(f"{where}: {type(exc).__name__}")
+    raise exc
+
+
+async def _stream(body: StreamedBody) -> AsyncIterator[bytes]:
+    """Yield the body's bytes; blobs are read and base64-encoded in a worker thread."""
+    for part in body.parts:
+        if isinstance(part, bytes):
+            yield part
+            continue
+        chunks = part.chunks()
+        while True:
+            chunk = await anyio.to_thread.run_sync(next, chunks, None)
+            if chunk is None:
+                break
+            yield chunk
+
+
+def _payload(request: Request) -> tuple[bytes | AsyncIterator[bytes] | None, dict[str, str]]:
+    headers = dict(request.headers)
+    body = request.body
+    if isinstance(body, StreamedBody):
+        headers["Content-Length"] = str(body.length)
+        return _stream(body), headers
+    return body, headers
+
+
+def _lower(headers: aiohttp.typedefs.LooseHeaders) -> dict[str, str]:
+    items = headers.items() if hasattr(headers, "items") else headers
+    return {str(k).lower(): str(v) for k, v in items}
+
+
+class AiohttpTransport:
+    """The production transport over one ``aiohttp.ClientSession``.
+
+    Args:
+        session: a session to borrow (never closed here); by default one is created on first
+            use and closed by ``aclose()``.
+        connect_timeout: seconds to open a connection.
+        read_timeout: seconds to wait for each chunk of the response (synchronous image calls
+            may legitimately take up to 600 s).
+        ssl: passed through to aiohttp (``True``, ``False`` or an ``ssl.SSLContext``).
+        trust_env: honour proxy settings from the environment.
+        limit: the connection pool size.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 630.0,
+        ssl: bool | ssl_module.SSLContext = True,
+        trust_env: bool = True,
+        limit: int = 100,
+    ) -> None:
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=connect_timeout,
+            sock_connect=connect_timeout,
+            sock_read=read_timeout,
+        )
+        self._ssl = ssl
+        self._trust_env = trust_env
+        self._limit = limit
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                trust_env=self._trust_env,
+                connector=aiohttp.TCPConnector(limit=self._limit),
+            )
+        return self._session
+
+    async def send(self, request: Request) -> Response:
+        data, headers = _payload(request)
+        try:
+            async with self._get_session().request(
+                request.method,
+                request.url,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                ssl=self._ssl,
+                allow_redirects=False,
+            ) as resp:
+                body = await resp.read()
+                return Response(resp.status, _lower(resp.headers), body)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise translate(exc, request) from exc
+
+    async def download(self, request: Request, dest: Path) -> Response:
+        try:
+            async with self._get_session().request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                timeout=self._timeout,
+                ssl=self._ssl,
+            ) as resp:
+                if resp.status != 200:
+                    return Response(resp.status, _lower(resp.headers), await resp.read())
+                handle = await anyio.to_thread.run_sync(dest.open, "wb")
+                try:
+                    async for chunk in resp.content.iter_chunked(DOWNLOAD_CHUNK):
+                        await anyio.to_thread.run_sync(handle.write, chunk)
+                finally:
+                    await anyio.to_thread.run_sync(handle.close)
+                return Response(resp.status, _lower(resp.headers), b"")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise translate(exc, request) from exc
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and self._owns_session:
+            await session.close()
+
+
+Handler = Callable[[Request], "Response | Awaitable[Response]"]
+
+
+class MockTransport:
+    """A transport that answers from a function, for tests without sockets.
+
+    The handler gets every ``Request`` (streamed bodies already joined into ``bytes``) and
+    returns a ``Response`` or raises a ``PhotaError`` such as ``ConnectError``.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[Request] = []
+        self.closed = False
+
+    async def send(self, request: Request) -> Response:
+        if isinstance(request.body, StreamedBody):
+            chunks = [chunk async for chunk in _stream(request.body)]
+            request = Request(
+                request.method,
+                request.url,
+                request.endpoint,
+                request.headers,
+                b"".join(chunks),
+                request.retry,
+            )
+        self.requests.append(request)
+        result = self.handler(request)
+        return await result if inspect.isawaitable(result) else result
+
+    async def download(self, request: Request, dest: Path) -> Response:
+        response = await self.send(request)
+        if response.status == 200:
+            await anyio.to_thread.run_sync(dest.write_bytes, response.body)
+            return Response(response.status, response.headers, b"")
+        return response
+
+    async def aclose(self) -> None:
+        self.closed = True

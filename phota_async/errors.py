@@ -1,0 +1,241 @@
+"""Every error the SDK raises. All of them derive from ``PhotaError``.
+
+```
+PhotaError
+├── InvalidRequestError (also ValueError)  refused before any request was sent
+├── TransportError                         no usable response came back
+│   ├── ConnectError                       could not connect; the request was not sent
+│   ├── ConnectionLostError                the connection broke mid-call
+│   └── ReadTimeoutError                   the server did not answer in time
+├── OutcomeUnknownError                    a paid POST may or may not have been processed
+├── ResponseValidationError                a response did not have the documented shape
+├── APIError                               the API answered with an error status
+│   ├── BadRequestError                    400
+│   │   ├── ContentModerationError         400 CONTENT_MODERATION
+│   │   └── ProfileNotReadyError           400 PROFILE_NOT_READY
+│   ├── AuthenticationError                401
+│   ├── InsufficientCreditError            402
+│   ├── PermissionDeniedError              403
+│   ├── NotFoundError                      404
+│   ├── PayloadTooLargeError               413
+│   ├── UnprocessableEntityError           422 (``.errors`` holds the FastAPI detail list)
+│   ├── RateLimitError                     429 (``.retry_after``)
+│   └── ServerError                        5xx
+│       ├── ServiceUnavailableError        503
+│       └── GatewayTimeoutError            504 (refunded by the server)
+├── WaitTimeoutError (also TimeoutError)   a wait's deadline passed (``.last`` snapshot)
+├── ProfileTrainingError                   a profile ended ERROR or INACTIVE (``.profile``)
+└── JobFailedError                         a job ended FAILED (``.job``)
+```
+
+Every error has ``request_ids``: the ``X-Request-Id`` of each attempt, oldest first, so that a
+support ticket can name them. Messages never contain the API key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import Job, Profile
+
+
+class PhotaError(Exception):
+    """Root of every error raised by ``phota_async``."""
+
+    request_ids: tuple[str, ...] = ()
+
+    @property
+    def request_id(self) -> str | None:
+        """The request id of the last attempt, if a response carried one."""
+        return self.request_ids[-1] if self.request_ids else None
+
+
+class InvalidRequestError(PhotaError, ValueError):
+    """A parameter is invalid; raised before any request is sent.
+
+    Attributes:
+        field: the parameter at fault, such as ``"images[3]"`` or ``"n"``.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class TransportError(PhotaError):
+    """No usable response came back: connection failure, timeout or broken body."""
+
+
+class ConnectError(TransportError):
+    """The connection could not be opened, so the request was certainly not sent."""
+
+
+class ConnectionLostError(TransportError):
+    """The connection broke after the request may have been sent, or mid-response."""
+
+
+class ReadTimeoutError(TransportError):
+    """The server did not answer within the read timeout."""
+
+
+class OutcomeUnknownError(PhotaError):
+    """A paid POST may or may not have been processed (and charged); it was not retried.
+
+    Re-sending could charge twice. Run long calls as jobs (``phota.jobs.submit_*``): a job
+    submit carries an idempotency key and is always safe to retry.
+    """
+
+
+class ResponseValidationError(PhotaError):
+    """A response body was not valid JSON or did not have the documented shape."""
+
+
+class APIError(PhotaError):
+    """The API answered with an error status.
+
+    Attributes:
+        status: the HTTP status code.
+        code: the machine-readable error code, such as ``"PROFILE_NOT_FOUND"`` (``None`` when the
+            body had none, as with a proxy's HTML page).
+        detail: the human-readable explanation.
+        body: the parsed JSON body, or the raw text when it was not JSON.
+        retry_after: the server's ``Retry-After`` hint in seconds, if it sent one.
+    """
+
+    retry_after: float | None = None
+
+    def __init__(
+        self,
+        status: int,
+        code: str | None,
+        detail: str,
+        *,
+        body: Any = None,
+        request_ids: Sequence[str] = (),
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.body = body
+        self.request_ids = tuple(request_ids)
+        super().__init__(self._line())
+
+    def _line(self) -> str:
+        code = f" {self.code}" if self.code else ""
+        rid = f" (request {self.request_ids[-1]})" if self.request_ids else ""
+        return f"{self.status}{code}: {self.detail}{rid}"
+
+    def __str__(self) -> str:
+        return self._line()
+
+
+class BadRequestError(APIError):
+    """400: the request was refused (bad model/resolution pairing, unreadable image, ...)."""
+
+
+class ContentModerationError(BadRequestError):
+    """400 ``CONTENT_MODERATION``: the prompt or an image was refused by moderation."""
+
+
+class ProfileNotReadyError(BadRequestError):
+    """400 ``PROFILE_NOT_READY``: a named profile has not finished training."""
+
+
+class AuthenticationError(APIError):
+    """401: the API key is not valid."""
+
+
+class InsufficientCreditError(APIError):
+    """402: the prepaid credit is exhausted."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the API key header was missing, or access was refused."""
+
+
+class NotFoundError(APIError):
+    """404: no such profile or job."""
+
+
+class PayloadTooLargeError(APIError):
+    """413: the request body is larger than the server accepts."""
+
+
+class UnprocessableEntityError(APIError):
+    """422: the request failed schema validation.
+
+    Attributes:
+        errors: the FastAPI ``detail`` entries, each with ``loc``, ``msg`` and ``type``.
+    """
+
+    @property
+    def errors(self) -> list[Mapping[str, Any]]:
+        detail = self.body.get("detail") if isinstance(self.body, Mapping) else None
+        return [d for d in detail if isinstance(d, Mapping)] if isinstance(detail, list) else []
+
+
+class RateLimitError(APIError):
+    """429: too many requests; ``retry_after`` is the server's hint in seconds, if any."""
+
+
+class ServerError(APIError):
+    """5xx: the service failed."""
+
+
+class ServiceUnavailableError(ServerError):
+    """503: the service is temporarily unavailable."""
+
+
+class GatewayTimeoutError(ServerError):
+    """504: a synchronous call exceeded its time limit (the server refunds it); use a job."""
+
+
+class WaitTimeoutError(PhotaError, TimeoutError):
+    """A wait's deadline passed before the profile or job finished.
+
+    Attributes:
+        last: the last snapshot seen (a ``Profile`` or ``Job``), or ``None``.
+    """
+
+    def __init__(self, message: str, last: Profile | Job | None = None) -> None:
+        super().__init__(message)
+        self.last = last
+
+
+class ProfileTrainingError(PhotaError):
+    """A profile ended ``ERROR`` or ``INACTIVE``; ``profile`` holds it (with its message)."""
+
+    def __init__(self, profile: Profile) -> None:
+        message = profile.message or "no message"
+        super().__init__(f"profile {profile.id} is {profile.status}: {message}")
+        self.profile = profile
+
+
+class JobFailedError(PhotaError):
+    """A job ended ``FAILED``; ``job`` holds it, ``code`` and ``detail`` its error."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.code = job.error.code if job.error else None
+        self.detail = job.error.detail if job.error else "no detail"
+        super().__init__(f"job {job.id} failed: {self.code or 'UNKNOWN'}: {self.detail}")
+
+
+STATUS_ERRORS: Mapping[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientCreditError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: PayloadTooLargeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+    503: ServiceUnavailableError,
+    504: GatewayTimeoutError,
+}
+CODE_ERRORS: Mapping[str, type[APIError]] = {
+    "CONTENT_MODERATION": ContentModerationError,
+    "PROFILE_NOT_READY": ProfileNotReadyError,
+}

@@ -1,0 +1,265 @@
+"""Frozen snapshots of what the API returns.
+
+Models are immutable: refreshing a profile or a job returns a new object. They are forward
+compatible: unknown fields in a response are ignored, and a status string the SDK does not know
+is kept as it is (compare against the constants below rather than assuming the set is closed).
+Signed URLs are kept out of ``repr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Final, Protocol
+
+import attrs
+
+
+def wire(name: str) -> dict[str, str]:
+    """Field metadata naming the JSON key a field is read from (the converter's rename policy)."""
+    return {"wire": name}
+
+
+class ProfileStatus:
+    """Profile statuses. ``VALIDATING -> QUEUING -> IN_PROGRESS -> READY``, or a failure."""
+
+    VALIDATING: Final = "VALIDATING"
+    QUEUING: Final = "QUEUING"
+    IN_PROGRESS: Final = "IN_PROGRESS"
+    READY: Final = "READY"
+    ERROR: Final = "ERROR"
+    INACTIVE: Final = "INACTIVE"
+    UNKNOWN: Final = "UNKNOWN"  # a list answer that gave only ids
+    TRAINING: Final = frozenset({VALIDATING, QUEUING, IN_PROGRESS})
+    FAILED: Final = frozenset({ERROR, INACTIVE})
+
+
+class JobStatus:
+    """Job statuses. ``QUEUED -> RUNNING -> SUCCEEDED | FAILED``."""
+
+    QUEUED: Final = "QUEUED"
+    RUNNING: Final = "RUNNING"
+    SUCCEEDED: Final = "SUCCEEDED"
+    FAILED: Final = "FAILED"
+    FINISHED: Final = frozenset({SUCCEEDED, FAILED})
+
+
+@attrs.frozen
+class Profile:
+    """A trained (or training) subject.
+
+    Attributes:
+        id: the profile id, used as ``[[id]]`` in prompts.
+        status: one of ``ProfileStatus``, or a newer status string kept as is.
+        message: the server's explanation, mostly for ``ERROR``; may be ``None`` or empty.
+        tag: the immutable tag given at creation, when the answer included it.
+    """
+
+    id: str = attrs.field(metadata=wire("profile_id"))
+    status: str = ProfileStatus.UNKNOWN
+    message: str | None = None
+    tag: str | None = None
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether the profile can be named in studio calls."""
+        return self.status == ProfileStatus.READY
+
+    @property
+    def is_failed(self) -> bool:
+        """Whether training ended without a usable profile (``ERROR`` or ``INACTIVE``)."""
+        return self.status in ProfileStatus.FAILED
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the status will not change any more."""
+        return self.is_ready or self.is_failed
+
+
+@attrs.frozen
+class KnownSubjects:
+    """How often each trained subject appears across the outputs (used for billing)."""
+
+    counts: dict[str, int] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class ResultBody:
+    """The 200 body of a studio call, as sent on the wire."""
+
+    known_subjects: KnownSubjects = attrs.Factory(KnownSubjects)
+    images: list[str] = attrs.field(factory=list, repr=False)
+    download_urls: list[str] = attrs.field(factory=list, repr=False)
+
+
+@attrs.frozen
+class JobError:
+    """Why a job failed."""
+
+    code: str | None = None
+    detail: str | None = None
+
+
+@attrs.frozen
+class JobHandle:
+    """The 202 answer to an asynchronous submit."""
+
+    id: str = attrs.field(metadata=wire("job_id"))
+    status: str = JobStatus.QUEUED
+    poll_url: str | None = attrs.field(default=None, repr=False)
+
+
+class JobBackend(Protocol):
+    """What a ``Job`` needs from the client that made it, to refresh and wait on itself."""
+
+    async def refresh_job(self, job: Job) -> Job: ...
+
+    async def wait_job(self, job: Job, timeout: float | None) -> ImageResult: ...
+
+
+@attrs.frozen
+class Job:
+    """A snapshot of an asynchronous job.
+
+    Attributes:
+        id: the job id.
+        status: one of ``JobStatus``, or a newer status string kept as is.
+        client_request_id: the idempotency key it was submitted with, when known.
+        created_at, updated_at: server times, when the answer included them.
+        error: why it failed, once ``FAILED``.
+    """
+
+    id: str = attrs.field(metadata=wire("job_id"))
+    status: str = JobStatus.QUEUED
+    client_request_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    error: JobError | None = None
+    result: ResultBody | None = attrs.field(default=None, repr=False)
+    request_id: str | None = attrs.field(default=None, repr=False, eq=False)
+    _backend: JobBackend | None = attrs.field(default=None, repr=False, eq=False, alias="backend")
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether the job ended, either way."""
+        return self.status in JobStatus.FINISHED
+
+
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "jpg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "png"),
+    (b"WEBP", 8, "webp"),
+)
+
+
+def sniff_extension(data: bytes, fallback: str) -> str:
+    """The file extension matching an image's magic bytes (``fallback`` when unknown)."""
+    for magic, offset, ext in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return ext
+    return fallback
+
+
+Fetcher = Callable[[str], Awaitable[bytes]]
+Saver = Callable[[str, Path], Awaitable[str]]
+
+
+@attrs.frozen
+class OutputImage:
+    """One output image: inline bytes, or a signed URL downloaded on demand.
+
+    Attributes:
+        index: position among the call's outputs.
+        data: the image bytes when the call used ``response_mode="bytes"``.
+        url: the signed download URL when it used ``"urls"`` (kept out of ``repr``).
+        format: ``"jpg"`` or ``"png"``, as requested.
+    """
+
+    index: int
+    format: str
+    data: bytes | None = attrs.field(default=None, repr=False)
+    url: str | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class ImageResult:
+    """The outcome of a studio call (or of a finished job).
+
+    Attributes:
+        outputs: every output image, in order.
+        known_subjects: ``{profile_id: count}`` of trained subjects recognised in the outputs.
+        request_id: the ``X-Request-Id`` of the call that produced it.
+    """
+
+    outputs: tuple[OutputImage, ...]
+    known_subjects: Mapping[str, int]
+    request_id: str | None = None
+    _fetch: Fetcher | None = attrs.field(default=None, repr=False, eq=False, alias="fetch")
+    _save: Saver | None = attrs.field(default=None, repr=False, eq=False, alias="save")
+
+    def __len__(self) -> int:
+        return len(self.outputs)
+
+    async def read(self, index: int = 0) -> bytes:
+        """The bytes of one output image, downloading it when it is a URL.
+
+        Raises:
+            IndexError: there is no output at ``index``.
+            PhotaError: the download failed.
+        """
+        output = self.outputs[index]
+        if output.data is not None:
+            return output.data
+        if output.url is None or self._fetch is None:
+            raise ValueError(f"output {index} has neither bytes nor a download URL")
+        return await self._fetch(output.url)
+
+    async def save(self, directory: str | Path, *, stem: str = "image") -> list[Path]:
+        """Write every output into ``directory`` (created if needed); return the paths.
+
+        Files are named ``{stem}-{index}.{ext}`` with the extension the bytes really have.
+        Each is written to a temporary file and renamed into place, so a crash never leaves a
+        partial image under the final name; URL outputs are streamed to disk.
+        """
+        from ._files import write_atomic
+
+        folder = Path(directory)
+        paths: list[Path] = []
+        for output in self.outputs:
+            target = folder / f"{stem}-{output.index}"
+            if output.data is not None:
+                ext = sniff_extension(output.data, output.format)
+                paths.append(await write_atomic(target.with_suffix(f".{ext}"), output.data))
+            elif output.url is not None and self._save is not None:
+                ext = await self._save(output.url, target)
+                paths.append(target.with_suffix(f".{ext}"))
+            else:
+                raise ValueError(f"output {output.index} has neither bytes nor a download URL")
+        return paths
+
+
+def image_result(
+    body: ResultBody,
+    output_format: str,
+    request_id: str | None,
+    decode: Callable[[str], bytes],
+    fetch: Fetcher | None = None,
+    save: Saver | None = None,
+) -> ImageResult:
+    """Build an ``ImageResult`` from a wire body (base64 images or signed URLs alike)."""
+    outputs: list[OutputImage] = [
+        OutputImage(index=i, format=output_format, data=decode(s))
+        for i, s in enumerate(body.images)
+    ]
+    outputs += [
+        OutputImage(index=len(outputs) + i, format=output_format, url=u)
+        for i, u in enumerate(body.download_urls)
+    ]
+    return ImageResult(
+        outputs=tuple(outputs),
+        known_subjects=dict(body.known_subjects.counts),
+        request_id=request_id,
+        fetch=fetch,
+        save=save,
+    )

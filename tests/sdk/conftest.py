@@ -1,0 +1,26 @@
+"""Fixtures for SDK tests: a client on the emulator, backoff waits switched off."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+import phota_async
+from phota_async import PhotaClient
+from phota_async.testing import PhotaEmulator
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff() -> Iterator[None]:
+    """Retries still happen, without their waits."""
+    phota_async.set_testing(True)
+    yield
+    phota_async.set_testing(False)
+
+
+@pytest.fixture
+async def phota(emu: PhotaEmulator) -> AsyncIterator[PhotaClient]:
+    """A client talking to the test's emulator."""
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url) as client:
+        yield client

@@ -1,0 +1,140 @@
+"""The transport seam: foreign exceptions translated once, streamed bodies, MockTransport."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from phota_async import AiohttpTransport, MockTransport
+from phota_async import _protocol as proto
+from phota_async._inputs import ImageBlob
+from phota_async._protocol import Request, Response
+from phota_async._transport import translate
+from phota_async.errors import (
+    ConnectError,
+    ConnectionLostError,
+    InvalidRequestError,
+    ReadTimeoutError,
+    TransportError,
+)
+
+GET = Request("GET", "http://127.0.0.1:1/x", "/x", {})
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening on it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (aiohttp.ServerDisconnectedError(), ConnectionLostError),
+        (aiohttp.ClientPayloadError("cut"), ConnectionLostError),
+        (aiohttp.ServerTimeoutError(), ReadTimeoutError),
+        (asyncio.TimeoutError(), ReadTimeoutError),
+        (aiohttp.InvalidURL("::"), InvalidRequestError),
+        (aiohttp.ClientError(), TransportError),
+        (ConnectionResetError(), ConnectionLostError),
+    ],
+)
+def test_foreign_exceptions_are_translated(exc: BaseException, expected: type) -> None:
+    """Each aiohttp/asyncio/OS exception maps to its SDK error."""
+    assert isinstance(translate(exc, GET), expected)
+
+
+def test_unrelated_exceptions_are_not_swallowed() -> None:
+    """A programming error passes through untranslated."""
+    with pytest.raises(KeyError):
+        translate(KeyError("bug"), GET)
+
+
+async def test_connection_refused_is_connect_error() -> None:
+    """Sending to a port nobody listens on raises ConnectError."""
+    transport = AiohttpTransport()
+    try:
+        with pytest.raises(ConnectError) as info:
+            await transport.send(Request("GET", f"http://127.0.0.1:{free_port()}/x", "/x", {}))
+    finally:
+        await transport.aclose()
+    assert isinstance(info.value.__cause__, aiohttp.ClientError)
+
+
+async def test_read_timeout_is_read_timeout_error() -> None:
+    """A server slower than read_timeout raises ReadTimeoutError."""
+
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    transport = AiohttpTransport(read_timeout=0.1)
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/slow"
+        with pytest.raises(ReadTimeoutError):
+            await transport.send(Request("GET", url, "/slow", {}))
+    finally:
+        await transport.aclose()
+        await runner.cleanup()
+
+
+async def test_streamed_body_arrives_whole_with_content_length(tmp_path: Path) -> None:
+    """A blob from disk is sent as base64 inside the JSON, with an exact Content-Length."""
+    raw = bytes(range(256)) * 5000  # 1.28 MB, spans several chunks
+    path = tmp_path / "img.bin"
+    path.write_bytes(raw)
+    seen: dict[str, object] = {}
+
+    async def echo(request: web.Request) -> web.Response:
+        seen["length"] = request.content_length
+        seen["body"] = await request.read()
+        return web.json_response({})
+
+    app = web.Application(client_max_size=10 * 1024 * 1024)
+    app.router.add_post("/e", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    transport = AiohttpTransport()
+    try:
+        body = proto.json_body({"image": ImageBlob(size=len(raw), format="png", path=path)})
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/e"
+        await transport.send(Request("POST", url, "/e", {"Content-Type": "application/json"}, body))
+    finally:
+        await transport.aclose()
+        await runner.cleanup()
+    sent = seen["body"]
+    assert isinstance(sent, bytes)
+    assert seen["length"] == len(sent)
+    assert base64.b64decode(json.loads(sent)["image"]) == raw
+
+
+async def test_borrowed_session_is_not_closed() -> None:
+    """aclose() leaves a borrowed session open."""
+    async with aiohttp.ClientSession() as session:
+        transport = AiohttpTransport(session)
+        await transport.aclose()
+        assert not session.closed
+
+
+async def test_mock_transport_joins_streamed_bodies() -> None:
+    """MockTransport hands its handler the full body bytes."""
+    transport = MockTransport(
+        lambda r: Response(200, {}, r.body if isinstance(r.body, bytes) else b"")
+    )
+    body = proto.json_body({"image": ImageBlob(size=3, format="png", data=b"abc")})
+    response = await transport.send(Request("POST", "http://x/y", "/y", {}, body))
+    assert json.loads(response.body) == {"image": "YWJj"}

@@ -11,9 +11,13 @@ async with PhotaClient() as phota:            # PHOTA_API_KEY from the environme
 
 __version__ = "0.1.0"
 
-from ._client import PhotaClient, Profiles
+from ._client import PhotaClient
+from ._jobs import Jobs
+from ._poll import Cadence, PollPolicy
+from ._profiles import Profiles
 from ._retry import RetryPolicy, set_testing
 from ._transport import AiohttpTransport, MockTransport, Transport
+from ._uploads import PresignedPutUploader, Uploader, emulator_uploader
 from .errors import (
     APIError,
     InvalidRequestError,
@@ -29,16 +33,20 @@ from .models import ImageResult, Job, JobStatus, OutputImage, Profile, ProfileSt
 __all__ = [
     "APIError",
     "AiohttpTransport",
+    "Cadence",
     "ImageResult",
     "InvalidRequestError",
     "Job",
     "JobFailedError",
     "JobStatus",
+    "Jobs",
     "MockTransport",
     "OutcomeUnknownError",
     "OutputImage",
     "PhotaClient",
     "PhotaError",
+    "PollPolicy",
+    "PresignedPutUploader",
     "Profile",
     "ProfileStatus",
     "ProfileTrainingError",
@@ -46,7 +54,9 @@ __all__ = [
     "RateLimitError",
     "RetryPolicy",
     "Transport",
+    "Uploader",
     "WaitTimeoutError",
     "__version__",
+    "emulator_uploader",
     "set_testing",
 ]

@@ -19,9 +19,12 @@ import anyio.to_thread
 
 from . import _protocol as proto
 from . import _retry
+from ._calls import edit_call, enhance_call, remix_call
 from ._files import temp_beside
-from ._inputs import ImageSource, check_url, prepare_image
-from ._protocol import Request, Response
+from ._jobs import Jobs
+from ._poll import PollBudget, Poller, PollPolicy
+from ._profiles import Profiles
+from ._protocol import FileBody, Request, Response, StudioCall
 from ._retry import RetryPolicy
 from ._transport import AiohttpTransport, Transport
 from .errors import (
@@ -30,7 +33,7 @@ from .errors import (
     PhotaError,
     ReadTimeoutError,
 )
-from .models import ImageResult, Profile, image_result, sniff_extension
+from .models import ImageResult, ResultBody, image_result, sniff_extension
 
 T = TypeVar("T")
 log = logging.getLogger("phota_async")
@@ -68,6 +71,7 @@ class PhotaClient:
             call with ``timeout=``).
         max_concurrency: the most requests in flight at once from this client.
         retry: the ``RetryPolicy``.
+        poll: the ``PollPolicy`` for waits (intervals and the client-wide poll budget).
         ssl: passed to aiohttp (``True``, ``False`` or an ``ssl.SSLContext``).
         trust_env: honour proxy environment variables.
 
@@ -87,6 +91,7 @@ class PhotaClient:
         timeout: float = DEFAULT_TIMEOUT,
         max_concurrency: int = 32,
         retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
         ssl: bool | ssl_module.SSLContext = True,
         trust_env: bool = True,
     ) -> None:
@@ -112,7 +117,10 @@ class PhotaClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._secret: str | None = None
+        self.poll_policy = poll or PollPolicy()
+        self.poller = Poller(PollBudget(self.poll_policy.max_polls_per_second))
         self.profiles = Profiles(self)
+        self.jobs = Jobs(self)
 
     def __repr__(self) -> str:
         return f"<PhotaClient base_url={self.base_url!r} api_key=***>"
@@ -219,6 +227,17 @@ class PhotaClient:
         finally:
             await anyio.to_thread.run_sync(lambda: tmp.unlink(missing_ok=True))
 
+    async def put_file(
+        self, put_url: str, data: bytes | Path, content_type: str, timeout: float | None = None
+    ) -> None:
+        """PUT raw bytes or a file (streamed from disk) to a presigned URL; retried as safe."""
+        if isinstance(data, Path):
+            size = (await anyio.to_thread.run_sync(data.stat)).st_size
+            body: bytes | FileBody = FileBody(data, size)
+        else:
+            body = data
+        await self._send(proto.upload(put_url, body, content_type), proto.check, timeout)
+
     async def _download_to(self, request: Request, dest: Path) -> Response:
         self._check_usable()
 
@@ -229,22 +248,32 @@ class PhotaClient:
         with anyio.fail_after(self.timeout):
             return await _retry.call(attempt, retry="safe", endpoint="download", policy=self._retry)
 
-    def _result(self, response: Response, output_format: str) -> ImageResult:
-        body = proto.decode_result(response)
+    def image_result(
+        self, body: ResultBody, output_format: str, request_id: str | None
+    ) -> ImageResult:
+        """An ``ImageResult`` whose URL outputs download through this client."""
         return image_result(
             body,
             output_format,
-            response.request_id,
+            request_id,
             proto.decode_base64_image,
             fetch=self._fetch,
             save=self._save,
         )
 
-    async def _studio(
-        self, path: str, fields: dict[str, Any], output_format: str, timeout: float | None
-    ) -> ImageResult:
-        request = proto.post(self.base_url, self._api_key, path, fields, "paid")
-        return await self._send(request, lambda r: self._result(r, output_format), timeout)
+    async def run(self, call: StudioCall, *, via_job: bool, timeout: float | None) -> ImageResult:
+        """Send a studio call synchronously, or as a job awaited here, within one deadline."""
+        deadline = self.timeout if timeout is None else timeout
+        if via_job:
+            started = time.monotonic()
+            job = await self.jobs.submit(call, timeout=deadline)
+            return await job.wait(timeout=max(0.0, deadline - (time.monotonic() - started)))
+        request = proto.post(self.base_url, self._api_key, call.path, call.fields, "paid")
+        return await self._send(
+            request,
+            lambda r: self.image_result(proto.decode_result(r), call.output_format, r.request_id),
+            deadline,
+        )
 
     # -- studio calls --------------------------------------------------------------------
 
@@ -260,6 +289,7 @@ class PhotaClient:
         output_format: str = "jpg",
         response_mode: str = "bytes",
         profile_ids: Sequence[str] | None = None,
+        via_job: bool = False,
         timeout: float | None = None,
     ) -> ImageResult:
         """Draw new images from a prompt; name trained subjects as ``[[profile_id]]`` in it.
@@ -274,7 +304,9 @@ class PhotaClient:
             output_format: ``jpg`` or ``png``.
             response_mode: ``bytes`` (images inline) or ``urls`` (signed download URLs).
             profile_ids: refused: generate names subjects only inside the prompt.
-            timeout: deadline for the whole call, in seconds.
+            via_job: run the call as an asynchronous job and wait for it here: safe to retry,
+                no 600 s limit.
+            timeout: deadline for the whole call (submit and waiting included), in seconds.
 
         Returns:
             The ``ImageResult``.
@@ -283,19 +315,24 @@ class PhotaClient:
             InvalidRequestError: a parameter is invalid (nothing was sent).
             APIError: the API refused the call.
             OutcomeUnknownError: the answer was lost and the call may have been charged.
+            JobFailedError: with ``via_job``, the job failed.
         """
-        fields = proto.generate_fields(
-            prompt,
-            profile_ids=profile_ids,
-            aspect_ratio=aspect_ratio,
-            resolution=resolution,
-            base_model=base_model,
-            quality=quality,
-            n=n,
-            output_format=output_format,
-            response_mode=response_mode,
+        call = StudioCall(
+            "/generate",
+            proto.generate_fields(
+                prompt,
+                profile_ids=profile_ids,
+                aspect_ratio=aspect_ratio,
+                resolution=resolution,
+                base_model=base_model,
+                quality=quality,
+                n=n,
+                output_format=output_format,
+                response_mode=response_mode,
+            ),
+            output_format,
         )
-        return await self._studio("/generate", fields, output_format, timeout)
+        return await self.run(call, via_job=via_job, timeout=timeout)
 
     async def edit(
         self,
@@ -310,6 +347,7 @@ class PhotaClient:
         n: int = 1,
         output_format: str = "jpg",
         response_mode: str = "bytes",
+        via_job: bool = False,
         timeout: float | None = None,
     ) -> ImageResult:
         """Edit 1-10 images following a prompt, keeping named subjects recognisable.
@@ -320,7 +358,7 @@ class PhotaClient:
                 object or a PIL image.
             profile_ids: trained subjects to apply (merged with the prompt's tokens).
             aspect_ratio, resolution, base_model, quality, n, output_format, response_mode,
-                timeout: as for ``generate``.
+                via_job, timeout: as for ``generate``.
 
         Returns:
             The ``ImageResult``.
@@ -329,32 +367,11 @@ class PhotaClient:
             InvalidRequestError: a parameter or an image is invalid (nothing was sent).
             APIError: the API refused the call.
             OutcomeUnknownError: the answer was lost and the call may have been charged.
+            JobFailedError: with ``via_job``, the job failed.
         """
-        fields = await self._edit_fields(
-            prompt, images, profile_ids, aspect_ratio, resolution, base_model, quality, n,
-            output_format, response_mode,
-        )  # fmt: skip
-        return await self._studio("/edit", fields, output_format, timeout)
-
-    async def _edit_fields(
-        self,
-        prompt: Any,
-        images: Any,
-        profile_ids: Any,
-        aspect_ratio: Any,
-        resolution: Any,
-        base_model: Any,
-        quality: Any,
-        n: Any,
-        output_format: Any,
-        response_mode: Any,
-    ) -> dict[str, Any]:
-        proto.check_prompt(prompt)
-        listed = proto.check_edit_images(images)
-        sources = [await prepare_image(img, f"images[{i}]") for i, img in enumerate(listed)]
-        return proto.edit_fields(
+        call = await edit_call(
             prompt,
-            sources,
+            images,
             profile_ids=profile_ids,
             aspect_ratio=aspect_ratio,
             resolution=resolution,
@@ -364,6 +381,7 @@ class PhotaClient:
             output_format=output_format,
             response_mode=response_mode,
         )
+        return await self.run(call, via_job=via_job, timeout=timeout)
 
     async def enhance(
         self,
@@ -374,6 +392,7 @@ class PhotaClient:
         n: int = 1,
         output_format: str = "jpg",
         response_mode: str = "bytes",
+        via_job: bool = False,
         timeout: float | None = None,
     ) -> ImageResult:
         """Improve a photo (light, colour, noise, sharpness), keeping named subjects true.
@@ -382,7 +401,7 @@ class PhotaClient:
             image: a ``Path``, an http(s) URL, ``bytes``, a binary file object or a PIL image.
             profile_ids: trained subjects who appear in the photo.
             prompt: optional guidance.
-            n, output_format, response_mode, timeout: as for ``generate``.
+            n, output_format, response_mode, via_job, timeout: as for ``generate``.
 
         Returns:
             The ``ImageResult``.
@@ -391,17 +410,17 @@ class PhotaClient:
             InvalidRequestError: a parameter or the image is invalid (nothing was sent).
             APIError: the API refused the call.
             OutcomeUnknownError: the answer was lost and the call may have been charged.
+            JobFailedError: with ``via_job``, the job failed.
         """
-        source = await prepare_image(image, "image")
-        fields = proto.enhance_fields(
-            source,
+        call = await enhance_call(
+            image,
             profile_ids=profile_ids,
             prompt=prompt,
             n=n,
             output_format=output_format,
             response_mode=response_mode,
         )
-        return await self._studio("/enhance", fields, output_format, timeout)
+        return await self.run(call, via_job=via_job, timeout=timeout)
 
     async def remix(
         self,
@@ -413,6 +432,7 @@ class PhotaClient:
         n: int = 1,
         output_format: str = "jpg",
         response_mode: str = "bytes",
+        via_job: bool = False,
         timeout: float | None = None,
     ) -> ImageResult:
         """Restyle ``image`` (the content) after ``reference`` (the style); 2K output.
@@ -420,7 +440,8 @@ class PhotaClient:
         Args:
             image: the content photo, in any accepted input form.
             reference: the style photo, in any accepted input form.
-            profile_ids, prompt, n, output_format, response_mode, timeout: as for ``enhance``.
+            profile_ids, prompt, n, output_format, response_mode, via_job, timeout: as for
+                ``enhance``.
 
         Returns:
             The ``ImageResult``.
@@ -429,19 +450,18 @@ class PhotaClient:
             InvalidRequestError: a parameter or an image is invalid (nothing was sent).
             APIError: the API refused the call.
             OutcomeUnknownError: the answer was lost and the call may have been charged.
+            JobFailedError: with ``via_job``, the job failed.
         """
-        content: ImageSource = await prepare_image(image, "image")
-        style: ImageSource = await prepare_image(reference, "reference")
-        fields = proto.remix_fields(
-            content,
-            style,
+        call = await remix_call(
+            image,
+            reference,
             profile_ids=profile_ids,
             prompt=prompt,
             n=n,
             output_format=output_format,
             response_mode=response_mode,
         )
-        return await self._studio("/remix", fields, output_format, timeout)
+        return await self.run(call, via_job=via_job, timeout=timeout)
 
     async def webhook_secret(self, *, refresh: bool = False) -> str:
         """The account's webhook signing secret (fetched once, then cached).
@@ -458,95 +478,3 @@ class PhotaClient:
 def _head(path: Path) -> bytes:
     with path.open("rb") as handle:
         return handle.read(16)
-
-
-class Profiles:
-    """Trained subjects: ``phota.profiles``."""
-
-    def __init__(self, client: PhotaClient) -> None:
-        self._client = client
-
-    async def create(
-        self,
-        images: Sequence[str],
-        *,
-        tier: str = "standard",
-        tag: str | None = None,
-        timeout: float | None = None,
-    ) -> Profile:
-        """Start training a profile from photos of one subject.
-
-        Args:
-            images: public http(s) URLs of the training photos (standard: 10-50, fast: 5-10).
-            tier: ``standard`` (about 20 minutes) or ``fast``.
-            tag: an immutable label (1-128 characters), usable as a filter in ``list``.
-            timeout: deadline for the call, in seconds.
-
-        Returns:
-            The new ``Profile`` (status ``VALIDATING``).
-
-        Raises:
-            InvalidRequestError: wrong number of images, a non-URL, a bad tier or tag.
-            OutcomeUnknownError: the answer was lost; the profile may exist (and be charged).
-        """
-        client = self._client
-        if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
-            raise InvalidRequestError("images", "must be a list of training photos")
-        urls = [_training_url(img, f"images[{i}]") for i, img in enumerate(images)]
-        fields = proto.training_fields(urls, tier, tag)
-        request = proto.post(client.base_url, client._api_key, "/profiles/add", fields, "paid")
-        profile_id = await client._send(request, proto.decode_created_profile_id, timeout)
-        return Profile(id=profile_id, status="VALIDATING", tag=tag)
-
-    async def get(self, profile_id: str, *, timeout: float | None = None) -> Profile:
-        """The current status of a profile.
-
-        Raises:
-            InvalidRequestError: ``profile_id`` is not a valid id.
-            NotFoundError: there is no such profile.
-        """
-        client = self._client
-        request = proto.get(
-            client.base_url, client._api_key, proto.profile_path(profile_id, "/status")
-        )
-        return await client._send(request, proto.decode_profile, timeout)
-
-    async def list(self, *, tag: str | None = None, timeout: float | None = None) -> list[Profile]:
-        """Every profile of the account, optionally only those with ``tag``."""
-        client = self._client
-        query = {"tag": tag} if tag is not None else None
-        request = proto.get(client.base_url, client._api_key, "/profiles/ids", query)
-        return await client._send(request, proto.decode_profiles, timeout)
-
-    async def picture(self, profile_id: str, *, timeout: float | None = None) -> bytes:
-        """The profile's picture, as JPEG bytes.
-
-        Raises:
-            InvalidRequestError: ``profile_id`` is not a valid id.
-            NotFoundError: no such profile, or no picture yet.
-        """
-        client = self._client
-        request = proto.get(
-            client.base_url, client._api_key, proto.profile_path(profile_id, "/profile_picture")
-        )
-        return await client._send(request, proto.decode_picture, timeout)
-
-    async def delete(self, profile_id: str, *, timeout: float | None = None) -> None:
-        """Delete a profile.
-
-        Raises:
-            InvalidRequestError: ``profile_id`` is not a valid id.
-            NotFoundError: there is no such profile.
-        """
-        client = self._client
-        request = proto.delete(client.base_url, client._api_key, proto.profile_path(profile_id))
-        await client._send(request, proto.check, timeout)
-
-
-def _training_url(value: Any, field: str) -> str:
-    """A training photo must be a URL here (local files need an uploader)."""
-    if not isinstance(value, str):
-        raise InvalidRequestError(
-            field, "training photos must be http(s) URLs (local files need an uploader)"
-        )
-    return check_url(value, field)

@@ -13,8 +13,9 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any, Final, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import attrs
 
@@ -71,7 +72,15 @@ class StreamedBody:
         return sum(len(p) if isinstance(p, bytes) else p.encoded_size for p in self.parts)
 
 
-Body = bytes | StreamedBody
+@attrs.frozen
+class FileBody:
+    """A raw file sent as the whole body (training-photo uploads), streamed from disk."""
+
+    path: Path
+    size: int
+
+
+Body = bytes | StreamedBody | FileBody
 
 
 @attrs.frozen
@@ -187,10 +196,18 @@ def async_fields(client_request_id: str | None, callback_url: str | None) -> dic
     fields: dict[str, Any] = {"async": True, "response_mode": "urls"}
     fields["client_request_id"] = client_request_id or new_client_request_id()
     if callback_url is not None:
-        if not isinstance(callback_url, str) or not callback_url.startswith("https://"):
-            raise InvalidRequestError("callback_url", "must be an https:// URL")
+        if not isinstance(callback_url, str) or not _callback_allowed(callback_url):
+            raise InvalidRequestError(
+                "callback_url", "must be an https:// URL (plain http only to a loopback host)"
+            )
         fields["callback_url"] = callback_url
     return fields
+
+
+def _callback_allowed(callback_url: str) -> bool:
+    parts = urlsplit(callback_url)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    return bool(parts.netloc) and (parts.scheme == "https" or (parts.scheme == "http" and loopback))
 
 
 def new_client_request_id() -> str:
@@ -440,14 +457,14 @@ Image = str | ImageBlob  # a URL for the server to fetch, or a blob to stream as
 def generate_fields(
     prompt: Any,
     *,
-    profile_ids: Any,
-    aspect_ratio: Any,
-    resolution: Any,
-    base_model: Any,
-    quality: Any,
-    n: Any,
-    output_format: Any,
-    response_mode: Any,
+    profile_ids: Any = None,
+    aspect_ratio: Any = "auto",
+    resolution: Any = "1K",
+    base_model: Any = "nb2",
+    quality: Any = None,
+    n: Any = 1,
+    output_format: Any = "jpg",
+    response_mode: Any = "bytes",
 ) -> dict[str, Any]:
     """The body of ``POST /generate``, validated."""
     if profile_ids:
@@ -466,14 +483,14 @@ def edit_fields(
     prompt: Any,
     images: Sequence[Image],
     *,
-    profile_ids: Any,
-    aspect_ratio: Any,
-    resolution: Any,
-    base_model: Any,
-    quality: Any,
-    n: Any,
-    output_format: Any,
-    response_mode: Any,
+    profile_ids: Any = None,
+    aspect_ratio: Any = "auto",
+    resolution: Any = "1K",
+    base_model: Any = "nb2",
+    quality: Any = None,
+    n: Any = 1,
+    output_format: Any = "jpg",
+    response_mode: Any = "bytes",
 ) -> dict[str, Any]:
     """The body of ``POST /edit``, validated (images already prepared)."""
     fields: dict[str, Any] = {"prompt": check_prompt(prompt), "images": list(images)}
@@ -497,7 +514,13 @@ def check_edit_images(images: Any) -> list[Any]:
 
 
 def enhance_fields(
-    image: Image, *, profile_ids: Any, prompt: Any, n: Any, output_format: Any, response_mode: Any
+    image: Image,
+    *,
+    profile_ids: Any = None,
+    prompt: Any = None,
+    n: Any = 1,
+    output_format: Any = "jpg",
+    response_mode: Any = "bytes",
 ) -> dict[str, Any]:
     """The body of ``POST /enhance``, validated (image already prepared)."""
     fields: dict[str, Any] = {"image": image}
@@ -514,11 +537,11 @@ def remix_fields(
     image: Image,
     reference: Image,
     *,
-    profile_ids: Any,
-    prompt: Any,
-    n: Any,
-    output_format: Any,
-    response_mode: Any,
+    profile_ids: Any = None,
+    prompt: Any = None,
+    n: Any = 1,
+    output_format: Any = "jpg",
+    response_mode: Any = "bytes",
 ) -> dict[str, Any]:
     """The body of ``POST /remix``, validated (images already prepared)."""
     fields: dict[str, Any] = {"input_image": image, "reference_image": reference}
@@ -529,3 +552,23 @@ def remix_fields(
         fields["prompt"] = check_prompt(prompt, required=False)
     fields.update(output_fields(n, output_format, response_mode))
     return fields
+
+
+@attrs.frozen
+class StudioCall:
+    """A validated studio call, ready to send synchronously or to submit as a job."""
+
+    path: str
+    fields: Mapping[str, Any]
+    output_format: str
+
+    def as_job(self, client_request_id: str | None, callback_url: str | None) -> dict[str, Any]:
+        """The fields of the same call submitted asynchronously."""
+        return {**self.fields, **async_fields(client_request_id, callback_url)}
+
+
+def upload(put_url: str, body: bytes | FileBody, content_type: str) -> Request:
+    """A PUT of one training photo to a presigned URL (no API key: the URL is the credential)."""
+    return Request(
+        "PUT", put_url, "upload", {"Content-Type": content_type, "User-Agent": USER_AGENT}, body
+    )

@@ -21,7 +21,7 @@ from typing import Protocol
 import aiohttp
 import anyio.to_thread
 
-from ._protocol import Request, Response, StreamedBody
+from ._protocol import FileBody, Request, Response, StreamedBody
 from .errors import (
     ConnectError,
     ConnectionLostError,
@@ -32,6 +32,7 @@ from .errors import (
 )
 
 DOWNLOAD_CHUNK = 256 * 1024
+UPLOAD_CHUNK = 1024 * 1024
 
 
 class Transport(Protocol):
@@ -84,12 +85,25 @@ async def _stream(body: StreamedBody) -> AsyncIterator[bytes]:
             yield chunk
 
 
+async def _stream_file(body: FileBody) -> AsyncIterator[bytes]:
+    """Yield a file's raw bytes, read in a worker thread."""
+    handle = await anyio.to_thread.run_sync(body.path.open, "rb")
+    try:
+        while chunk := await anyio.to_thread.run_sync(handle.read, UPLOAD_CHUNK):
+            yield chunk
+    finally:
+        await anyio.to_thread.run_sync(handle.close)
+
+
 def _payload(request: Request) -> tuple[bytes | AsyncIterator[bytes] | None, dict[str, str]]:
     headers = dict(request.headers)
     body = request.body
     if isinstance(body, StreamedBody):
         headers["Content-Length"] = str(body.length)
         return _stream(body), headers
+    if isinstance(body, FileBody):
+        headers["Content-Length"] = str(body.size)
+        return _stream_file(body), headers
     return body, headers
 
 
@@ -203,8 +217,9 @@ class MockTransport:
         self.closed = False
 
     async def send(self, request: Request) -> Response:
-        if isinstance(request.body, StreamedBody):
-            chunks = [chunk async for chunk in _stream(request.body)]
+        data, _ = _payload(request)
+        if data is not None and not isinstance(data, bytes):
+            chunks = [chunk async for chunk in data]
             request = Request(
                 request.method,
                 request.url,

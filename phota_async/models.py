@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._client import PhotaClient
 
 
 def wire(name: str) -> dict[str, str]:
@@ -137,6 +140,7 @@ class Job:
     updated_at: datetime | None = None
     error: JobError | None = None
     result: ResultBody | None = attrs.field(default=None, repr=False)
+    output_format: str = "jpg"
     request_id: str | None = attrs.field(default=None, repr=False, eq=False)
     _backend: JobBackend | None = attrs.field(default=None, repr=False, eq=False, alias="backend")
 
@@ -144,6 +148,42 @@ class Job:
     def is_finished(self) -> bool:
         """Whether the job ended, either way."""
         return self.status in JobStatus.FINISHED
+
+    def _bound(self) -> JobBackend:
+        if self._backend is None:
+            raise ValueError("this Job is not bound to a client; use phota.jobs.resume(data)")
+        return self._backend
+
+    async def refresh(self) -> Job:
+        """A new snapshot of this job from the API (this one does not change)."""
+        return await self._bound().refresh_job(self)
+
+    async def wait(self, timeout: float | None = 900.0) -> ImageResult:
+        """Wait until the job finishes; return its result.
+
+        Args:
+            timeout: deadline in seconds (``None`` means the default 900 s, never "forever";
+                pass ``math.inf`` to wait without limit).
+
+        Raises:
+            JobFailedError: the job ended ``FAILED``.
+            WaitTimeoutError: the deadline passed (``.last`` holds the last snapshot).
+        """
+        return await self._bound().wait_job(self, timeout)
+
+    def to_json(self) -> dict[str, str | None]:
+        """What a restarted worker needs to resume this job (see ``Job.from_json``)."""
+        return {
+            "job_id": self.id,
+            "status": self.status,
+            "client_request_id": self.client_request_id,
+            "output_format": self.output_format,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object], client: PhotaClient) -> Job:
+        """Rebuild a job saved with ``to_json()``, bound to ``client`` so it can ``wait()``."""
+        return client.jobs.resume(dict(data))
 
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (

@@ -1,0 +1,206 @@
+"""``phota.jobs``: asynchronous studio calls that survive retries and restarts.
+
+A submit sends ``async: true`` with ``response_mode: "urls"`` and a ``client_request_id`` made
+once per logical submit and reused on every retry, so a retried submit returns the original job
+instead of paying for a second one. ``Job.to_json()`` keeps what a restarted worker needs to
+resume waiting on the same job.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from . import _protocol as proto
+from ._calls import edit_call, enhance_call, remix_call
+from ._converter import structure
+from ._poll import wait_deadline
+from ._protocol import Response, StudioCall
+from .errors import InvalidRequestError, JobFailedError, ResponseValidationError
+from .models import ImageResult, Job, JobStatus
+
+if TYPE_CHECKING:
+    from ._client import PhotaClient
+
+DEFAULT_JOB_WAIT = 900.0
+
+
+class Jobs:
+    """Asynchronous jobs: ``phota.jobs``."""
+
+    def __init__(self, client: PhotaClient) -> None:
+        self._client = client
+
+    # -- submitting ----------------------------------------------------------------------
+
+    async def submit(
+        self,
+        call: StudioCall,
+        *,
+        client_request_id: str | None = None,
+        callback_url: str | None = None,
+        timeout: float | None = None,
+    ) -> Job:
+        """Submit a validated studio call as a job (retried safely with its idempotency key)."""
+        client = self._client
+        fields = call.as_job(client_request_id, callback_url)
+        key = fields["client_request_id"]
+        request = proto.post(client.base_url, client._api_key, call.path, fields, "keyed")
+
+        def decode(response: Response) -> Job:
+            handle = proto.decode_job_handle(response)
+            return Job(
+                id=handle.id,
+                status=handle.status,
+                client_request_id=key,
+                output_format=call.output_format,
+                request_id=response.request_id,
+                backend=self,
+            )
+
+        return await client._send(request, decode, timeout)
+
+    async def submit_generate(
+        self,
+        prompt: str,
+        *,
+        client_request_id: str | None = None,
+        callback_url: str | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Job:
+        """Submit a generate as a job; ``options`` are those of ``PhotaClient.generate``.
+
+        Args:
+            prompt: what to draw.
+            client_request_id: your idempotency key (one is made when omitted); the same key
+                sent again returns the original job.
+            callback_url: an https URL to receive the signed job when it finishes.
+            timeout: deadline for the submit, in seconds.
+        """
+        fields = proto.generate_fields(prompt, **options)
+        call = StudioCall("/generate", fields, fields["output_format"])
+        return await self.submit(
+            call, client_request_id=client_request_id, callback_url=callback_url, timeout=timeout
+        )
+
+    async def submit_edit(
+        self,
+        prompt: str,
+        *,
+        images: Any,
+        client_request_id: str | None = None,
+        callback_url: str | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Job:
+        """Submit an edit as a job; other arguments as for ``submit_generate`` and ``edit``."""
+        call = await edit_call(prompt, images, **options)
+        return await self.submit(
+            call, client_request_id=client_request_id, callback_url=callback_url, timeout=timeout
+        )
+
+    async def submit_enhance(
+        self,
+        image: Any,
+        *,
+        client_request_id: str | None = None,
+        callback_url: str | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Job:
+        """Submit an enhance as a job; other arguments as for ``submit_generate`` and ``enhance``."""
+        call = await enhance_call(image, **options)
+        return await self.submit(
+            call, client_request_id=client_request_id, callback_url=callback_url, timeout=timeout
+        )
+
+    async def submit_remix(
+        self,
+        image: Any,
+        *,
+        reference: Any,
+        client_request_id: str | None = None,
+        callback_url: str | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> Job:
+        """Submit a remix as a job; other arguments as for ``submit_generate`` and ``remix``."""
+        call = await remix_call(image, reference, **options)
+        return await self.submit(
+            call, client_request_id=client_request_id, callback_url=callback_url, timeout=timeout
+        )
+
+    # -- following -----------------------------------------------------------------------
+
+    async def get(self, job_id: str, *, timeout: float | None = None) -> Job:
+        """A fresh snapshot of a job.
+
+        Raises:
+            InvalidRequestError: ``job_id`` is not a valid id.
+            NotFoundError: there is no such job.
+        """
+        return await self.refresh_job(Job(id=proto.check_id(job_id, "job_id")), timeout)
+
+    async def refresh_job(self, job: Job, timeout: float | None = None) -> Job:
+        """A new snapshot of ``job``, keeping what only the client knows (key, format)."""
+        client = self._client
+        request = proto.get(client.base_url, client._api_key, proto.job_path(job.id))
+
+        def decode(response: Response) -> Job:
+            fresh = proto.decode_job(response)
+            return attrs.evolve(
+                fresh,
+                client_request_id=job.client_request_id,
+                output_format=job.output_format,
+                request_id=response.request_id,
+                backend=self,
+            )
+
+        return await client._send(request, decode, timeout)
+
+    async def wait_job(self, job: Job, timeout: float | None) -> ImageResult:
+        """Wait for ``job`` to finish; every waiter on one job shares one poll loop."""
+        client = self._client
+        final = await client.poller.wait(
+            ("job", job.id),
+            lambda: self.refresh_job(job),
+            lambda j: j.is_finished,
+            lambda _: client.poll_policy.job,
+            wait_deadline(timeout, DEFAULT_JOB_WAIT),
+            f"job {job.id}",
+        )
+        if final.status == JobStatus.FAILED:
+            raise JobFailedError(final)
+        if final.result is None:
+            raise ResponseValidationError(f"job {job.id}: SUCCEEDED without a result")
+        return client.image_result(final.result, final.output_format, final.request_id)
+
+    async def wait(
+        self, job: Job | str, *, timeout: float | None = DEFAULT_JOB_WAIT
+    ) -> ImageResult:
+        """Wait for a job (or job id) to finish and return its result.
+
+        Raises:
+            JobFailedError: the job ended FAILED (``.job`` holds it).
+            WaitTimeoutError: the deadline passed (``.last`` is the last snapshot).
+        """
+        target = job if isinstance(job, Job) else Job(id=proto.check_id(job, "job_id"))
+        return await self.wait_job(target, timeout)
+
+    def resume(self, data: dict[str, Any]) -> Job:
+        """A ``Job`` from ``Job.to_json()`` output, bound to this client, ready to ``wait()``."""
+        return job_from_json(data, self)
+
+    def notify(self, job_id: str) -> bool:
+        """Poll ``job_id`` now (a verified webhook said it changed); ``False`` if nobody waits."""
+        return self._client.poller.nudge(("job", job_id))
+
+
+def job_from_json(data: Any, backend: Jobs) -> Job:
+    """Rebuild a job snapshot saved with ``Job.to_json()``."""
+    if not isinstance(data, dict) or not isinstance(data.get("job_id"), str):
+        raise InvalidRequestError("data", "not a saved job: expected a dict with job_id")
+    job = structure(data, Job, "saved job")
+    return attrs.evolve(job, backend=backend)

@@ -1,0 +1,271 @@
+"""The one poller: waiting on profiles and jobs, and the only place that sleeps between polls.
+
+Theory of operation
+-------------------
+A *watch* is one poll loop for one thing (``("profile", id)`` or ``("job", id)``). Every waiter
+on that thing joins the same watch, so a thousand tasks awaiting one profile cost one GET per
+interval, not a thousand. The watch's loop task fetches a snapshot, publishes it to its waiters,
+and sleeps ``next_delay()``: fast at first, backing off with jitter to a cap, following the kind's
+documented cadence (a training profile is polled every 10-30 s), never shorter than a server's
+``Retry-After``. A nudge (a verified webhook) cuts the sleep short so the next GET happens now.
+
+Every poll request first takes a slot from the client-wide ``PollBudget``, a token bucket that
+bounds poll requests per second across all watches, so that 1,000 waiting profiles spread out
+instead of flooding the API.
+
+Each waiter has its own deadline. When it passes, the waiter leaves with ``WaitTimeoutError``
+carrying the last snapshot. A transient failure while polling (connection trouble, 429, 5xx,
+an unreadable answer, after the transport's own retries) does not end anyone's wait: the loop
+backs off and polls again. A definite answer (401, 403, 404) ends it for every waiter.
+
+When the last waiter leaves (done, timed out, or cancelled), the loop task is cancelled and
+awaited, so nothing is left running: cancelling a waiting task stops its polling at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+import anyio
+import attrs
+
+from .errors import (
+    APIError,
+    InvalidRequestError,
+    PhotaError,
+    ResponseValidationError,
+    TransportError,
+    WaitTimeoutError,
+)
+
+S = TypeVar("S")
+
+# Errors after which polling goes on: the thing may still finish.
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@attrs.frozen
+class Cadence:
+    """Poll intervals for one kind of wait, in seconds.
+
+    ``first`` is the first interval; each later one is ``factor`` times longer, up to ``cap``,
+    and never below ``floor``. ``jitter`` spreads intervals by up to that fraction either way.
+    """
+
+    first: float
+    cap: float
+    factor: float = 1.5
+    floor: float = 0.0
+    jitter: float = 0.1
+
+    def scaled(self, by: float) -> Cadence:
+        return attrs.evolve(self, first=self.first * by, cap=self.cap * by, floor=self.floor * by)
+
+
+def next_delay(
+    cadence: Cadence,
+    polls: int,
+    *,
+    hint: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to sleep after the ``polls``-th poll (counting from 1).
+
+    Pure: the same inputs (and ``rand`` values) give the same delay.
+    """
+    base = min(cadence.cap, cadence.first * cadence.factor ** max(0, polls - 1))
+    base = max(base, cadence.floor)
+    spread = base * cadence.jitter * (2 * rand() - 1)
+    delay = max(cadence.floor, base + spread)
+    if hint is not None:
+        delay = max(delay, hint)
+    return delay
+
+
+@attrs.frozen
+class PollPolicy:
+    """How the SDK polls; the defaults follow Phota's documentation.
+
+    Args:
+        profile_setup: cadence while a profile is ``VALIDATING`` or ``QUEUING``.
+        profile_training: cadence once it is ``IN_PROGRESS`` (documented: every 10-30 s).
+        job: cadence for asynchronous jobs.
+        max_polls_per_second: client-wide budget of poll requests.
+    """
+
+    profile_setup: Cadence = Cadence(first=5.0, cap=10.0, floor=5.0)
+    profile_training: Cadence = Cadence(first=10.0, cap=30.0, floor=10.0)
+    job: Cadence = Cadence(first=1.0, cap=10.0)
+    max_polls_per_second: float = 10.0
+
+    def scaled(self, by: float) -> PollPolicy:
+        """The same policy with every interval multiplied by ``by`` (and the budget divided)."""
+        return PollPolicy(
+            self.profile_setup.scaled(by),
+            self.profile_training.scaled(by),
+            self.job.scaled(by),
+            self.max_polls_per_second / by,
+        )
+
+
+class PollBudget:
+    """A token bucket shared by every poll loop of a client: at most ``rate`` polls a second.
+
+    Slots are handed out in arrival order, so every loop progresses.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0:
+            raise ValueError("the poll budget must be positive")
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._next_free = 0.0
+
+    def reserve(self) -> float:
+        """Reserve the next slot; return how long to wait for it."""
+        now = self._clock()
+        slot = max(now, self._next_free)
+        self._next_free = slot + self._interval
+        return slot - now
+
+    async def acquire(self) -> None:
+        delay = self.reserve()
+        if delay > 0:
+            await anyio.sleep(delay)
+
+
+Fetch = Callable[[], Awaitable[S]]
+
+
+@attrs.define
+class _Watch(Generic[S]):
+    fetch: Fetch[S]
+    done: Callable[[S], bool]
+    cadence: Callable[[S | None], Cadence]
+    waiters: int = 0
+    snapshot: S | None = None
+    final: S | None = None
+    failure: PhotaError | None = None
+    task: asyncio.Task[None] | None = None
+    changed: asyncio.Event = attrs.Factory(asyncio.Event)
+    nudged: asyncio.Event = attrs.Factory(asyncio.Event)
+
+    def publish(self) -> None:
+        """Wake every waiter; later waits use a fresh event."""
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+
+class Poller:
+    """Shared poll loops, keyed by what they watch. One per client."""
+
+    def __init__(self, budget: PollBudget) -> None:
+        self._budget = budget
+        self._watches: dict[Hashable, _Watch[object]] = {}
+        self.polls = 0  # poll requests made, for introspection and benchmarks
+
+    def nudge(self, key: Hashable) -> bool:
+        """Poll ``key`` now instead of after the current sleep; ``False`` if nobody waits on it."""
+        watch = self._watches.get(key)
+        if watch is None:
+            return False
+        watch.nudged.set()
+        return True
+
+    async def wait(
+        self,
+        key: Hashable,
+        fetch: Fetch[S],
+        done: Callable[[S], bool],
+        cadence: Callable[[S | None], Cadence],
+        timeout: float,
+        what: str,
+    ) -> S:
+        """Wait until ``done(snapshot)``; return that snapshot.
+
+        Raises:
+            WaitTimeoutError: ``timeout`` seconds passed first (carries the last snapshot).
+            PhotaError: polling got a definite error (such as 404).
+        """
+        watch: _Watch[S]
+        existing = self._watches.get(key)
+        if existing is None:
+            watch = _Watch(fetch, done, cadence)
+            self._watches[key] = watch  # type: ignore[assignment]
+            watch.task = asyncio.get_running_loop().create_task(self._run(watch))
+        else:
+            watch = existing  # type: ignore[assignment]
+        watch.waiters += 1
+        try:
+            with anyio.move_on_after(timeout):
+                while True:
+                    if watch.final is not None:
+                        return watch.final
+                    if watch.failure is not None:
+                        raise watch.failure
+                    await watch.changed.wait()
+            raise WaitTimeoutError(
+                f"{what} did not finish within {timeout:g} s",
+                last=watch.snapshot,  # type: ignore[arg-type]
+            )
+        finally:
+            watch.waiters -= 1
+            if watch.waiters == 0:
+                await self._stop(key, watch)
+
+    async def _stop(self, key: Hashable, watch: _Watch[S]) -> None:
+        if self._watches.get(key) is watch:
+            del self._watches[key]
+        task = watch.task
+        if task is not None and not task.done():
+            task.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({task})
+
+    async def _run(self, watch: _Watch[S]) -> None:
+        polls = 0
+        while True:
+            await self._budget.acquire()
+            watch.nudged.clear()
+            polls += 1
+            self.polls += 1
+            hint: float | None = None
+            try:
+                snapshot = await watch.fetch()
+            except PhotaError as exc:
+                if not transient(exc):
+                    watch.failure = exc
+                    watch.publish()
+                    return
+                hint = exc.retry_after if isinstance(exc, APIError) else None
+            else:
+                watch.snapshot = snapshot
+                if watch.done(snapshot):
+                    watch.final = snapshot
+                    watch.publish()
+                    return
+                watch.publish()
+            delay = next_delay(watch.cadence(watch.snapshot), polls, hint=hint)
+            with anyio.move_on_after(delay):
+                await watch.nudged.wait()
+
+
+def wait_deadline(timeout: float | None, default: float) -> float:
+    """A wait's deadline in seconds: ``None`` is the default, never an accidental forever."""
+    if timeout is None:
+        return default
+    if math.isnan(timeout) or timeout < 0:
+        raise InvalidRequestError("timeout", f"must be a number of seconds >= 0, got {timeout}")
+    return timeout
+
+
+def transient(exc: PhotaError) -> bool:
+    """Whether polling should go on after ``exc``: the thing may still finish."""
+    if isinstance(exc, APIError):
+        return exc.status in TRANSIENT_STATUSES
+    return isinstance(exc, (TransportError, ResponseValidationError))

@@ -1,0 +1,174 @@
+"""Receiving Phota's job callbacks: signature checks, parsing, and a ready aiohttp handler.
+
+A callback is a POST of the job object, signed in ``X-Phota-Signature`` as
+``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`` with the account's secret
+(``await phota.webhook_secret()``). Verify the *raw* body before parsing it, compare in constant
+time, and refuse timestamps outside the tolerance so that an old delivery cannot be replayed.
+
+Callbacks are best effort; the job endpoint is the source of truth. The handler from
+``webhook_handler()`` therefore hands a client's waiters a nudge: the waiting ``Job.wait()``
+polls once, at once, and completes from that GET.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ._converter import structure
+from .errors import PhotaError, ResponseValidationError
+from .models import Job
+
+if TYPE_CHECKING:
+    from ._client import PhotaClient
+
+SIGNATURE_HEADER = "X-Phota-Signature"
+DEFAULT_TOLERANCE = 300
+
+
+class WebhookVerificationError(PhotaError, ValueError):
+    """A callback's signature header is missing, malformed, wrong, or outside the tolerance."""
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The ``X-Phota-Signature`` value for ``body``, as Phota computes it (useful in tests)."""
+    stamp = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
+    return f"t={stamp},v1={mac.hexdigest()}"
+
+
+def _parse_header(header: str) -> tuple[int, list[str]]:
+    stamp: int | None = None
+    signatures: list[str] = []
+    for item in header.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep:
+            raise WebhookVerificationError("malformed signature header")
+        if key == "t":
+            if stamp is not None:
+                raise WebhookVerificationError("the signature header has two timestamps")
+            if not value.isdigit() or len(value) > 12:
+                raise WebhookVerificationError("the signature timestamp is not a number")
+            stamp = int(value)
+        elif key == "v1":
+            signatures.append(value)
+    if stamp is None:
+        raise WebhookVerificationError("the signature header has no timestamp")
+    if not signatures:
+        raise WebhookVerificationError("the signature header has no v1 signature")
+    return stamp, signatures
+
+
+def verify_signature(
+    body: bytes,
+    header: str | None,
+    secret: str | Sequence[str],
+    tolerance: float = DEFAULT_TOLERANCE,
+    *,
+    now: float | None = None,
+) -> int:
+    """Check a callback's signature; return its timestamp.
+
+    Args:
+        body: the raw request body, exactly as received.
+        header: the ``X-Phota-Signature`` value.
+        secret: the webhook secret, or several during a rotation (any may match).
+        tolerance: the most seconds the timestamp may differ from now, either way.
+        now: the current Unix time (for tests).
+
+    Raises:
+        WebhookVerificationError: the header is missing or malformed, the timestamp is too old
+            or too far in the future, or no signature matches.
+    """
+    if not header:
+        raise WebhookVerificationError("the signature header is missing")
+    stamp, signatures = _parse_header(header)
+    current = time.time() if now is None else now
+    if stamp < current - tolerance:
+        raise WebhookVerificationError("the signature timestamp is too old")
+    if stamp > current + tolerance:
+        raise WebhookVerificationError("the signature timestamp is in the future")
+    secrets = [secret] if isinstance(secret, str) else list(secret)
+    signed = f"{stamp}.".encode() + body
+    matched = False
+    for key in secrets:
+        expected = hmac.new(key.encode(), signed, hashlib.sha256).hexdigest()
+        for candidate in signatures:
+            # Check every pair, so the time taken does not depend on which one matches.
+            matched |= hmac.compare_digest(expected.encode(), candidate.encode("utf-8", "replace"))
+    if not matched:
+        raise WebhookVerificationError("the signature does not match")
+    return stamp
+
+
+def parse_event(body: bytes) -> Job:
+    """Parse a verified callback body into a ``Job``.
+
+    Raises:
+        ResponseValidationError: the body is not a job object.
+    """
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ResponseValidationError(f"callback: the body is not JSON ({exc})") from None
+    return structure(data, Job, "callback")
+
+
+OnJob = Callable[[Job], Awaitable[None]]
+SecretSource = str | Sequence[str] | Callable[[], Awaitable[str]]
+
+
+def webhook_handler(
+    secret: SecretSource,
+    on_job: OnJob | None = None,
+    *,
+    client: PhotaClient | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """An ``aiohttp.web`` handler for Phota callbacks.
+
+    It reads the raw body, verifies it (401 when it fails, without parsing), parses the job,
+    nudges ``client``'s waiters on that job (so ``Job.wait()`` confirms with one GET), and
+    awaits ``on_job(job)``. It answers 204 when all went well.
+
+    Args:
+        secret: the webhook secret, several during a rotation, or an async function returning
+            it (``phota.webhook_secret``, cached by the client).
+        on_job: called with each verified job.
+        client: a ``PhotaClient`` whose waiters should be woken.
+        tolerance: accepted clock difference, in seconds.
+    """
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        secrets = await secret() if callable(secret) else secret
+        try:
+            verify_signature(body, request.headers.get(SIGNATURE_HEADER), secrets, tolerance)
+            job = parse_event(body)
+        except WebhookVerificationError as exc:
+            return web.json_response({"detail": str(exc)}, status=401)
+        except ResponseValidationError as exc:
+            return web.json_response({"detail": str(exc)}, status=400)
+        if client is not None:
+            client.jobs.notify(job.id)
+        if on_job is not None:
+            await on_job(job)
+        return web.Response(status=204)
+
+    return handle
+
+
+__all__ = [
+    "SIGNATURE_HEADER",
+    "WebhookVerificationError",
+    "parse_event",
+    "sign",
+    "verify_signature",
+    "webhook_handler",
+]

@@ -59,40 +59,52 @@ class ImageBlob:
         """Length of the base64 text for this blob."""
         return 4 * ((self.size + 2) // 3)
 
-    def chunks(self) -> Iterator[bytes]:
-        """Base64 text of the blob, chunk by chunk (blocking: run it in a worker thread)."""
+    @property
+    def chunk_count(self) -> int:
+        """How many chunks ``encoded_chunk`` serves."""
+        return (self.size + CHUNK - 1) // CHUNK
+
+    def raw_chunk(self, index: int) -> bytes:
+        """Raw bytes of chunk ``index`` (blocking: run it in a worker thread).
+
+        Each call opens, reads and closes on its own, so that a consumer that stops early
+        leaves no file open.
+        """
+        start = index * CHUNK
+        length = min(CHUNK, self.size - start)
         if self.data is not None:
-            view = memoryview(self.data)
-            for start in range(0, len(view), CHUNK):
-                yield base64.b64encode(view[start : start + CHUNK])
-            return
+            return self.data[start : start + length]
         if self.path is not None:
-            with self.path.open("rb") as handle:
-                yield from _encode_stream(handle, self.size)
-            return
+            return read_range(self.path, start, length)
         assert self.file is not None
-        self.file.seek(self.offset)
-        yield from _encode_stream(self.file, self.size)
+        self.file.seek(self.offset + start)
+        raw = self.file.read(length)
+        if len(raw) != length:
+            raise InvalidRequestError("image", "the file shrank while it was being sent")
+        return raw
+
+    def encoded_chunk(self, index: int) -> bytes:
+        """Base64 text of chunk ``index`` (blocking: run it in a worker thread)."""
+        return base64.b64encode(self.raw_chunk(index))
+
+    def chunks(self) -> Iterator[bytes]:
+        """Every base64 chunk in order (blocking)."""
+        for index in range(self.chunk_count):
+            yield self.encoded_chunk(index)
 
     def read_all(self) -> bytes:
         """All raw bytes (blocking), for uploads that need them whole."""
-        if self.data is not None:
-            return self.data
-        if self.path is not None:
-            return self.path.read_bytes()
-        assert self.file is not None
-        self.file.seek(self.offset)
-        return self.file.read(self.size)
+        return b"".join(self.raw_chunk(i) for i in range(self.chunk_count))
 
 
-def _encode_stream(handle: IO[bytes], size: int) -> Iterator[bytes]:
-    remaining = size
-    while remaining > 0:
-        raw = handle.read(min(CHUNK, remaining))
-        if not raw:
-            raise InvalidRequestError("image", "the file shrank while it was being sent")
-        remaining -= len(raw)
-        yield base64.b64encode(raw)
+def read_range(path: Path, start: int, length: int) -> bytes:
+    """``length`` bytes of ``path`` from ``start``; refuses a file that shrank meanwhile."""
+    with path.open("rb") as handle:
+        handle.seek(start)
+        raw = handle.read(length)
+    if len(raw) != length:
+        raise InvalidRequestError("image", f"{path} shrank while it was being sent")
+    return raw
 
 
 ImageSource = str | ImageBlob

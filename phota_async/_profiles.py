@@ -73,7 +73,7 @@ class Profiles:
         client = self._client
         if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
             raise InvalidRequestError("images", "must be a list of training photos")
-        proto.training_fields(["https://placeholder"] * len(images), tier, tag)
+        proto.check_training_set(len(images), tier, tag)
         sources = [await _training_source(img, f"images[{i}]") for i, img in enumerate(images)]
         local = [i for i, s in enumerate(sources) if isinstance(s, ImageBlob)]
         if local and uploader is None:

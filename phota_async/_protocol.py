@@ -281,18 +281,21 @@ def job_path(job_id: str) -> str:
     return f"/jobs/{quote(check_id(job_id, 'job_id'), safe='')}"
 
 
-def training_fields(urls: Sequence[str], tier: Any, tag: Any) -> dict[str, Any]:
-    """The body of ``POST /profiles/add``, validated."""
+def check_training_set(count: int, tier: Any, tag: Any) -> None:
+    """Accept a tier, a photo count within its range, and an optional 1-128 character tag."""
     tier = _choice(tier, "tier", TIERS)
     lo, hi = TIER_COUNTS[tier]
-    if not lo <= len(urls) <= hi:
-        raise InvalidRequestError(
-            "images", f"the {tier} tier needs {lo}-{hi} images, got {len(urls)}"
-        )
+    if not lo <= count <= hi:
+        raise InvalidRequestError("images", f"the {tier} tier needs {lo}-{hi} images, got {count}")
+    if tag is not None and (not isinstance(tag, str) or not 1 <= len(tag) <= 128):
+        raise InvalidRequestError("tag", "must be a string of 1-128 characters")
+
+
+def training_fields(urls: Sequence[str], tier: Any, tag: Any) -> dict[str, Any]:
+    """The body of ``POST /profiles/add``, validated."""
+    check_training_set(len(urls), tier, tag)
     fields: dict[str, Any] = {"image_urls": list(urls), "training_tier": tier}
     if tag is not None:
-        if not isinstance(tag, str) or not 1 <= len(tag) <= 128:
-            raise InvalidRequestError("tag", "must be a string of 1-128 characters")
         fields["tag"] = tag
     return fields
 

@@ -21,6 +21,7 @@ from typing import Protocol
 import aiohttp
 import anyio.to_thread
 
+from ._inputs import read_range
 from ._protocol import FileBody, Request, Response, StreamedBody
 from .errors import (
     ConnectError,
@@ -77,22 +78,15 @@ async def _stream(body: StreamedBody) -> AsyncIterator[bytes]:
         if isinstance(part, bytes):
             yield part
             continue
-        chunks = part.chunks()
-        while True:
-            chunk = await anyio.to_thread.run_sync(next, chunks, None)
-            if chunk is None:
-                break
-            yield chunk
+        for index in range(part.chunk_count):
+            yield await anyio.to_thread.run_sync(part.encoded_chunk, index)
 
 
 async def _stream_file(body: FileBody) -> AsyncIterator[bytes]:
-    """Yield a file's raw bytes, read in a worker thread."""
-    handle = await anyio.to_thread.run_sync(body.path.open, "rb")
-    try:
-        while chunk := await anyio.to_thread.run_sync(handle.read, UPLOAD_CHUNK):
-            yield chunk
-    finally:
-        await anyio.to_thread.run_sync(handle.close)
+    """Yield a file's raw bytes, read chunk by chunk in a worker thread."""
+    for start in range(0, body.size, UPLOAD_CHUNK):
+        length = min(UPLOAD_CHUNK, body.size - start)
+        yield await anyio.to_thread.run_sync(read_range, body.path, start, length)
 
 
 def _payload(request: Request) -> tuple[bytes | AsyncIterator[bytes] | None, dict[str, str]]:
@@ -147,8 +141,11 @@ class AiohttpTransport:
         self._ssl = ssl
         self._trust_env = trust_env
         self._limit = limit
+        self._closed = False
 
     def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise PhotaError("the transport is closed")
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
@@ -196,6 +193,7 @@ class AiohttpTransport:
             raise translate(exc, request) from exc
 
     async def aclose(self) -> None:
+        self._closed = True
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()

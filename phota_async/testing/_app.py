@@ -586,6 +586,7 @@ async def _outer(request: web.Request, handler: Handler) -> web.StreamResponse:
         "time": time.time(),
         "fault": None,
         "status": None,
+        "json": None,
     }
     state.requests.append(entry)
     fault = state.faults.take(request.method, path) if request.path.startswith(API_PREFIX) else None
@@ -593,6 +594,7 @@ async def _outer(request: web.Request, handler: Handler) -> web.StreamResponse:
         entry["fault"] = _fault_name(fault)
         if fault.status is not None:
             entry["status"] = fault.status
+            entry["json"] = await _peek_json(request)
             return _fault_response(request_id, fault)
         if fault.drop == "before":
             _drop(request)
@@ -617,6 +619,16 @@ async def _outer(request: web.Request, handler: Handler) -> web.StreamResponse:
     if fault is not None and fault.processes and fault.delay is None:
         return await _spoil(request, response, fault)
     return response
+
+
+async def _peek_json(request: web.Request) -> Any:
+    """The shortened JSON body of a request answered by a fault, for the request log."""
+    if not request.can_read_body:
+        return None
+    try:
+        return _short(json.loads(await request.read()))
+    except (ValueError, web.HTTPException):
+        return None
 
 
 def _fault_name(fault: Fault) -> str:

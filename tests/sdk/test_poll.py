@@ -1,0 +1,99 @@
+"""The poller's pure parts: next_delay, the poll budget, policy scaling and deadlines."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from phota_async import Cadence, PollPolicy
+from phota_async._poll import PollBudget, next_delay, transient, wait_deadline
+from phota_async._protocol import Response, error_from
+from phota_async.errors import ConnectionLostError, InvalidRequestError
+
+STEADY = Cadence(first=1.0, cap=8.0, factor=2.0, jitter=0.0)
+
+
+def test_first_delay_is_the_fast_start() -> None:
+    """The first interval is ``first``."""
+    assert next_delay(STEADY, 1) == 1.0
+
+
+def test_delays_grow_exponentially_to_the_cap() -> None:
+    """Intervals double until they reach the cap, then stay there."""
+    assert [next_delay(STEADY, n) for n in range(1, 7)] == [1, 2, 4, 8, 8, 8]
+
+
+def test_jitter_stays_within_its_fraction() -> None:
+    """With 10% jitter an interval lies within 10% of its base."""
+    cadence = Cadence(first=10.0, cap=10.0, jitter=0.1)
+    assert next_delay(cadence, 1, rand=lambda: 0.0) == pytest.approx(9.0)
+    assert next_delay(cadence, 1, rand=lambda: 1.0) == pytest.approx(11.0)
+
+
+def test_floor_is_never_undercut() -> None:
+    """Jitter never takes an interval below the floor."""
+    cadence = Cadence(first=10.0, cap=30.0, floor=10.0, jitter=0.5)
+    assert next_delay(cadence, 1, rand=lambda: 0.0) == 10.0
+
+
+def test_server_hint_lengthens_the_delay() -> None:
+    """A Retry-After hint longer than the interval wins."""
+    assert next_delay(STEADY, 1, hint=5.0) == 5.0
+    assert next_delay(STEADY, 4, hint=5.0) == 8.0
+
+
+def test_training_profiles_follow_the_documented_cadence() -> None:
+    """Default training polls stay within 10-30 s however long the wait."""
+    cadence = PollPolicy().profile_training
+    delays = [next_delay(cadence, n) for n in range(1, 40)]
+    assert min(delays) >= 10
+    assert max(delays) <= 30 * 1.1
+
+
+def test_jobs_start_fast() -> None:
+    """A job's first poll comes within about a second."""
+    assert next_delay(PollPolicy().job, 1) <= 1.1
+
+
+def test_scaled_policy_scales_intervals_and_budget() -> None:
+    """scaled(0.01) makes every interval 100 times shorter and the budget 100 times larger."""
+    policy = PollPolicy().scaled(0.01)
+    assert policy.profile_training.floor == pytest.approx(0.1)
+    assert policy.max_polls_per_second == pytest.approx(1000)
+
+
+def test_budget_spaces_reservations() -> None:
+    """Reservations beyond the rate wait one interval each, in order."""
+    now = [100.0]
+    budget = PollBudget(rate=4, clock=lambda: now[0])
+    assert [budget.reserve() for _ in range(4)] == [0.0, 0.25, 0.5, 0.75]
+    now[0] = 102.0
+    assert budget.reserve() == 0.0
+
+
+def test_budget_must_be_positive() -> None:
+    """A zero budget is refused."""
+    with pytest.raises(ValueError, match="positive"):
+        PollBudget(rate=0)
+
+
+def test_none_timeout_means_the_default_not_forever() -> None:
+    """timeout=None is the default deadline; infinity must be asked for."""
+    assert wait_deadline(None, 1800) == 1800
+    assert wait_deadline(math.inf, 1800) == math.inf
+    with pytest.raises(InvalidRequestError, match="timeout"):
+        wait_deadline(-1, 1800)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"), [(503, True), (429, True), (500, True), (404, False), (401, False)]
+)
+def test_transient_errors_keep_polling(status: int, expected: bool) -> None:
+    """5xx and 429 keep a wait going; 4xx answers end it."""
+    assert transient(error_from(Response(status, {}, b""))) is expected
+
+
+def test_connection_trouble_keeps_polling() -> None:
+    """Connection errors while polling are transient."""
+    assert transient(ConnectionLostError("lost"))

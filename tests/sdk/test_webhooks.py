@@ -1,0 +1,175 @@
+"""Webhooks: signature checks, parsing, the aiohttp handler, and waits completed by callbacks."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from phota_async import Cadence, Job, PhotaClient, PollPolicy
+from phota_async.errors import PhotaError, ResponseValidationError
+from phota_async.testing import PhotaEmulator
+from phota_async.webhooks import (
+    WebhookVerificationError,
+    parse_event,
+    sign,
+    verify_signature,
+    webhook_handler,
+)
+
+SECRET = "whsec_test"
+BODY = json.dumps(
+    {"job_id": "job_1", "status": "SUCCEEDED", "result": None, "error": None}
+).encode()
+NOW = 1_800_000_000
+
+
+def test_valid_signature_is_accepted() -> None:
+    """A correctly signed body verifies and returns its timestamp."""
+    assert verify_signature(BODY, sign(BODY, SECRET, NOW), SECRET, now=NOW) == NOW
+
+
+def test_verification_error_is_a_phota_error_and_value_error() -> None:
+    """WebhookVerificationError fits both hierarchies."""
+    assert issubclass(WebhookVerificationError, PhotaError)
+    assert issubclass(WebhookVerificationError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (None, "missing"),
+        ("", "missing"),
+        ("garbage", "malformed"),
+        (f"v1={'0' * 64}", "no timestamp"),
+        (f"t={NOW}", "no v1"),
+        (f"t=abc,v1={'0' * 64}", "not a number"),
+        (f"t={NOW},t={NOW},v1={'0' * 64}", "two timestamps"),
+        (f"t={NOW},v1={'0' * 64}", "does not match"),
+        (f"t={NOW},v1=é", "does not match"),
+    ],
+)
+def test_malformed_or_wrong_headers_are_refused(header: str | None, message: str) -> None:
+    """Missing, malformed, duplicated and wrong signature headers are refused, saying why."""
+    with pytest.raises(WebhookVerificationError, match=message):
+        verify_signature(BODY, header, SECRET, now=NOW)
+
+
+def test_tampered_body_is_refused() -> None:
+    """A body changed after signing is refused."""
+    header = sign(BODY, SECRET, NOW)
+    with pytest.raises(WebhookVerificationError, match="does not match"):
+        verify_signature(BODY.replace(b"SUCCEEDED", b"FAILED"), header, SECRET, now=NOW)
+
+
+def test_wrong_secret_is_refused() -> None:
+    """A body signed with another secret is refused."""
+    with pytest.raises(WebhookVerificationError):
+        verify_signature(BODY, sign(BODY, "whsec_other", NOW), SECRET, now=NOW)
+
+
+def test_old_timestamp_is_refused() -> None:
+    """A delivery older than the tolerance (a replay) is refused."""
+    header = sign(BODY, SECRET, NOW - 301)
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        verify_signature(BODY, header, SECRET, now=NOW)
+
+
+def test_future_timestamp_is_refused() -> None:
+    """A timestamp too far in the future is refused."""
+    header = sign(BODY, SECRET, NOW + 301)
+    with pytest.raises(WebhookVerificationError, match="future"):
+        verify_signature(BODY, header, SECRET, now=NOW)
+
+
+def test_tolerance_is_configurable() -> None:
+    """A wider tolerance accepts an older delivery."""
+    header = sign(BODY, SECRET, NOW - 500)
+    assert verify_signature(BODY, header, SECRET, tolerance=600, now=NOW) == NOW - 500
+
+
+def test_rotation_accepts_any_listed_secret() -> None:
+    """During a rotation a body signed with either secret verifies."""
+    for secret in ("whsec_old", "whsec_new"):
+        header = sign(BODY, secret, NOW)
+        assert verify_signature(BODY, header, ["whsec_old", "whsec_new"], now=NOW) == NOW
+
+
+def test_parse_event_gives_a_job() -> None:
+    """A verified body parses into a Job."""
+    job = parse_event(BODY)
+    assert isinstance(job, Job)
+    assert (job.id, job.status) == ("job_1", "SUCCEEDED")
+
+
+def test_parse_event_refuses_non_json() -> None:
+    """A body that is not a job is a ResponseValidationError."""
+    with pytest.raises(ResponseValidationError):
+        parse_event(b"[1, 2")
+
+
+async def serve(handler: object) -> tuple[web.AppRunner, str]:
+    app = web.Application()
+    app.router.add_post("/hook", handler)  # type: ignore[arg-type]
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+
+
+@pytest.fixture
+async def received() -> AsyncIterator[tuple[list[Job], str]]:
+    """A running handler with a fixed secret, and the jobs it accepted."""
+    jobs: list[Job] = []
+
+    async def on_job(job: Job) -> None:
+        jobs.append(job)
+
+    runner, url = await serve(webhook_handler(SECRET, on_job))
+    yield jobs, url
+    await runner.cleanup()
+
+
+async def test_handler_accepts_a_signed_delivery(received: tuple[list[Job], str]) -> None:
+    """The handler answers 204 and hands over the job."""
+    jobs, url = received
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=BODY, headers={"X-Phota-Signature": sign(BODY, SECRET)}) as resp,
+    ):
+        assert resp.status == 204
+    assert [j.id for j in jobs] == ["job_1"]
+
+
+async def test_handler_refuses_a_bad_signature(received: tuple[list[Job], str]) -> None:
+    """The handler answers 401 to a tampered delivery and hands over nothing."""
+    jobs, url = received
+    header = sign(BODY, SECRET)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=BODY + b" ", headers={"X-Phota-Signature": header}) as resp,
+    ):
+        assert resp.status == 401
+    assert jobs == []
+
+
+async def test_callback_completes_a_slow_poll_wait(emu: PhotaEmulator) -> None:
+    """A verified callback makes Job.wait confirm with one GET instead of its slow next poll."""
+    slow_jobs = PollPolicy(job=Cadence(first=30.0, cap=30.0))
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, poll=slow_jobs) as phota:
+        runner, url = await serve(webhook_handler(phota.webhook_secret, client=phota))
+        try:
+            job = await phota.jobs.submit_generate("x", callback_url=url)
+            started = time.monotonic()
+            result = await job.wait(timeout=10)
+            elapsed = time.monotonic() - started
+        finally:
+            await runner.cleanup()
+    assert len(result) == 1
+    assert elapsed < 5
+    assert len([r for r in emu.requests if r["path"] == f"/jobs/{job.id}"]) == 2
+    assert emu.callbacks[0]["status"] == 204

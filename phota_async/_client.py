@@ -8,7 +8,7 @@ import logging
 import os
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ import anyio.to_thread
 
 from . import _protocol as proto
 from . import _retry
+from ._batch import BatchRun, Manifest, Progress
 from ._calls import edit_call, enhance_call, remix_call
 from ._files import temp_beside
 from ._jobs import Jobs
@@ -33,9 +34,10 @@ from .errors import (
     PhotaError,
     ReadTimeoutError,
 )
-from .models import ImageResult, ResultBody, image_result, sniff_extension
+from .models import ImageResult, Job, ResultBody, image_result, sniff_extension
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - an input type
 log = logging.getLogger("phota_async")
 
 DEFAULT_BASE_URL = "https://api.photalabs.com/v1/phota"
@@ -462,6 +464,117 @@ class PhotaClient:
             response_mode=response_mode,
         )
         return await self.run(call, via_job=via_job, timeout=timeout)
+
+    # -- many calls at once --------------------------------------------------------------
+
+    def map(
+        self,
+        call: Callable[[I], Awaitable[ImageResult]],
+        inputs: Iterable[I],
+        *,
+        kind: str = "custom",
+        concurrency: int = 16,
+        out_dir: str | Path | None = None,
+        manifest: str | Path | Manifest | None = None,
+        on_progress: Progress | None = None,
+    ) -> BatchRun[I]:
+        """Run ``call`` on every input, ``concurrency`` at a time; items arrive as they finish.
+
+        Args:
+            call: an async function of one input returning an ``ImageResult``.
+            inputs: the inputs.
+            kind: ``enhance``/``remix``/... for the cost summary.
+            concurrency: the most calls in flight.
+            out_dir: save each result's images there (atomically) as they arrive.
+            manifest: a JSONL file recording finished inputs; a rerun skips them. Needs
+                ``out_dir`` and ``Path`` or URL inputs.
+            on_progress: called as ``on_progress(summary, item)`` after each item.
+
+        Returns:
+            A ``BatchRun``: ``async with phota.map(...) as run: async for item in run: ...``.
+        """
+        return BatchRun(
+            self, kind, inputs, call, concurrency=concurrency, out_dir=out_dir,
+            manifest=manifest, submit=None, on_progress=on_progress,
+        )  # fmt: skip
+
+    def enhance_many(
+        self,
+        inputs: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        out_dir: str | Path | None = None,
+        manifest: str | Path | Manifest | None = None,
+        via_job: bool = False,
+        on_progress: Progress | None = None,
+        **options: Any,
+    ) -> BatchRun[Any]:
+        """Enhance many photos; ``options`` are those of ``enhance``, other arguments of ``map``.
+
+        With ``via_job=True`` each photo runs as a job whose id is recorded in the manifest as
+        soon as it is submitted, so a rerun after a crash resumes it instead of paying again.
+        """
+
+        async def one(image: Any) -> ImageResult:
+            return await self.enhance(image, **options)
+
+        async def submit(image: Any) -> Job:
+            return await self.jobs.submit_enhance(image, **options)
+
+        return BatchRun(
+            self, "enhance", inputs, one, concurrency=concurrency, out_dir=out_dir,
+            manifest=manifest, submit=submit if via_job else None, on_progress=on_progress,
+        )  # fmt: skip
+
+    def edit_many(
+        self,
+        prompt: str,
+        inputs: Iterable[Any],
+        *,
+        concurrency: int = 16,
+        out_dir: str | Path | None = None,
+        manifest: str | Path | Manifest | None = None,
+        via_job: bool = False,
+        on_progress: Progress | None = None,
+        **options: Any,
+    ) -> BatchRun[Any]:
+        """Apply one edit prompt to each photo; arguments as for ``enhance_many`` and ``edit``."""
+
+        async def one(image: Any) -> ImageResult:
+            return await self.edit(prompt, images=[image], **options)
+
+        async def submit(image: Any) -> Job:
+            return await self.jobs.submit_edit(prompt, images=[image], **options)
+
+        return BatchRun(
+            self, "edit", inputs, one, concurrency=concurrency, out_dir=out_dir,
+            manifest=manifest, submit=submit if via_job else None, on_progress=on_progress,
+        )  # fmt: skip
+
+    def remix_many(
+        self,
+        inputs: Iterable[Any],
+        *,
+        reference: Any,
+        concurrency: int = 16,
+        out_dir: str | Path | None = None,
+        manifest: str | Path | Manifest | None = None,
+        via_job: bool = False,
+        on_progress: Progress | None = None,
+        **options: Any,
+    ) -> BatchRun[Any]:
+        """Restyle each photo after one reference; arguments as for ``enhance_many``, ``remix``."""
+
+        async def one(image: Any) -> ImageResult:
+            return await self.remix(image, reference=reference, **options)
+
+        async def submit(image: Any) -> Job:
+            return await self.jobs.submit_remix(image, reference=reference, **options)
+
+        return BatchRun(
+            self, "remix", inputs, one, concurrency=concurrency, out_dir=out_dir,
+            manifest=manifest, submit=submit if via_job else None, on_progress=on_progress,
+        )  # fmt: skip
 
     async def webhook_secret(self, *, refresh: bool = False) -> str:
         """The account's webhook signing secret (fetched once, then cached).

@@ -185,8 +185,11 @@ class Poller:
         cadence: Callable[[S | None], Cadence],
         timeout: float,
         what: str,
+        on_update: Callable[[S], None] | None = None,
     ) -> S:
         """Wait until ``done(snapshot)``; return that snapshot.
+
+        ``on_update`` is called with each new snapshot this waiter sees (for progress).
 
         Raises:
             WaitTimeoutError: ``timeout`` seconds passed first (carries the last snapshot).
@@ -203,7 +206,15 @@ class Poller:
         watch.waiters += 1
         try:
             with anyio.move_on_after(timeout):
+                seen: S | None = None
                 while True:
+                    if (
+                        on_update is not None
+                        and watch.snapshot is not None
+                        and watch.snapshot is not seen
+                    ):
+                        seen = watch.snapshot
+                        on_update(seen)
                     if watch.final is not None:
                         return watch.final
                     if watch.failure is not None:

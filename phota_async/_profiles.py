@@ -140,7 +140,11 @@ class Profiles:
         await client._send(request, proto.check, timeout)
 
     async def wait_ready(
-        self, profile_id: str, *, timeout: float | None = DEFAULT_TRAINING_WAIT
+        self,
+        profile_id: str,
+        *,
+        timeout: float | None = DEFAULT_TRAINING_WAIT,
+        on_update: Callable[[Profile], None] | None = None,
     ) -> Profile:
         """Wait until a profile is READY; every waiter on one profile shares one poll loop.
 
@@ -151,6 +155,7 @@ class Profiles:
             profile_id: the profile to wait for.
             timeout: the deadline in seconds (``None`` means the default 1800 s, never
                 "forever"; pass ``math.inf`` to wait without limit).
+            on_update: called with each new snapshot, for progress displays.
 
         Returns:
             The READY ``Profile``.
@@ -174,6 +179,7 @@ class Profiles:
             cadence,
             wait_deadline(timeout, DEFAULT_TRAINING_WAIT),
             f"profile {profile_id}",
+            on_update,
         )
         if profile.is_failed:
             raise ProfileTrainingError(profile)

@@ -84,20 +84,21 @@ def target_size(
 
 
 def enhance(img: Image.Image) -> Image.Image:
-    """Improve a photo: grey-world white balance, auto levels, denoise, then sharpen."""
-    means = ImageStat.Stat(img).mean
+    """Improve a photo: denoise, gentle grey-world white balance, auto levels, then sharpen."""
+    denoised = img.filter(ImageFilter.MedianFilter(5))
+    means = ImageStat.Stat(denoised).mean
     grey = sum(means) / 3
-    gains = [grey / m if m > 1 else 1.0 for m in means]
+    # Gentle gains: a strongly coloured scene should not be pushed to neutral.
+    gains = [min(1.1, max(0.9, grey / m)) if m > 1 else 1.0 for m in means]
     balanced = Image.merge(
         "RGB",
         [
             band.point(lambda v, g=g: min(255, int(v * g)))
-            for band, g in zip(img.split(), gains, strict=True)
+            for band, g in zip(denoised.split(), gains, strict=True)
         ],
     )
-    levelled = ImageOps.autocontrast(balanced, cutoff=1)
-    denoised = levelled.filter(ImageFilter.MedianFilter(3))
-    return denoised.filter(ImageFilter.UnsharpMask(radius=2, percent=120, threshold=2))
+    levelled = ImageOps.autocontrast(balanced, cutoff=1, preserve_tone=True)
+    return levelled.filter(ImageFilter.UnsharpMask(radius=2, percent=80, threshold=3))
 
 
 def remix(content: Image.Image, style: Image.Image) -> Image.Image:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -44,6 +44,15 @@ def decode(data: bytes) -> Image.Image:
 async def emu() -> AsyncIterator[PhotaEmulator]:
     """An emulator served by the test's own loop, with fast clocks and small outputs."""
     async with PhotaEmulator(
+        training_seconds=0.3, validation_seconds=0.02, max_output_side=128
+    ) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def threaded_emu() -> Iterator[PhotaEmulator]:
+    """An emulator on its own thread and loop, so the test's loop holds only client tasks."""
+    with PhotaEmulator(
         training_seconds=0.3, validation_seconds=0.02, max_output_side=128
     ) as emulator:
         yield emulator

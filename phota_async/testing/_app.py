@@ -606,6 +606,10 @@ async def _outer(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = _error_response(
             request_id, failure.status, failure.code, failure.detail, failure.headers
         )
+    except ConnectionResetError:
+        # The client went away mid-request (a cancelled call): nobody is left to answer.
+        entry["status"] = "disconnected"
+        raise asyncio.CancelledError from None
     except web.HTTPRequestEntityTooLarge as exc:
         response = _error_response(
             request_id, 413, "PAYLOAD_TOO_LARGE", exc.text or "request body too large"

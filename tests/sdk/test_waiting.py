@@ -115,20 +115,22 @@ async def test_waiters_on_one_profile_share_one_poll_loop(
     assert status_polls(emu, profile.id) < 40
 
 
-async def test_cancelling_a_wait_stops_polling(fast: PhotaClient, emu: PhotaEmulator) -> None:
+async def test_cancelling_a_wait_stops_polling(threaded_emu: PhotaEmulator) -> None:
     """Once the only waiter is cancelled, no more polls are sent and no task is left."""
-    profile = await start(fast, emu)
-    emu.add_fault(f"/profiles/{profile.id}/status", delay=0.05, times=1000)
-    before = set(asyncio.all_tasks())
-    waiter = asyncio.ensure_future(fast.profiles.wait_ready(profile.id, timeout=10))
-    await asyncio.sleep(0.2)
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
-    polls = status_polls(emu, profile.id)
-    await asyncio.sleep(0.3)
-    assert status_polls(emu, profile.id) == polls
-    assert set(asyncio.all_tasks()) - before == set()
+    emu = threaded_emu
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, poll=FAST) as phota:
+        profile = await start(phota, emu)
+        emu.add_fault(f"/profiles/{profile.id}/status", delay=0.05, times=1000)
+        before = set(asyncio.all_tasks())
+        waiter = asyncio.ensure_future(phota.profiles.wait_ready(profile.id, timeout=10))
+        await asyncio.sleep(0.2)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        polls = status_polls(emu, profile.id)
+        await asyncio.sleep(0.3)
+        assert status_polls(emu, profile.id) == polls
+        assert set(asyncio.all_tasks()) - before == set()
 
 
 async def test_cancelling_one_waiter_keeps_the_others(

@@ -107,6 +107,12 @@ class ProfileRecord:
     picture: bytes | None = None
     face: Image.Image | None = None
 
+    def ready_at(self) -> float | None:
+        """The monotonic moment training ends, once validation has passed."""
+        if self.validated_at is None or self.error is not None:
+            return None
+        return self.validated_at + self.training_seconds
+
     def status(self, now: float) -> tuple[str, str | None]:
         if self.forced_status is not None:
             return self.forced_status, self.forced_message

@@ -297,9 +297,13 @@ class PhotaEmulator:
         ]
 
     def profiles(self) -> list[dict[str, Any]]:
-        """Every profile as its status call would show it, with tag and tier."""
+        """Every profile as its status call would show it, with tag, tier and ``ready_at``.
+
+        ``ready_at`` is the ``time.monotonic()`` moment the profile becomes (or became) READY,
+        ``None`` while it is validating or when it failed.
+        """
         return [
-            {**self._state.profile_json(p), "tier": p.tier}
+            {**self._state.profile_json(p), "tier": p.tier, "ready_at": p.ready_at()}
             for p in list(self._state.profiles.values())
         ]
 

@@ -1,0 +1,287 @@
+"""Measure the SDK against the alternatives, in one run, against a local emulator.
+
+    python benchmarks/run.py            # the full figures (a few minutes)
+    python benchmarks/run.py --quick    # tiny counts: checks that every benchmark still works
+
+Each client runs in its own process, the emulator in another, and the figures are client CPU
+time (user+sys) per call and peak RSS of the client process, printed as ratios against a bare
+aiohttp loop (and httpx) measured in the same run. Absolute times on a shared machine are
+noise; ratios hold. Nothing here passes or fails: the table says which targets are met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+
+
+@contextmanager
+def server(**options: Any) -> Iterator[dict[str, str]]:
+    """An emulator in a separate process; yields its base URL and key."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "_server.py"), json.dumps(options)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield json.loads(proc.stdout.readline())
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def client(
+    workload: str, impl: str, srv: dict[str, str], n: int, concurrency: int, **extra: str
+) -> dict[str, float]:
+    """Run one client process and return its measurements."""
+    argv = [
+        sys.executable, str(HERE / "_clients.py"), workload, impl,
+        "--base-url", srv["base_url"], "--key", srv["api_key"],
+        "--n", str(n), "--concurrency", str(concurrency),
+    ]  # fmt: skip
+    for key, value in extra.items():
+        argv += [f"--{key}", value]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def median_runs(repeats: int, impls: list[str], run: Any) -> dict[str, dict[str, float]]:
+    """Interleave the implementations ``repeats`` times; keep each one's median figures."""
+    runs: dict[str, list[dict[str, float]]] = {impl: [] for impl in impls}
+    for _ in range(repeats):
+        for impl in impls:
+            runs[impl].append(run(impl))
+    return {
+        impl: {key: statistics.median(r[key] for r in results) for key in results[0]}
+        for impl, results in runs.items()
+    }
+
+
+def make_photo(path: Path, target_bytes: int) -> None:
+    """A noisy JPEG of about ``target_bytes`` (noise defeats compression, like a real photo)."""
+    from PIL import Image
+
+    side = 512
+    while True:
+        img = Image.effect_noise((side, side), 60).convert("RGB")
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=95)
+        if buf.tell() >= target_bytes:
+            path.write_bytes(buf.getvalue())
+            return
+        side = int(side * 1.3)
+
+
+async def ready_profile(srv: dict[str, str]) -> str:
+    from phota_async import PhotaClient, PollPolicy, emulator_uploader
+    from phota_async.testing._images import sample_photo
+
+    photos = []
+    for i in range(5):
+        buf = io.BytesIO()
+        sample_photo(i, (64, 64)).save(buf, format="JPEG")
+        photos.append(buf.getvalue())
+    async with PhotaClient(
+        api_key=srv["api_key"], base_url=srv["base_url"], poll=PollPolicy().scaled(0.01)
+    ) as phota:
+        profile = await phota.profiles.create(
+            photos, tier="fast", uploader=emulator_uploader(phota), wait=True, timeout=60
+        )
+        return profile.id
+
+
+def bench_get(quick: bool) -> list[tuple[str, float, str, bool]]:
+    n, repeats = (50, 1) if quick else (3000, 3)
+    with server(training_seconds=0.1) as srv:
+        profile = asyncio.run(ready_profile(srv))
+        impls = ["sdk", "aiohttp", "httpx"]
+        figures = median_runs(
+            repeats, impls, lambda impl: client("get", impl, srv, n, 32, profile=profile)
+        )
+    per_call = {impl: f["cpu_s"] / n * 1e6 for impl, f in figures.items()}
+    print(f"  CPU per GET (us): " + ", ".join(f"{k} {v:.0f}" for k, v in per_call.items()))
+    vs_aiohttp = per_call["sdk"] / per_call["aiohttp"]
+    vs_httpx = per_call["sdk"] / per_call["httpx"]
+    return [
+        (
+            "CPU per profiles.get, 32 concurrent, vs bare aiohttp",
+            vs_aiohttp,
+            "<= 1.25x",
+            vs_aiohttp <= 1.25,
+        ),
+        ("same, vs httpx.AsyncClient", vs_httpx, "<= 0.2x", vs_httpx <= 0.2),
+    ]
+
+
+def bench_enhance(quick: bool, tmp: Path) -> list[tuple[str, float, str, bool]]:
+    n, size, repeats = (2, 1 << 20, 1) if quick else (16, 4 << 20, 3)
+    photo = tmp / "big.jpg"
+    make_photo(photo, size)
+    with server(max_output_side=256, max_body_bytes=64 << 20) as srv:
+        figures = median_runs(
+            repeats,
+            ["sdk", "aiohttp"],
+            lambda impl: client("enhance", impl, srv, n, 8, photo=str(photo)),
+        )
+    cpu = {impl: f["cpu_s"] / n * 1e3 for impl, f in figures.items()}
+    rss = {impl: f["peak_rss_mib"] for impl, f in figures.items()}
+    print(
+        f"  photo {photo.stat().st_size / 2**20:.1f} MiB; CPU per call (ms): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+        + "; peak RSS (MiB): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in rss.items())
+    )
+    cpu_ratio = cpu["sdk"] / cpu["aiohttp"]
+    rss_ratio = rss["sdk"] / rss["aiohttp"]
+    return [
+        (
+            "CPU per enhance(Path) of a 4 MiB photo, 8 concurrent, vs json= b64",
+            cpu_ratio,
+            "<= 0.45x",
+            cpu_ratio <= 0.45,
+        ),
+        ("peak RSS of that run", rss_ratio, "<= 0.35x", rss_ratio <= 0.35),
+    ]
+
+
+def bench_many(quick: bool, tmp: Path) -> list[tuple[str, float, str, bool]]:
+    from PIL import Image
+
+    n, repeats = (50, 1) if quick else (2000, 3)
+    folder = tmp / "small"
+    folder.mkdir()
+    for i in range(n):
+        Image.effect_noise((48, 48), 40).convert("RGB").save(folder / f"{i:05d}.jpg")
+    with server(max_output_side=48) as srv:
+        figures = median_runs(
+            repeats,
+            ["sdk", "aiohttp"],
+            lambda impl: client("many", impl, srv, n, 64, photo=str(folder)),
+        )
+    throughput = {impl: n / f["wall_s"] for impl, f in figures.items()}
+    print("  throughput (photos/s): " + ", ".join(f"{k} {v:.0f}" for k, v in throughput.items()))
+    ratio = throughput["sdk"] / throughput["aiohttp"]
+    return [
+        (
+            "enhance_many over small photos, concurrency 64, wall throughput",
+            ratio,
+            ">= 0.85x",
+            ratio >= 0.85,
+        )
+    ]
+
+
+async def poll_run(count: int, training: float, interval: float) -> dict[str, float]:
+    from phota_async import Cadence, PhotaClient, PollPolicy
+    from phota_async.testing import PhotaEmulator
+
+    every = Cadence(first=interval, cap=interval, floor=interval, jitter=0.1)
+    policy = PollPolicy(
+        profile_setup=every, profile_training=every, job=every, max_polls_per_second=10_000
+    )
+    with PhotaEmulator(training_seconds=training, validation_seconds=0.0, balance=10_000) as emu:
+        store = [emu.store_file(_tiny_jpeg(i)) for i in range(5)]
+        async with PhotaClient(
+            api_key=emu.api_key, base_url=emu.base_url, poll=policy, max_concurrency=64
+        ) as phota:
+            profiles = await asyncio.gather(
+                *(phota.profiles.create(store, tier="fast") for _ in range(count))
+            )
+            before = len(emu.requests)
+            started = time.monotonic()
+            resolved: dict[str, float] = {}
+
+            async def wait(pid: str) -> None:
+                await phota.profiles.wait_ready(pid, timeout=training * 10 + 30)
+                resolved[pid] = time.monotonic()
+
+            await asyncio.gather(*(wait(p.id) for p in profiles))
+        polls = sum(1 for r in emu.requests[before:] if r["path"].endswith("/status"))
+        ready_at = {p["profile_id"]: p["ready_at"] for p in emu.profiles()}
+    ideal = sum(max(0.0, ready_at[pid] - started) for pid in resolved) / interval
+    late = max(resolved[pid] - ready_at[pid] for pid in resolved)
+    return {"polls": polls, "ideal": ideal, "late": late}
+
+
+def _tiny_jpeg(seed: int) -> bytes:
+    from phota_async.testing._images import sample_photo
+
+    buf = io.BytesIO()
+    sample_photo(seed, (32, 32)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def bench_poll(quick: bool) -> list[tuple[str, float, str, bool]]:
+    count, training, interval = (50, 1.0, 0.5) if quick else (1000, 3.0, 1.0)
+    figures = asyncio.run(poll_run(count, training, interval))
+    ratio = figures["polls"] / figures["ideal"]
+    print(
+        f"  {count} profiles: {figures['polls']} polls, ideal {figures['ideal']:.0f}; "
+        f"latest resolution {figures['late']:.2f} s after READY (interval {interval} s)"
+    )
+    return [
+        (
+            f"{count} profiles awaited at once: poll requests vs ideal",
+            ratio,
+            "<= 1.2x",
+            ratio <= 1.2,
+        ),
+        (
+            "slowest waiter resolved after READY, in poll intervals",
+            figures["late"] / interval,
+            "<= 1 interval",
+            figures["late"] <= interval,
+        ),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny counts, to check the benchmarks run"
+    )
+    parser.add_argument("--only", choices=("get", "enhance", "many", "poll"), action="append")
+    args = parser.parse_args()
+    chosen = args.only or ["get", "enhance", "many", "poll"]
+    rows: list[tuple[str, float, str, bool]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in chosen:
+            print(f"{name} ...", flush=True)
+            if name == "get":
+                rows += bench_get(args.quick)
+            elif name == "enhance":
+                rows += bench_enhance(args.quick, Path(tmp))
+            elif name == "many":
+                rows += bench_many(args.quick, Path(tmp))
+            else:
+                rows += bench_poll(args.quick)
+    print()
+    print("| figure | ratio | target | met |")
+    print("|---|---|---|---|")
+    for figure, ratio, target, met in rows:
+        print(f"| {figure} | {ratio:.2f}x | {target} | {'yes' if met else 'no'} |")
+    if args.quick:
+        print("\n(quick mode: tiny counts, figures are not meaningful)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

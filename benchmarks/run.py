@@ -115,7 +115,7 @@ def bench_get(quick: bool) -> list[tuple[str, float, str, bool]]:
             repeats, impls, lambda impl: client("get", impl, srv, n, 32, profile=profile)
         )
     per_call = {impl: f["cpu_s"] / n * 1e6 for impl, f in figures.items()}
-    print(f"  CPU per GET (us): " + ", ".join(f"{k} {v:.0f}" for k, v in per_call.items()))
+    print("  CPU per GET (us): " + ", ".join(f"{k} {v:.0f}" for k, v in per_call.items()))
     vs_aiohttp = per_call["sdk"] / per_call["aiohttp"]
     vs_httpx = per_call["sdk"] / per_call["httpx"]
     return [

@@ -115,7 +115,8 @@ class PhotaClient:
         )
         self.timeout = timeout
         self._retry = retry or RetryPolicy()
-        self._limiter = anyio.CapacityLimiter(max_concurrency)
+        # An asyncio.Semaphore: the client is bound to one loop, and it is the cheapest bound.
+        self._limiter = asyncio.Semaphore(max_concurrency)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._secret: str | None = None
@@ -195,7 +196,7 @@ class PhotaClient:
 
         deadline = self.timeout if timeout is None else timeout
         try:
-            with anyio.fail_after(deadline):
+            async with asyncio.timeout(deadline):
                 return await _retry.call(
                     attempt, retry=request.retry, endpoint=request.endpoint, policy=self._retry
                 )
@@ -247,7 +248,7 @@ class PhotaClient:
             async with self._limiter:
                 return proto.check(await self._transport.download(request, dest))
 
-        with anyio.fail_after(self.timeout):
+        async with asyncio.timeout(self.timeout):
             return await _retry.call(attempt, retry="safe", endpoint="download", policy=self._retry)
 
     def image_result(

@@ -114,29 +114,37 @@ class PollPolicy:
 
 
 class PollBudget:
-    """A token bucket shared by every poll loop of a client: at most ``rate`` polls a second.
+    """A gate shared by every poll loop of a client: at most ``rate`` polls a second.
 
-    Slots are handed out in arrival order, so every loop progresses.
+    Polls pass one at a time, in arrival order, each at least ``1 / rate`` seconds after the
+    previous one *actually* passed, so a late wake-up never lets a burst through: any window of
+    one second sees at most ``rate + 1`` polls leave.
     """
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         if rate <= 0:
             raise ValueError("the poll budget must be positive")
-        self._interval = 1.0 / rate
+        self.interval = 1.0 / rate
         self._clock = clock
-        self._next_free = 0.0
+        self._last = -math.inf
+        self._gate: asyncio.Lock | None = None
 
-    def reserve(self) -> float:
-        """Reserve the next slot; return how long to wait for it."""
-        now = self._clock()
-        slot = max(now, self._next_free)
-        self._next_free = slot + self._interval
-        return slot - now
+    def delay(self) -> float:
+        """How long the next poll must still wait."""
+        return max(0.0, self._last + self.interval - self._clock())
+
+    def passed(self) -> None:
+        """Record that a poll leaves now."""
+        self._last = self._clock()
 
     async def acquire(self) -> None:
-        delay = self.reserve()
-        if delay > 0:
-            await anyio.sleep(delay)
+        if self._gate is None:
+            self._gate = asyncio.Lock()
+        async with self._gate:
+            wait = self.delay()
+            if wait > 0:
+                await anyio.sleep(wait)
+            self.passed()
 
 
 Fetch = Callable[[], Awaitable[S]]

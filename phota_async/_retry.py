@@ -22,7 +22,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import attrs
 import tenacity
@@ -121,17 +121,27 @@ async def call(
             ``OutcomeUnknownError`` when a paid POST's outcome cannot be known.
     """
     request_ids: list[str] = []
+    # The first attempt runs bare: most calls succeed at once, and building the retry machinery
+    # only after a retryable failure keeps the per-call cost near that of a plain request.
+    try:
+        return await attempt()
+    except PhotaError as error:
+        if not retryable(error, retry) or policy.max_attempts <= 1:
+            _finish(error, retry, request_ids)
+        request_ids.extend(error.request_ids)
+        log.debug("retrying %s after attempt 1: %s", endpoint, error)
+        await sleep(policy.wait_for(1, error))
 
     def note(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, PhotaError) and error.request_ids:
             request_ids.extend(error.request_ids)
-        log.debug("retrying %s after attempt %d: %s", endpoint, state.attempt_number, error)
+        log.debug("retrying %s after attempt %d: %s", endpoint, state.attempt_number + 1, error)
 
     retrying = tenacity.AsyncRetrying(
-        stop=tenacity.stop_after_attempt(policy.max_attempts),
+        stop=tenacity.stop_after_attempt(policy.max_attempts - 1),
         wait=lambda state: policy.wait_for(
-            state.attempt_number, state.outcome.exception() if state.outcome else None
+            state.attempt_number + 1, state.outcome.exception() if state.outcome else None
         ),
         retry=tenacity.retry_if_exception(lambda exc: retryable(exc, retry)),
         before_sleep=note,
@@ -141,7 +151,12 @@ async def call(
     try:
         return await retrying(attempt)
     except PhotaError as error:
-        request_ids.extend(error.request_ids)
-        final = _outcome_unknown(error) if retry == "paid" else error
-        final.request_ids = tuple(dict.fromkeys(request_ids))
-        raise final from final.__cause__
+        _finish(error, retry, request_ids)
+
+
+def _finish(error: PhotaError, retry: RetryClass, request_ids: list[str]) -> NoReturn:
+    """Raise the final error of a call, carrying every attempt's request id."""
+    request_ids.extend(error.request_ids)
+    final = _outcome_unknown(error) if retry == "paid" else error
+    final.request_ids = tuple(dict.fromkeys(request_ids))
+    raise final from final.__cause__

@@ -20,6 +20,8 @@ from typing import Protocol
 
 import aiohttp
 import anyio.to_thread
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from ._inputs import read_range
 from ._protocol import FileBody, Request, Response, StreamedBody
@@ -116,7 +118,9 @@ class AiohttpTransport:
         read_timeout: seconds to wait for each chunk of the response (synchronous image calls
             may legitimately take up to 600 s).
         ssl: passed through to aiohttp (``True``, ``False`` or an ``ssl.SSLContext``).
-        trust_env: honour proxy settings from the environment.
+        trust_env: honour proxy settings from the environment (``HTTPS_PROXY``, ``NO_PROXY``
+            ...), resolved once per scheme and host. Unlike aiohttp's own ``trust_env`` this
+            never reads ``~/.netrc`` and costs no thread hop per request.
         limit: the connection pool size.
     """
 
@@ -142,43 +146,61 @@ class AiohttpTransport:
         self._trust_env = trust_env
         self._limit = limit
         self._closed = False
+        self._proxies: dict[
+            tuple[str, str | None], tuple[URL | None, aiohttp.BasicAuth | None]
+        ] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise PhotaError("the transport is closed")
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                trust_env=self._trust_env,
-                connector=aiohttp.TCPConnector(limit=self._limit),
+                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=self._limit)
             )
         return self._session
 
+    def _proxy(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+        """The environment's proxy for ``url`` (cached per scheme and host)."""
+        if not self._trust_env:
+            return None, None
+        target = URL(url)
+        key = (target.scheme, target.host)
+        if key not in self._proxies:
+            try:
+                self._proxies[key] = get_env_proxy_for_url(target)
+            except LookupError:
+                self._proxies[key] = (None, None)
+        return self._proxies[key]
+
     async def send(self, request: Request) -> Response:
         data, headers = _payload(request)
+        proxy, proxy_auth = self._proxy(request.url)
         try:
             async with self._get_session().request(
                 request.method,
                 request.url,
                 data=data,
                 headers=headers,
-                timeout=self._timeout,
                 ssl=self._ssl,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 allow_redirects=False,
             ) as resp:
                 body = await resp.read()
                 return Response(resp.status, _lower(resp.headers), body)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, request) from exc
 
     async def download(self, request: Request, dest: Path) -> Response:
+        proxy, proxy_auth = self._proxy(request.url)
         try:
             async with self._get_session().request(
                 request.method,
                 request.url,
                 headers=dict(request.headers),
-                timeout=self._timeout,
                 ssl=self._ssl,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
             ) as resp:
                 if resp.status != 200:
                     return Response(resp.status, _lower(resp.headers), await resp.read())
@@ -189,7 +211,7 @@ class AiohttpTransport:
                 finally:
                     await anyio.to_thread.run_sync(handle.close)
                 return Response(resp.status, _lower(resp.headers), b"")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, request) from exc
 
     async def aclose(self) -> None:

@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -76,7 +76,7 @@ class APIFailure(Exception):
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _short(value: Any, limit: int = 80) -> Any:
@@ -266,7 +266,7 @@ class EmulatorState:
                         400, "IMAGE_DOWNLOAD_FAILED", f"{field_name}: {resp.status} from {url}"
                     )
                 return await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise APIFailure(
                 400, "IMAGE_DOWNLOAD_FAILED", f"{field_name}: cannot download {url} ({exc!r})"
             ) from exc
@@ -459,7 +459,7 @@ class EmulatorState:
                     headers={"Content-Type": "application/json", "X-Phota-Signature": header},
                 ) as resp:
                     record["status"] = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 record["error"] = repr(exc)
             self.callbacks.append(record)
             if 200 <= record.get("status", 0) < 300:
@@ -741,7 +741,7 @@ def _studio_handler(endpoint: str) -> Handler:
             result = await asyncio.wait_for(
                 state.render(endpoint, body, named), state.config.sync_timeout
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             state.refund(cost, endpoint=endpoint, request_id=request_id)
             raise APIFailure(
                 504, "TIMEOUT", "the call exceeded its time limit and was refunded; use async mode"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import math
+import time
 
 import pytest
 
@@ -63,13 +66,31 @@ def test_scaled_policy_scales_intervals_and_budget() -> None:
     assert policy.max_polls_per_second == pytest.approx(1000)
 
 
-def test_budget_spaces_reservations() -> None:
-    """Reservations beyond the rate wait one interval each, in order."""
+def test_budget_spaces_polls_from_the_last_one() -> None:
+    """Each poll waits one interval after the previous one actually left."""
     now = [100.0]
     budget = PollBudget(rate=4, clock=lambda: now[0])
-    assert [budget.reserve() for _ in range(4)] == [0.0, 0.25, 0.5, 0.75]
+    assert budget.delay() == 0.0
+    budget.passed()
+    assert budget.delay() == 0.25
+    now[0] = 100.1
+    assert budget.delay() == pytest.approx(0.15)
     now[0] = 102.0
-    assert budget.reserve() == 0.0
+    assert budget.delay() == 0.0
+
+
+async def test_budget_gate_never_lets_a_burst_through() -> None:
+    """Fifty concurrent acquisitions at 100/s leave at least 10 ms apart."""
+    budget = PollBudget(rate=100)
+    times: list[float] = []
+
+    async def one() -> None:
+        await budget.acquire()
+        times.append(time.monotonic())
+
+    await asyncio.gather(*(one() for _ in range(50)))
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.0099
 
 
 def test_budget_must_be_positive() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -79,7 +79,7 @@ def test_job_decodes_with_times_and_result() -> None:
     """A SUCCEEDED job has aware datetimes and its result body."""
     job = proto.decode_job(sample("job_succeeded.json"))
     assert job.status == "SUCCEEDED"
-    assert job.created_at == datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
+    assert job.created_at == datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
     assert job.result is not None
     assert job.result.download_urls == ["https://cdn.example/out/2.jpg?sig=def"]
 

@@ -41,7 +41,7 @@ def free_port() -> int:
         (aiohttp.ServerDisconnectedError(), ConnectionLostError),
         (aiohttp.ClientPayloadError("cut"), ConnectionLostError),
         (aiohttp.ServerTimeoutError(), ReadTimeoutError),
-        (asyncio.TimeoutError(), ReadTimeoutError),
+        (TimeoutError(), ReadTimeoutError),
         (aiohttp.InvalidURL("::"), InvalidRequestError),
         (aiohttp.ClientError(), TransportError),
         (ConnectionResetError(), ConnectionLostError),

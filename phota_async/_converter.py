@@ -11,6 +11,7 @@ Policies:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -56,12 +57,19 @@ converter.register_structure_hook(datetime, _datetime)
 converter.register_structure_hook_factory(attrs.has, _attrs_hook_factory)
 
 
+@functools.cache
+def _hook(cls: Any) -> Callable[[Any, Any], Any]:
+    """The structuring function for ``cls``, looked up once."""
+    return converter.get_structure_hook(cls)
+
+
 def structure(data: Any, cls: type[T], what: str) -> T:
     """Structure JSON ``data`` into ``cls``; raise ``ResponseValidationError`` naming ``what``."""
     if not isinstance(data, dict):
         raise ResponseValidationError(f"{what}: expected a JSON object, got {type(data).__name__}")
     try:
-        return converter.structure(data, cls)
+        hook: Any = cls
+        return cast(T, _hook(hook)(data, cls))
     except Exception as exc:  # cattrs raises ExceptionGroups of many kinds
         messages = (
             cattrs.transform_error(exc, path=what)

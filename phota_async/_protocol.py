@@ -16,7 +16,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Final, Literal
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import attrs
 
@@ -98,7 +98,8 @@ class Request:
 
 @attrs.frozen
 class Response:
-    """One HTTP response. ``headers`` keys are lower-case."""
+    """One HTTP response. ``headers`` is looked up with lower-case names: transports pass a
+    case-insensitive mapping (aiohttp's own) or a dict with lower-case keys."""
 
     status: int
     headers: Mapping[str, str] = attrs.field(repr=False)
@@ -275,11 +276,12 @@ def download(signed_url: str) -> Request:
 
 
 def profile_path(profile_id: str, suffix: str = "") -> str:
-    return f"/profiles/{quote(check_id(profile_id, 'profile_id'), safe='')}{suffix}"
+    # A checked id is only [A-Za-z0-9_-], so it needs no quoting in a path.
+    return f"/profiles/{check_id(profile_id, 'profile_id')}{suffix}"
 
 
 def job_path(job_id: str) -> str:
-    return f"/jobs/{quote(check_id(job_id, 'job_id'), safe='')}"
+    return f"/jobs/{check_id(job_id, 'job_id')}"
 
 
 def check_training_set(count: int, tier: Any, tag: Any) -> None:

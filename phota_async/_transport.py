@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import ssl as ssl_module
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -91,21 +91,15 @@ async def _stream_file(body: FileBody) -> AsyncIterator[bytes]:
         yield await anyio.to_thread.run_sync(read_range, body.path, start, length)
 
 
-def _payload(request: Request) -> tuple[bytes | AsyncIterator[bytes] | None, dict[str, str]]:
-    headers = dict(request.headers)
+def _payload(
+    request: Request,
+) -> tuple[bytes | AsyncIterator[bytes] | None, Mapping[str, str]]:
     body = request.body
     if isinstance(body, StreamedBody):
-        headers["Content-Length"] = str(body.length)
-        return _stream(body), headers
+        return _stream(body), {**request.headers, "Content-Length": str(body.length)}
     if isinstance(body, FileBody):
-        headers["Content-Length"] = str(body.size)
-        return _stream_file(body), headers
-    return body, headers
-
-
-def _lower(headers: aiohttp.typedefs.LooseHeaders) -> dict[str, str]:
-    items = headers.items() if hasattr(headers, "items") else headers
-    return {str(k).lower(): str(v) for k, v in items}
+        return _stream_file(body), {**request.headers, "Content-Length": str(body.size)}
+    return body, request.headers
 
 
 class AiohttpTransport:
@@ -146,9 +140,7 @@ class AiohttpTransport:
         self._trust_env = trust_env
         self._limit = limit
         self._closed = False
-        self._proxies: dict[
-            tuple[str, str | None], tuple[URL | None, aiohttp.BasicAuth | None]
-        ] = {}
+        self._proxies: dict[str, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -160,17 +152,18 @@ class AiohttpTransport:
         return self._session
 
     def _proxy(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
-        """The environment's proxy for ``url`` (cached per scheme and host)."""
+        """The environment's proxy for ``url``, looked up once per origin."""
         if not self._trust_env:
             return None, None
-        target = URL(url)
-        key = (target.scheme, target.host)
-        if key not in self._proxies:
+        origin = url[: url.find("/", url.find("//") + 2)]
+        found = self._proxies.get(origin)
+        if found is None:
             try:
-                self._proxies[key] = get_env_proxy_for_url(target)
+                found = get_env_proxy_for_url(URL(url))
             except LookupError:
-                self._proxies[key] = (None, None)
-        return self._proxies[key]
+                found = (None, None)
+            self._proxies[origin] = found
+        return found
 
     async def send(self, request: Request) -> Response:
         data, headers = _payload(request)
@@ -187,7 +180,7 @@ class AiohttpTransport:
                 allow_redirects=False,
             ) as resp:
                 body = await resp.read()
-                return Response(resp.status, _lower(resp.headers), body)
+                return Response(resp.status, resp.headers, body)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, request) from exc
 
@@ -197,20 +190,20 @@ class AiohttpTransport:
             async with self._get_session().request(
                 request.method,
                 request.url,
-                headers=dict(request.headers),
+                headers=request.headers,
                 ssl=self._ssl,
                 proxy=proxy,
                 proxy_auth=proxy_auth,
             ) as resp:
                 if resp.status != 200:
-                    return Response(resp.status, _lower(resp.headers), await resp.read())
+                    return Response(resp.status, resp.headers, await resp.read())
                 handle = await anyio.to_thread.run_sync(dest.open, "wb")
                 try:
                     async for chunk in resp.content.iter_chunked(DOWNLOAD_CHUNK):
                         await anyio.to_thread.run_sync(handle.write, chunk)
                 finally:
                     await anyio.to_thread.run_sync(handle.close)
-                return Response(resp.status, _lower(resp.headers), b"")
+                return Response(resp.status, resp.headers, b"")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, request) from exc
 

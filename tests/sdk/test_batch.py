@@ -122,6 +122,7 @@ async def test_breaking_out_cancels_the_rest(
             got += 1
             if got == 2:
                 break
+    await asyncio.sleep(0.1)  # let requests already on the wire reach the server's log
     sent = enhance_requests(emu)
     await asyncio.sleep(0.5)
     assert enhance_requests(emu) == sent

@@ -21,6 +21,7 @@ from . import _protocol as proto
 from . import _retry
 from ._batch import BatchRun, Manifest, Progress
 from ._calls import edit_call, enhance_call, remix_call
+from ._deadline import Deadlines
 from ._files import temp_beside
 from ._jobs import Jobs
 from ._poll import PollBudget, Poller, PollPolicy
@@ -117,6 +118,7 @@ class PhotaClient:
         self._retry = retry or RetryPolicy()
         # An asyncio.Semaphore: the client is bound to one loop, and it is the cheapest bound.
         self._limiter = asyncio.Semaphore(max_concurrency)
+        self._deadlines = Deadlines()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._secret: str | None = None
@@ -196,7 +198,7 @@ class PhotaClient:
 
         deadline = self.timeout if timeout is None else timeout
         try:
-            async with asyncio.timeout(deadline):
+            async with self._deadlines.after(deadline):
                 return await _retry.call(
                     attempt, retry=request.retry, endpoint=request.endpoint, policy=self._retry
                 )
@@ -248,7 +250,7 @@ class PhotaClient:
             async with self._limiter:
                 return proto.check(await self._transport.download(request, dest))
 
-        async with asyncio.timeout(self.timeout):
+        async with self._deadlines.after(self.timeout):
             return await _retry.call(attempt, retry="safe", endpoint="download", policy=self._retry)
 
     def image_result(

@@ -22,6 +22,19 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (VmHWM), in MiB.
+
+    Not ``ru_maxrss``: Linux carries that over from the parent across fork and exec, so a child
+    would report the benchmark runner's own peak.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 async def bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[Any]]) -> None:
     semaphore = asyncio.Semaphore(concurrency)
 
@@ -205,7 +218,7 @@ async def main() -> None:
     cpu0, wall0 = cpu(), time.perf_counter()
     await work()
     cpu1, wall1 = cpu(), time.perf_counter()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     print(
         json.dumps(
             {"cpu_s": cpu1 - cpu0, "wall_s": wall1 - wall0, "peak_rss_mib": peak, "calls": args.n}

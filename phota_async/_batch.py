@@ -23,10 +23,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
-import anyio.to_thread
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._files import off_loop
 from .errors import PhotaError
 from .models import ImageResult
 
@@ -145,7 +145,7 @@ class Manifest:
         line = json.dumps(entry) + "\n"
         async with self._lock:
             self.entries[key] = entry
-            await anyio.to_thread.run_sync(self._append, line)
+            await off_loop(self._append, line)
 
     def _append(self, line: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

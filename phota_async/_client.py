@@ -14,15 +14,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
-import anyio
-import anyio.to_thread
 
 from . import _protocol as proto
 from . import _retry
 from ._batch import BatchRun, Manifest, Progress
 from ._calls import edit_call, enhance_call, remix_call
 from ._deadline import Deadlines
-from ._files import temp_beside
+from ._files import off_loop, temp_beside
 from ._jobs import Jobs
 from ._poll import PollBudget, Poller, PollPolicy
 from ._profiles import Profiles
@@ -221,23 +219,23 @@ class PhotaClient:
     async def _save(self, url: str, target: Path) -> str:
         """Stream a signed URL to ``target`` + the real extension, atomically; return the ext."""
         request = proto.download(url)
-        tmp = await anyio.to_thread.run_sync(temp_beside, target)
+        tmp = await off_loop(temp_beside, target)
         try:
             response = await self._download_to(request, tmp)
             proto.check(response)
-            head = await anyio.to_thread.run_sync(_head, tmp)
+            head = await off_loop(_head, tmp)
             ext = sniff_extension(head, target.suffix.lstrip(".") or "jpg")
-            await anyio.to_thread.run_sync(os.replace, tmp, target.with_suffix(f".{ext}"))
+            await off_loop(os.replace, tmp, target.with_suffix(f".{ext}"))
             return ext
         finally:
-            await anyio.to_thread.run_sync(lambda: tmp.unlink(missing_ok=True))
+            await off_loop(lambda: tmp.unlink(missing_ok=True))
 
     async def put_file(
         self, put_url: str, data: bytes | Path, content_type: str, timeout: float | None = None
     ) -> None:
         """PUT raw bytes or a file (streamed from disk) to a presigned URL; retried as safe."""
         if isinstance(data, Path):
-            size = (await anyio.to_thread.run_sync(data.stat)).st_size
+            size = (await off_loop(data.stat)).st_size
             body: bytes | FileBody = FileBody(data, size)
         else:
             body = data

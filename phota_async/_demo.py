@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
-
 from ._client import PhotaClient
+from ._files import off_loop
 from ._poll import PollPolicy
 from ._progress import Progress
 from ._uploads import emulator_uploader
@@ -95,7 +94,7 @@ async def demo(out: Path, *, json_output: bool = False) -> int:
     from .testing import PhotaEmulator
 
     started = time.monotonic()
-    inputs = await anyio.to_thread.run_sync(_make_inputs, out / "inputs")
+    inputs = await off_loop(_make_inputs, out / "inputs")
     results: dict[str, ImageResult] = {}
     saved: dict[str, list[Path]] = {}
     with Progress(enabled=not json_output) as progress:
@@ -150,7 +149,7 @@ async def demo(out: Path, *, json_output: bool = False) -> int:
         ("enhance", [inputs["poor"]], saved["enhance"]),
         ("remix", [inputs["portraits"][1], inputs["style"]], saved["remix"]),
     ]
-    sheet = await anyio.to_thread.run_sync(_contact_sheet, rows, out / "contact-sheet.png")
+    sheet = await off_loop(_contact_sheet, rows, out / "contact-sheet.png")
     summary = {
         "profile_id": pid,
         "files": {name: [str(p) for p in paths] for name, paths in saved.items()},

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
-import anyio.to_thread
+T = TypeVar("T")
+
+# File reads, base64 encoding and writes run on a few dedicated threads rather than a large
+# general pool: every thread that allocates gets its own malloc arena, and a dozen arenas
+# holding freed chunks cost more resident memory than the streaming saves.
+_IO_THREADS = 4
+_pool: ThreadPoolExecutor | None = None
+
+
+async def off_loop(fn: Callable[..., T], *args: object) -> T:
+    """Run blocking file work on the SDK's small I/O pool, off the event loop."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="phota-io")
+    return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -26,7 +44,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 async def write_atomic(path: Path, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
-    return await anyio.to_thread.run_sync(_write, path, data)
+    return await off_loop(_write, path, data)
 
 
 def temp_beside(path: Path) -> Path:

@@ -54,7 +54,7 @@ class Cadence:
     """Poll intervals for one kind of wait, in seconds.
 
     ``first`` is the first interval; each later one is ``factor`` times longer, up to ``cap``,
-    and never below ``floor``. ``jitter`` spreads intervals by up to that fraction either way.
+    and never below ``floor``. ``jitter`` shortens intervals by up to that fraction.
     """
 
     first: float
@@ -80,8 +80,9 @@ def next_delay(
     """
     base = min(cadence.cap, cadence.first * cadence.factor ** max(0, polls - 1))
     base = max(base, cadence.floor)
-    spread = base * cadence.jitter * (2 * rand() - 1)
-    delay = max(cadence.floor, base + spread)
+    # Jitter only shortens an interval: waiters spread out, yet none learns of a change later
+    # than one nominal interval after it happened.
+    delay = max(cadence.floor, base * (1 - cadence.jitter * rand()))
     if hint is not None:
         delay = max(delay, hint)
     return delay

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.to_thread
 
 from . import _protocol as proto
+from ._files import off_loop
 from ._inputs import ImageBlob, check_url, prepare_image
 from ._poll import Cadence, wait_deadline
 from ._uploads import Uploader
@@ -210,9 +210,7 @@ async def _upload_all(
         nonlocal done
         async with limiter:
             data: bytes | Path = (
-                blob.path
-                if blob.path is not None
-                else await anyio.to_thread.run_sync(blob.read_all)
+                blob.path if blob.path is not None else await off_loop(blob.read_all)
             )
             name = blob.path.name if blob.path else f"photo-{index}.{blob.format}"
             urls[index] = await uploader(data, name, CONTENT_TYPES[blob.format])

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Protocol
 
 import aiohttp
-import anyio.to_thread
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
+from ._files import off_loop
 from ._inputs import read_range
 from ._protocol import FileBody, Request, Response, StreamedBody
 from .errors import (
@@ -81,14 +81,14 @@ async def _stream(body: StreamedBody) -> AsyncIterator[bytes]:
             yield part
             continue
         for index in range(part.chunk_count):
-            yield await anyio.to_thread.run_sync(part.encoded_chunk, index)
+            yield await off_loop(part.encoded_chunk, index)
 
 
 async def _stream_file(body: FileBody) -> AsyncIterator[bytes]:
     """Yield a file's raw bytes, read chunk by chunk in a worker thread."""
     for start in range(0, body.size, UPLOAD_CHUNK):
         length = min(UPLOAD_CHUNK, body.size - start)
-        yield await anyio.to_thread.run_sync(read_range, body.path, start, length)
+        yield await off_loop(read_range, body.path, start, length)
 
 
 def _payload(
@@ -197,12 +197,12 @@ class AiohttpTransport:
             ) as resp:
                 if resp.status != 200:
                     return Response(resp.status, resp.headers, await resp.read())
-                handle = await anyio.to_thread.run_sync(dest.open, "wb")
+                handle = await off_loop(dest.open, "wb")
                 try:
                     async for chunk in resp.content.iter_chunked(DOWNLOAD_CHUNK):
-                        await anyio.to_thread.run_sync(handle.write, chunk)
+                        await off_loop(handle.write, chunk)
                 finally:
-                    await anyio.to_thread.run_sync(handle.close)
+                    await off_loop(handle.close)
                 return Response(resp.status, resp.headers, b"")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, request) from exc
@@ -248,7 +248,7 @@ class MockTransport:
     async def download(self, request: Request, dest: Path) -> Response:
         response = await self.send(request)
         if response.status == 200:
-            await anyio.to_thread.run_sync(dest.write_bytes, response.body)
+            await off_loop(dest.write_bytes, response.body)
             return Response(response.status, response.headers, b"")
         return response
 

@@ -214,16 +214,13 @@ class PhotaClient:
     # -- downloads -----------------------------------------------------------------------
 
     async def _fetch(self, url: str) -> bytes:
-        return await self._send(proto.download(url), proto.decode_picture)
+        return await self._send(proto.download(url), proto.decode_image)
 
     async def _save(self, url: str, target: Path) -> str:
         """Stream a signed URL to ``target`` + the real extension, atomically; return the ext."""
-        request = proto.download(url)
         tmp = await off_loop(temp_beside, target)
         try:
-            response = await self._download_to(request, tmp)
-            proto.check(response)
-            head = await off_loop(_head, tmp)
+            head = await self._download_to(proto.download(url), tmp)
             ext = sniff_extension(head, target.suffix.lstrip(".") or "jpg")
             await off_loop(os.replace, tmp, target.with_suffix(f".{ext}"))
             return ext
@@ -241,12 +238,18 @@ class PhotaClient:
             body = data
         await self._send(proto.upload(put_url, body, content_type), proto.check, timeout)
 
-    async def _download_to(self, request: Request, dest: Path) -> Response:
+    async def _download_to(self, request: Request, dest: Path) -> bytes:
+        """Stream a download into ``dest`` with retries; return the file's first bytes.
+
+        A body that is not an image (a cut-short or garbled answer) counts as a failed
+        attempt, so it is fetched again like any other broken download.
+        """
         self._check_usable()
 
-        async def attempt() -> Response:
+        async def attempt() -> bytes:
             async with self._limiter:
-                return proto.check(await self._transport.download(request, dest))
+                proto.check(await self._transport.download(request, dest))
+            return proto.check_image_head(await off_loop(_head, dest))
 
         async with self._deadlines.after(self.timeout):
             return await _retry.call(attempt, retry="safe", endpoint="download", policy=self._retry)

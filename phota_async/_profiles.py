@@ -13,7 +13,7 @@ from ._files import off_loop
 from ._inputs import ImageBlob, check_url, prepare_image
 from ._poll import Cadence, wait_deadline
 from ._uploads import Uploader
-from .errors import InvalidRequestError, ProfileTrainingError
+from .errors import InvalidRequestError, NotFoundError, ProfileTrainingError
 from .models import Profile, ProfileStatus
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class Profiles:
         client = self._client
         path = proto.profile_path(profile_id, "/profile_picture")
         request = proto.get(client.base_url, client._api_key, path)
-        return await client._send(request, proto.decode_picture, timeout)
+        return await client._send(request, proto.decode_image, timeout)
 
     async def delete(self, profile_id: str, *, timeout: float | None = None) -> None:
         """Delete a profile.
@@ -137,7 +137,12 @@ class Profiles:
         """
         client = self._client
         request = proto.delete(client.base_url, client._api_key, proto.profile_path(profile_id))
-        await client._send(request, proto.check, timeout)
+        try:
+            await client._send(request, proto.check, timeout)
+        except NotFoundError as exc:
+            # A retried delete whose earlier attempt went through finds nothing left to delete.
+            if exc.attempts == 1:
+                raise
 
     async def wait_ready(
         self,

@@ -22,7 +22,7 @@ import attrs
 
 from . import __version__
 from ._converter import structure
-from ._inputs import ImageBlob
+from ._inputs import ImageBlob, sniff_format
 from .errors import (
     CODE_ERRORS,
     STATUS_ERRORS,
@@ -420,10 +420,16 @@ def decode_created_profile_id(response: Response) -> str:
     return profile_id
 
 
-def decode_picture(response: Response) -> bytes:
-    check(response)
-    if not response.body:
-        raise ResponseValidationError("profile picture: the body is empty")
+def check_image_head(head: bytes) -> bytes:
+    """Accept the first bytes of a JPEG, PNG or WebP image; refuse anything else."""
+    if sniff_format(head) is None:
+        raise ResponseValidationError("download: the body is not an image")
+    return head
+
+
+def decode_image(response: Response) -> bytes:
+    """The body of an image download (an output or a profile picture), checked to be one."""
+    check_image_head(check(response).body[:16])
     return response.body
 
 

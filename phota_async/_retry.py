@@ -7,9 +7,10 @@ The rules ("retries never bill twice"):
 | ConnectError (not sent)                  | retry              | retry      | retry                     |
 | 429, 503                                 | retry              | retry      | retry (refused unprocessed)|
 | 500, 502                                 | retry              | retry      | raise (502: outcome unknown) |
+| 504                                      | raise              | retry      | raise (refunded)          |
 | connection lost, read timeout, cut body  | retry              | retry      | raise OutcomeUnknownError |
 | unreadable 2xx body                      | retry              | retry      | raise OutcomeUnknownError |
-| 504 and every other status               | raise              | raise      | raise                     |
+| every other status                       | raise              | raise      | raise                     |
 
 ``Retry-After`` (429/503) is honoured up to ``RetryPolicy.max_retry_after``; otherwise the wait
 is capped, jittered exponential backoff. Every attempt's request id is kept on the final error.
@@ -88,6 +89,10 @@ def retryable(error: BaseException, retry: RetryClass) -> bool:
     if isinstance(error, APIError):
         if error.status in ALWAYS_RETRIED_STATUSES:
             return True
+        if error.status == 504:
+            # A synchronous call that timed out was refunded; only a keyed submit, which the
+            # server deduplicates, is worth sending again.
+            return retry == "keyed"
         return error.status in IDEMPOTENT_RETRIED_STATUSES and retry != "paid"
     if isinstance(error, MAYBE_PROCESSED):
         return retry != "paid"
@@ -121,13 +126,14 @@ async def call(
             ``OutcomeUnknownError`` when a paid POST's outcome cannot be known.
     """
     request_ids: list[str] = []
+    attempts = 1
     # The first attempt runs bare: most calls succeed at once, and building the retry machinery
     # only after a retryable failure keeps the per-call cost near that of a plain request.
     try:
         return await attempt()
     except PhotaError as error:
         if not retryable(error, retry) or policy.max_attempts <= 1:
-            _finish(error, retry, request_ids)
+            _finish(error, retry, request_ids, attempts)
         request_ids.extend(error.request_ids)
         log.debug("retrying %s after attempt 1: %s", endpoint, error)
         await sleep(policy.wait_for(1, error))
@@ -137,6 +143,11 @@ async def call(
         if isinstance(error, PhotaError) and error.request_ids:
             request_ids.extend(error.request_ids)
         log.debug("retrying %s after attempt %d: %s", endpoint, state.attempt_number + 1, error)
+
+    async def again() -> T:
+        nonlocal attempts
+        attempts += 1
+        return await attempt()
 
     retrying = tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(policy.max_attempts - 1),
@@ -149,14 +160,17 @@ async def call(
         reraise=True,
     )
     try:
-        return await retrying(attempt)
+        return await retrying(again)
     except PhotaError as error:
-        _finish(error, retry, request_ids)
+        _finish(error, retry, request_ids, attempts)
 
 
-def _finish(error: PhotaError, retry: RetryClass, request_ids: list[str]) -> NoReturn:
-    """Raise the final error of a call, carrying every attempt's request id."""
+def _finish(
+    error: PhotaError, retry: RetryClass, request_ids: list[str], attempts: int
+) -> NoReturn:
+    """Raise the final error of a call, carrying every attempt's request id and their count."""
     request_ids.extend(error.request_ids)
     final = _outcome_unknown(error) if retry == "paid" else error
     final.request_ids = tuple(dict.fromkeys(request_ids))
+    final.attempts = attempts
     raise final from final.__cause__

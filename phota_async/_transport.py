@@ -146,9 +146,15 @@ class AiohttpTransport:
         if self._closed:
             raise PhotaError("the transport is closed")
         if self._session is None:
-            self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 timeout=self._timeout, connector=aiohttp.TCPConnector(limit=self._limit)
             )
+            # aiohttp silently resends an idempotent request once when a pooled connection was
+            # closed under it. The SDK has one retry layer, which counts, logs and keeps the
+            # request id of every attempt, so that hidden second attempt is switched off.
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
+            self._session = session
         return self._session
 
     def _proxy(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:

@@ -29,7 +29,8 @@ PhotaError
 ```
 
 Every error has ``request_ids``: the ``X-Request-Id`` of each attempt, oldest first, so that a
-support ticket can name them. Messages never contain the API key.
+support ticket can name them, and ``attempts``, how many were made. Messages never contain the
+API key.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class PhotaError(Exception):
     """Root of every error raised by ``phota_async``."""
 
     request_ids: tuple[str, ...] = ()
+    attempts: int = 1
+    """How many attempts the call made before this error."""
 
     @property
     def request_id(self) -> str | None:

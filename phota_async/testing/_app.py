@@ -491,6 +491,23 @@ class EmulatorState:
             await asyncio.sleep(remaining)
         record.validated_at = time.monotonic()
 
+    def add_ready_profile(self, tag: str | None, tier: str) -> str:
+        """A profile that is READY now, with a synthetic face (for tests)."""
+        face = _images.sample_photo(len(self.profiles) + 1, (128, 128))
+        record = ProfileRecord(
+            id=self.new_id("prof_"),
+            tier=tier,
+            tag=tag,
+            image_urls=[],
+            created=time.monotonic(),
+            training_seconds=0.0,
+            validated_at=time.monotonic(),
+            face=face,
+            picture=_images.profile_picture(face),
+        )
+        self.profiles[record.id] = record
+        return record.id
+
     def get_profile(self, profile_id: str) -> ProfileRecord:
         if not ID_PATTERN.fullmatch(profile_id) or profile_id not in self.profiles:
             raise APIFailure(404, "PROFILE_NOT_FOUND", f"profile {profile_id[:80]} does not exist")
@@ -502,10 +519,9 @@ class EmulatorState:
 
 
 def _enhance_one(image: Image.Image, cap: int | None, _i: int) -> Image.Image:
-    out = _images.enhance(image)
-    if cap is not None and max(out.size) > cap:
-        out = out.resize(_images.fit_side(out.size, cap))
-    return out
+    if cap is not None and max(image.size) > cap:
+        image = image.resize(_images.fit_side(image.size, cap))  # work at the output size
+    return _images.enhance(image)
 
 
 def _remix_one(content: Image.Image, style: Image.Image, cap: int | None, _i: int) -> Image.Image:
@@ -595,7 +611,7 @@ async def _outer(request: web.Request, handler: Handler) -> web.StreamResponse:
         "json": None,
     }
     state.requests.append(entry)
-    fault = state.faults.take(request.method, path) if request.path.startswith(API_PREFIX) else None
+    fault = state.faults.take(request.method, path)
     if fault is not None:
         entry["fault"] = _fault_name(fault)
         if fault.status is not None:
@@ -605,6 +621,10 @@ async def _outer(request: web.Request, handler: Handler) -> web.StreamResponse:
         if fault.drop == "before":
             _drop(request)
         if fault.delay is not None:
+            # Like a real server: the body is received first, then the slow work happens,
+            # and it is finished even if the client has given up meanwhile.
+            if request.can_read_body:
+                await request.read()
             await asyncio.sleep(fault.delay)
     try:
         response = await handler(request)

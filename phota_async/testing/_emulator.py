@@ -307,6 +307,15 @@ class PhotaEmulator:
             for p in list(self._state.profiles.values())
         ]
 
+    def add_profile(self, *, tag: str | None = None, tier: str = "fast") -> str:
+        """Create a READY profile at once (no training, no charge); return its id.
+
+        For tests that need a trained subject without waiting for one.
+        """
+        if not self._state.origin:
+            raise RuntimeError("the emulator is not running")
+        return self._state.add_ready_profile(tag, tier)
+
     def set_profile_status(self, profile_id: str, status: str, message: str | None = None) -> None:
         """Force a profile into a status (``INACTIVE``, ``ERROR`` ...), overriding its clock."""
         self._state.profiles[profile_id].forced_status = status

@@ -12,7 +12,9 @@ DropWhen = Literal["before", "after"]
 
 @dataclass
 class Fault:
-    """One scripted fault for requests whose path matches ``path`` (a glob, relative to /v1/phota).
+    """One scripted fault for requests whose path matches ``path``: a glob relative to
+    ``/v1/phota`` for API routes (``"/enhance"``), or the full path for the emulator's own
+    routes (``"/_emulator/outputs/*"`` for downloads, ``"/_emulator/files/*"``).
 
     Exactly one effect applies, chosen by which field is set:
 

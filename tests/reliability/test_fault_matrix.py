@@ -65,7 +65,7 @@ EXPECTED: dict[str, tuple[tuple[Any, int], ...]] = {
         ("ok", 1),
         ("ok", 0),
         (GatewayTimeoutError, 0),
-    ),  # fmt: skip
+    ),
     "connection refused": (("ok", 0), ("ok", 0), ("ok", 1), ("ok", 1), ("ok", 0), ("ok", 0)),
     "dropped before the body": (
         ("ok", 0),

@@ -412,12 +412,17 @@ def decode_profiles(response: Response) -> list[Profile]:
     return out
 
 
+def _string_field(response: Response, what: str, key: str) -> str:
+    """One non-empty string field of a JSON object answer."""
+    data = json_of(check(response), what)
+    value = data.get(key) if isinstance(data, Mapping) else None
+    if not isinstance(value, str) or not value:
+        raise ResponseValidationError(f"{what}: the answer has no {key}")
+    return value
+
+
 def decode_created_profile_id(response: Response) -> str:
-    data = json_of(check(response), "profile")
-    profile_id = data.get("profile_id") if isinstance(data, Mapping) else None
-    if not isinstance(profile_id, str) or not profile_id:
-        raise ResponseValidationError("profile: the answer has no profile_id")
-    return profile_id
+    return _string_field(response, "profile", "profile_id")
 
 
 def check_image_head(head: bytes) -> bytes:
@@ -446,11 +451,7 @@ def decode_job(response: Response) -> Job:
 
 
 def decode_secret(response: Response) -> str:
-    data = json_of(check(response), "webhook secret")
-    secret = data.get("secret") if isinstance(data, Mapping) else None
-    if not isinstance(secret, str) or not secret:
-        raise ResponseValidationError("webhook secret: the answer has no secret")
-    return secret
+    return _string_field(response, "webhook secret", "secret")
 
 
 def decode_base64_image(value: str) -> bytes:

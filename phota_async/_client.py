@@ -4,6 +4,7 @@ retry wrapper over the transport seam, and decodes the answers into models."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import ssl as ssl_module
@@ -110,7 +111,7 @@ class PhotaClient:
             read_timeout=read_timeout,
             ssl=ssl,
             trust_env=trust_env,
-            limit=max_concurrency,
+            limit=max(100, max_concurrency),
         )
         self.timeout = timeout
         self._retry = retry or RetryPolicy()
@@ -160,48 +161,53 @@ class PhotaClient:
                 "this PhotaClient belongs to another event loop; create one client per loop"
             )
 
+    async def _attempt(self, request: Request, decode: Callable[[Response], T], number: int) -> T:
+        """One attempt: send under the concurrency bound, log it, decode the answer."""
+        debug = log.isEnabledFor(logging.DEBUG)
+        started = time.perf_counter() if debug else 0.0
+        async with self._limiter:
+            try:
+                response = await self._transport.send(request)
+            except PhotaError as exc:
+                if debug:
+                    log.debug(
+                        "%s %s attempt %d failed: %s", request.method, request.endpoint, number, exc
+                    )
+                raise
+        if debug:
+            log.debug(
+                "%s %s attempt %d -> %d %s in %.1f ms",
+                request.method,
+                request.endpoint,
+                number,
+                response.status,
+                response.request_id,
+                (time.perf_counter() - started) * 1000,
+            )
+        return decode(response)
+
     async def _send(
         self, request: Request, decode: Callable[[Response], T], timeout: float | None = None
     ) -> T:
         """Send with retries and a deadline over the whole call; decode the answer."""
         self._check_usable()
-        attempts = 0
-
-        async def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            async with self._limiter:
-                started = time.perf_counter()
-                try:
-                    response = await self._transport.send(request)
-                except PhotaError as exc:
-                    log.debug(
-                        "%s %s attempt %d failed: %s",
-                        request.method,
-                        request.endpoint,
-                        attempts,
-                        exc,
-                    )
-                    raise
-            log.debug(
-                "%s %s attempt %d -> %d %s in %.1f ms",
-                request.method,
-                request.endpoint,
-                attempts,
-                response.status,
-                response.request_id,
-                (time.perf_counter() - started) * 1000,
-            )
-            return decode(response)
-
         deadline = self.timeout if timeout is None else timeout
         try:
-            async with self._deadlines.after(deadline):
-                return await _retry.call(
-                    attempt, retry=request.retry, endpoint=request.endpoint, policy=self._retry
-                )
+            with self._deadlines.after(deadline):
+                try:
+                    return await self._attempt(request, decode, 1)
+                except PhotaError as first:
+                    # Only a failed first attempt pays for the retry machinery.
+                    numbers = itertools.count(2)
+                    return await _retry.call(
+                        lambda: self._attempt(request, decode, next(numbers)),
+                        retry=request.retry,
+                        endpoint=request.endpoint,
+                        policy=self._retry,
+                        first_failure=first,
+                    )
         except TimeoutError:
-            if request.retry == "paid" and attempts:
+            if request.retry == "paid":
                 raise OutcomeUnknownError(
                     f"{request.method} {request.endpoint}: no answer within the {deadline:g} s "
                     "deadline; the call may have been processed and charged. Run long calls as "
@@ -251,7 +257,7 @@ class PhotaClient:
                 proto.check(await self._transport.download(request, dest))
             return proto.check_image_head(await off_loop(_head, dest))
 
-        async with self._deadlines.after(self.timeout):
+        with self._deadlines.after(self.timeout):
             return await _retry.call(attempt, retry="safe", endpoint="download", policy=self._retry)
 
     def image_result(

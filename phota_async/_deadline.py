@@ -18,7 +18,11 @@ from types import TracebackType
 
 
 class Deadline:
-    """One call's deadline: ``async with deadlines.after(seconds): ...``."""
+    """One call's deadline: ``with deadlines.after(seconds): ...`` inside a task.
+
+    A plain (not async) context manager: entering and leaving need no await, which keeps the
+    per-call cost to a heap push and a flag.
+    """
 
     __slots__ = ("_cancelling", "_owner", "_task", "done", "expired", "when")
 
@@ -30,7 +34,7 @@ class Deadline:
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
 
-    async def __aenter__(self) -> Deadline:
+    def __enter__(self) -> Deadline:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a deadline needs a running task")
@@ -39,7 +43,7 @@ class Deadline:
         self._owner._add(self)
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -69,7 +73,7 @@ class Deadlines:
         self._live = 0
 
     def after(self, seconds: float) -> Deadline:
-        """A deadline ``seconds`` from now (use it as an async context manager)."""
+        """A deadline ``seconds`` from now (use it as a context manager inside a task)."""
         return Deadline(self, asyncio.get_running_loop().time() + seconds)
 
     def _add(self, deadline: Deadline) -> None:

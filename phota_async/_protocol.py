@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import platform
 import re
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final, Literal
 from urllib.parse import urlencode, urlsplit
 
@@ -113,12 +115,13 @@ class Response:
 # -- request building ---------------------------------------------------------------------
 
 
-def headers(api_key: str, *, json_body: bool = False) -> dict[str, str]:
-    """Headers for an API call."""
+@functools.lru_cache(maxsize=16)
+def headers(api_key: str, *, json_body: bool = False) -> Mapping[str, str]:
+    """Headers for an API call (one shared read-only mapping per key and body kind)."""
     out = {"X-API-Key": api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
     if json_body:
         out["Content-Type"] = "application/json"
-    return out
+    return MappingProxyType(out)
 
 
 def check_id(value: Any, field: str) -> str:

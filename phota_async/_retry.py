@@ -118,8 +118,12 @@ async def call(
     endpoint: str,
     policy: RetryPolicy,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    first_failure: PhotaError | None = None,
 ) -> T:
     """Run ``attempt`` until it succeeds or the rules above say stop.
+
+    ``first_failure`` is the error of a first attempt the caller already made itself (the
+    client does, so that a call that succeeds at once never builds any retry machinery).
 
     Raises:
         PhotaError: the last attempt's error, with ``request_ids`` of every attempt;
@@ -127,16 +131,16 @@ async def call(
     """
     request_ids: list[str] = []
     attempts = 1
-    # The first attempt runs bare: most calls succeed at once, and building the retry machinery
-    # only after a retryable failure keeps the per-call cost near that of a plain request.
-    try:
-        return await attempt()
-    except PhotaError as error:
-        if not retryable(error, retry) or policy.max_attempts <= 1:
-            _finish(error, retry, request_ids, attempts)
-        request_ids.extend(error.request_ids)
-        log.debug("retrying %s after attempt 1: %s", endpoint, error)
-        await sleep(policy.wait_for(1, error))
+    if first_failure is None:
+        try:
+            return await attempt()
+        except PhotaError as error:
+            first_failure = error
+    if not retryable(first_failure, retry) or policy.max_attempts <= 1:
+        _finish(first_failure, retry, request_ids, attempts)
+    request_ids.extend(first_failure.request_ids)
+    log.debug("retrying %s after attempt 1: %s", endpoint, first_failure)
+    await sleep(policy.wait_for(1, first_failure))
 
     def note(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

@@ -161,13 +161,19 @@ class PhotaClient:
                 "this PhotaClient belongs to another event loop; create one client per loop"
             )
 
-    async def _attempt(self, request: Request, decode: Callable[[Response], T], number: int) -> T:
-        """One attempt: send under the concurrency bound, log it, decode the answer."""
+    async def _attempt(
+        self, request: Request, decode: Callable[[Response], T], number: int, into: Path | None
+    ) -> T:
+        """One attempt: send (or download ``into`` a file) under the concurrency bound, log it,
+        decode the answer."""
         debug = log.isEnabledFor(logging.DEBUG)
         started = time.perf_counter() if debug else 0.0
         async with self._limiter:
             try:
-                response = await self._transport.send(request)
+                if into is None:
+                    response = await self._transport.send(request)
+                else:
+                    response = await self._transport.download(request, into)
             except PhotaError as exc:
                 if debug:
                     log.debug(
@@ -187,20 +193,28 @@ class PhotaClient:
         return decode(response)
 
     async def _send(
-        self, request: Request, decode: Callable[[Response], T], timeout: float | None = None
+        self,
+        request: Request,
+        decode: Callable[[Response], T],
+        timeout: float | None = None,
+        *,
+        into: Path | None = None,
     ) -> T:
-        """Send with retries and a deadline over the whole call; decode the answer."""
+        """Send with retries and a deadline over the whole call; decode the answer.
+
+        With ``into``, the body is streamed into that file and ``decode`` sees its first bytes.
+        """
         self._check_usable()
         deadline = self.timeout if timeout is None else timeout
         try:
             with self._deadlines.after(deadline):
                 try:
-                    return await self._attempt(request, decode, 1)
+                    return await self._attempt(request, decode, 1, into)
                 except PhotaError as first:
                     # Only a failed first attempt pays for the retry machinery.
                     numbers = itertools.count(2)
                     return await _retry.call(
-                        lambda: self._attempt(request, decode, next(numbers)),
+                        lambda: self._attempt(request, decode, next(numbers), into),
                         retry=request.retry,
                         endpoint=request.endpoint,
                         policy=self._retry,
@@ -223,10 +237,14 @@ class PhotaClient:
         return await self._send(proto.download(url), proto.decode_image)
 
     async def _save(self, url: str, target: Path) -> str:
-        """Stream a signed URL to ``target`` + the real extension, atomically; return the ext."""
+        """Stream a signed URL to ``target`` + the real extension, atomically; return the ext.
+
+        A body that is not an image (a cut-short or garbled answer) fails its attempt like any
+        other broken download, and is fetched again.
+        """
         tmp = await off_loop(temp_beside, target)
         try:
-            head = await self._download_to(proto.download(url), tmp)
+            head = await self._send(proto.download(url), proto.decode_image, into=tmp)
             ext = sniff_extension(head, target.suffix.lstrip(".") or "jpg")
             await off_loop(os.replace, tmp, target.with_suffix(f".{ext}"))
             return ext
@@ -243,22 +261,6 @@ class PhotaClient:
         else:
             body = data
         await self._send(proto.upload(put_url, body, content_type), proto.check, timeout)
-
-    async def _download_to(self, request: Request, dest: Path) -> bytes:
-        """Stream a download into ``dest`` with retries; return the file's first bytes.
-
-        A body that is not an image (a cut-short or garbled answer) counts as a failed
-        attempt, so it is fetched again like any other broken download.
-        """
-        self._check_usable()
-
-        async def attempt() -> bytes:
-            async with self._limiter:
-                proto.check(await self._transport.download(request, dest))
-            return proto.check_image_head(await off_loop(_head, dest))
-
-        with self._deadlines.after(self.timeout):
-            return await _retry.call(attempt, retry="safe", endpoint="download", policy=self._retry)
 
     def image_result(
         self, body: ResultBody, output_format: str, request_id: str | None
@@ -596,8 +598,3 @@ class PhotaClient:
             request = proto.get(self.base_url, self._api_key, "/webhook-secret")
             self._secret = await self._send(request, proto.decode_secret)
         return self._secret
-
-
-def _head(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(16)

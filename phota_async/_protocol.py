@@ -428,16 +428,13 @@ def decode_created_profile_id(response: Response) -> str:
     return _string_field(response, "profile", "profile_id")
 
 
-def check_image_head(head: bytes) -> bytes:
-    """Accept the first bytes of a JPEG, PNG or WebP image; refuse anything else."""
-    if sniff_format(head) is None:
-        raise ResponseValidationError("download: the body is not an image")
-    return head
-
-
 def decode_image(response: Response) -> bytes:
-    """The body of an image download (an output or a profile picture), checked to be one."""
-    check_image_head(check(response).body[:16])
+    """The body of an image download (an output or a profile picture), checked to be one.
+
+    For a download streamed into a file the body is the file's first bytes, checked alike.
+    """
+    if sniff_format(check(response).body[:16]) is None:
+        raise ResponseValidationError("download: the body is not an image")
     return response.body
 
 

@@ -35,6 +35,7 @@ from .errors import (
 )
 
 DOWNLOAD_CHUNK = 256 * 1024
+HEAD_BYTES = 16  # what a download hands back: enough to tell the image format
 UPLOAD_CHUNK = 1024 * 1024
 
 
@@ -46,7 +47,11 @@ class Transport(Protocol):
         ...
 
     async def download(self, request: Request, dest: Path) -> Response:
-        """Send a GET and stream a 200 body into ``dest`` (the returned body is empty)."""
+        """Send a GET and stream a 200 body into ``dest``.
+
+        The returned response's body is the file's first 16 bytes (enough to tell its format),
+        or the whole body of a non-200 answer.
+        """
         ...
 
     async def aclose(self) -> None:
@@ -203,13 +208,16 @@ class AiohttpTransport:
             ) as resp:
                 if resp.status != 200:
                     return Response(resp.status, resp.headers, await resp.read())
+                head = b""
                 handle = await off_loop(dest.open, "wb")
                 try:
                     async for chunk in resp.content.iter_chunked(DOWNLOAD_CHUNK):
+                        if len(head) < HEAD_BYTES:
+                            head += chunk[: HEAD_BYTES - len(head)]
                         await off_loop(handle.write, chunk)
                 finally:
                     await off_loop(handle.close)
-                return Response(resp.status, resp.headers, b"")
+                return Response(resp.status, resp.headers, head)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, request) from exc
 
@@ -255,7 +263,7 @@ class MockTransport:
         response = await self.send(request)
         if response.status == 200:
             await off_loop(dest.write_bytes, response.body)
-            return Response(response.status, response.headers, b"")
+            return Response(response.status, response.headers, response.body[:HEAD_BYTES])
         return response
 
     async def aclose(self) -> None:

@@ -276,3 +276,17 @@ async def test_borrowed_session_survives_the_client(emu: PhotaEmulator) -> None:
         ) as phota:
             await phota.profiles.list()
         assert not session.closed
+
+
+async def test_download_past_the_deadline_is_a_phota_error(
+    emu: PhotaEmulator, tmp_path: Path
+) -> None:
+    """A URL output whose download outlasts the client's deadline raises ReadTimeoutError."""
+    from phota_async.errors import ReadTimeoutError
+
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, timeout=0.3) as phota:
+        result = await phota.generate("x", response_mode="urls")
+        emu.add_fault("/_emulator/outputs/*", delay=1.0)
+        with pytest.raises(ReadTimeoutError):
+            await result.save(tmp_path)
+    assert list(tmp_path.iterdir()) == []

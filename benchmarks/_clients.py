@@ -106,6 +106,21 @@ async def get_httpx(args: argparse.Namespace) -> Callable[[], Awaitable[None]]:
 # -- POST /enhance with a large local photo -----------------------------------------------------
 
 
+async def naive_enhance(session: Any, base_url: str, photo: Path) -> None:
+    """The common way: read the file, base64 it whole, send it with json=, decode the answer."""
+    image = base64.b64encode(photo.read_bytes()).decode()
+    body = {
+        "image": image,
+        "output_format": "jpg",
+        "response_mode": "bytes",
+        "num_output_images": 1,
+    }
+    async with session.post(f"{base_url}/enhance", json=body) as resp:
+        resp.raise_for_status()
+        data = await resp.json()
+        [base64.b64decode(s) for s in data["images"]]
+
+
 async def enhance_sdk(args: argparse.Namespace) -> Callable[[], Awaitable[None]]:
     from phota_async import PhotaClient
 
@@ -126,17 +141,7 @@ async def enhance_aiohttp(args: argparse.Namespace) -> Callable[[], Awaitable[No
     photo = Path(args.photo)
 
     async def one(_: int) -> None:
-        image = base64.b64encode(photo.read_bytes()).decode()
-        body = {
-            "image": image,
-            "output_format": "jpg",
-            "response_mode": "bytes",
-            "num_output_images": 1,
-        }
-        async with session.post(f"{args.base_url}/enhance", json=body) as resp:
-            resp.raise_for_status()
-            data = await resp.json()
-            [base64.b64decode(s) for s in data["images"]]
+        await naive_enhance(session, args.base_url, photo)
 
     async def work() -> None:
         await bounded(args.n, args.concurrency, one)
@@ -173,17 +178,7 @@ async def many_aiohttp(args: argparse.Namespace) -> Callable[[], Awaitable[None]
     photos = sorted(Path(args.photo).glob("*.jpg"))[: args.n]
 
     async def one(i: int) -> None:
-        image = base64.b64encode(photos[i].read_bytes()).decode()
-        body = {
-            "image": image,
-            "output_format": "jpg",
-            "response_mode": "bytes",
-            "num_output_images": 1,
-        }
-        async with session.post(f"{args.base_url}/enhance", json=body) as resp:
-            resp.raise_for_status()
-            data = await resp.json()
-            [base64.b64decode(s) for s in data["images"]]
+        await naive_enhance(session, args.base_url, photos[i])
 
     async def work() -> None:
         await bounded(len(photos), args.concurrency, one)

@@ -44,8 +44,6 @@ from ._faults import Fault, FaultBook
 from ._schema import ID_PATTERN, MODEL_RESOLUTIONS, TIER_COUNTS, prompt_tokens, validate
 
 API_PREFIX = "/v1/phota"
-PROFILE_STATUSES = ("VALIDATING", "QUEUING", "IN_PROGRESS", "READY", "ERROR", "INACTIVE")
-JOB_STATUSES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED")
 TRAINING_PRICES = {"standard": 2.90, "fast": 1.49}
 PER_IMAGE_PRICES = {"enhance": (0.12, 0.15), "remix": (0.12, 0.15)}  # (plain, subject seen)
 MODEL_PRICES = {

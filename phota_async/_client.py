@@ -19,6 +19,7 @@ import aiohttp
 from . import _protocol as proto
 from . import _retry
 from ._batch import BatchRun, Manifest, Progress
+from ._bound import Bound
 from ._calls import edit_call, enhance_call, remix_call
 from ._deadline import Deadlines
 from ._files import off_loop, temp_beside
@@ -103,6 +104,7 @@ class PhotaClient:
         )
         if not self.base_url.startswith(("http://", "https://")):
             raise InvalidRequestError("base_url", "must start with http:// or https://")
+        self._api = proto.Api(self.base_url, self._api_key)
         if max_concurrency < 1:
             raise InvalidRequestError("max_concurrency", "must be at least 1")
         self._transport: Transport = transport or AiohttpTransport(
@@ -115,8 +117,7 @@ class PhotaClient:
         )
         self.timeout = timeout
         self._retry = retry or RetryPolicy()
-        # An asyncio.Semaphore: the client is bound to one loop, and it is the cheapest bound.
-        self._limiter = asyncio.Semaphore(max_concurrency)
+        self._bound = Bound(max_concurrency)
         self._deadlines = Deadlines()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -168,18 +169,21 @@ class PhotaClient:
         decode the answer."""
         debug = log.isEnabledFor(logging.DEBUG)
         started = time.perf_counter() if debug else 0.0
-        async with self._limiter:
-            try:
-                if into is None:
-                    response = await self._transport.send(request)
-                else:
-                    response = await self._transport.download(request, into)
-            except PhotaError as exc:
-                if debug:
-                    log.debug(
-                        "%s %s attempt %d failed: %s", request.method, request.endpoint, number, exc
-                    )
-                raise
+        if not self._bound.try_take():
+            await self._bound.take()
+        try:
+            if into is None:
+                response = await self._transport.send(request)
+            else:
+                response = await self._transport.download(request, into)
+        except PhotaError as exc:
+            if debug:
+                log.debug(
+                    "%s %s attempt %d failed: %s", request.method, request.endpoint, number, exc
+                )
+            raise
+        finally:
+            self._bound.give()
         if debug:
             log.debug(
                 "%s %s attempt %d -> %d %s in %.1f ms",
@@ -282,7 +286,7 @@ class PhotaClient:
             started = time.monotonic()
             job = await self.jobs.submit(call, timeout=deadline)
             return await job.wait(timeout=max(0.0, deadline - (time.monotonic() - started)))
-        request = proto.post(self.base_url, self._api_key, call.path, call.fields, "paid")
+        request = self._api.post(call.path, call.fields, "paid")
         return await self._send(
             request,
             lambda r: self.image_result(proto.decode_result(r), call.output_format, r.request_id),
@@ -595,6 +599,6 @@ class PhotaClient:
             refresh: fetch it again, after a rotation.
         """
         if self._secret is None or refresh:
-            request = proto.get(self.base_url, self._api_key, "/webhook-secret")
+            request = self._api.get("/webhook-secret")
             self._secret = await self._send(request, proto.decode_secret)
         return self._secret

@@ -12,6 +12,8 @@ Policies:
 from __future__ import annotations
 
 import functools
+import types
+import typing
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -29,7 +31,28 @@ def _strict(kind: type[T]) -> Callable[[Any, type[T]], T]:
     def structure(value: Any, _: type[T]) -> T:
         if type(value) is not kind and not (kind is float and type(value) is int):
             raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
-        return cast(T, value)
+        return value  # type: ignore[return-value]
+
+    return structure
+
+
+def _is_optional_scalar(kind: Any) -> bool:
+    args = typing.get_args(kind)
+    return (
+        typing.get_origin(kind) in (typing.Union, types.UnionType)
+        and len(args) == 2
+        and type(None) in args
+        and all(arg in _SCALARS for arg in args if arg is not type(None))
+    )
+
+
+def _strict_optional(kind: Any) -> Callable[[Any, Any], Any]:
+    """``str | None`` and the like, checked in one call (cattrs would dispatch per value)."""
+    (inner,) = (arg for arg in typing.get_args(kind) if arg is not type(None))
+    strict = _strict(inner)
+
+    def structure(value: Any, _: Any) -> Any:
+        return None if value is None else strict(value, inner)
 
     return structure
 
@@ -51,8 +74,10 @@ def _attrs_hook_factory(cls: type[Any]) -> Callable[[Any, Any], Any]:
 
 
 converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
-for _kind in (str, int, float, bool):
+_SCALARS: tuple[type[Any], ...] = (str, int, float, bool)
+for _kind in _SCALARS:
     converter.register_structure_hook(_kind, _strict(_kind))
+converter.register_structure_hook_factory(_is_optional_scalar, _strict_optional)
 converter.register_structure_hook(datetime, _datetime)
 converter.register_structure_hook_factory(attrs.has, _attrs_hook_factory)
 

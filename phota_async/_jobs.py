@@ -46,7 +46,7 @@ class Jobs:
         client = self._client
         fields = call.as_job(client_request_id, callback_url)
         key = fields["client_request_id"]
-        request = proto.post(client.base_url, client._api_key, call.path, fields, "keyed")
+        request = client._api.post(call.path, fields, "keyed")
 
         def decode(response: Response) -> Job:
             handle = proto.decode_job_handle(response)
@@ -146,7 +146,7 @@ class Jobs:
     async def refresh_job(self, job: Job, timeout: float | None = None) -> Job:
         """A new snapshot of ``job``, keeping what only the client knows (key, format)."""
         client = self._client
-        request = proto.get(client.base_url, client._api_key, proto.job_path(job.id))
+        request = client._api.get(proto.job_path(job.id))
 
         def decode(response: Response) -> Job:
             fresh = proto.decode_job(response)

@@ -87,7 +87,7 @@ class Profiles:
         with anyio.fail_after(deadline):
             urls = await _upload_all(sources, uploader, upload_concurrency, on_upload)
         fields = proto.training_fields(urls, tier, tag)
-        request = proto.post(client.base_url, client._api_key, "/profiles/add", fields, "paid")
+        request = client._api.post("/profiles/add", fields, "paid")
         remaining = deadline - (anyio.current_time() - started)
         profile_id = await client._send(request, proto.decode_created_profile_id, remaining)
         if not wait:
@@ -106,14 +106,14 @@ class Profiles:
         """
         client = self._client
         path = proto.profile_path(profile_id, "/status")
-        request = proto.get(client.base_url, client._api_key, path)
+        request = client._api.get(path)
         return await client._send(request, proto.decode_profile, timeout)
 
     async def list(self, *, tag: str | None = None, timeout: float | None = None) -> list[Profile]:
         """Every profile of the account, optionally only those with ``tag``."""
         client = self._client
         query = {"tag": tag} if tag is not None else None
-        request = proto.get(client.base_url, client._api_key, "/profiles/ids", query)
+        request = client._api.get("/profiles/ids", query)
         return await client._send(request, proto.decode_profiles, timeout)
 
     async def picture(self, profile_id: str, *, timeout: float | None = None) -> bytes:
@@ -125,7 +125,7 @@ class Profiles:
         """
         client = self._client
         path = proto.profile_path(profile_id, "/profile_picture")
-        request = proto.get(client.base_url, client._api_key, path)
+        request = client._api.get(path)
         return await client._send(request, proto.decode_image, timeout)
 
     async def delete(self, profile_id: str, *, timeout: float | None = None) -> None:
@@ -136,7 +136,7 @@ class Profiles:
             NotFoundError: there is no such profile.
         """
         client = self._client
-        request = proto.delete(client.base_url, client._api_key, proto.profile_path(profile_id))
+        request = client._api.delete(proto.profile_path(profile_id))
         try:
             await client._send(request, proto.check, timeout)
         except NotFoundError as exc:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import platform
 import re
@@ -16,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Final, Literal
 from urllib.parse import urlencode, urlsplit
 
 import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import __version__
 from ._converter import structure
@@ -86,7 +85,12 @@ class FileBody:
 Body = bytes | StreamedBody | FileBody
 
 
-@attrs.frozen
+# Request and Response are built once per HTTP exchange, so they are plain slotted classes:
+# a frozen attrs instance costs three times as much to build (one object.__setattr__ per field).
+# Nothing changes them after construction.
+
+
+@attrs.define
 class Request:
     """One HTTP request, ready for a transport. Headers and body stay out of ``repr``."""
 
@@ -98,7 +102,7 @@ class Request:
     retry: RetryClass = "safe"
 
 
-@attrs.frozen
+@attrs.define
 class Response:
     """One HTTP response. ``headers`` is looked up with lower-case names: transports pass a
     case-insensitive mapping (aiohttp's own) or a dict with lower-case keys."""
@@ -113,15 +117,6 @@ class Response:
 
 
 # -- request building ---------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=16)
-def headers(api_key: str, *, json_body: bool = False) -> Mapping[str, str]:
-    """Headers for an API call (one shared read-only mapping per key and body kind)."""
-    out = {"X-API-Key": api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
-    if json_body:
-        out["Content-Type"] = "application/json"
-    return MappingProxyType(out)
 
 
 def check_id(value: Any, field: str) -> str:
@@ -247,35 +242,51 @@ def json_body(fields: Mapping[str, Any]) -> Body:
     return StreamedBody(tuple(parts))
 
 
-def url(base_url: str, path: str, query: Mapping[str, str] | None = None) -> str:
-    full = base_url.rstrip("/") + path
-    return f"{full}?{urlencode(query)}" if query else full
+def _header_set(headers: dict[str, str]) -> Mapping[str, str]:
+    """A read-only, case-insensitive header mapping (HTTP header names ignore case); it is
+    multidict's, which aiohttp takes as it is instead of copying it into one per request."""
+    return CIMultiDictProxy(CIMultiDict(headers))
 
 
-def get(base_url: str, api_key: str, path: str, query: Mapping[str, str] | None = None) -> Request:
-    return Request("GET", url(base_url, path, query), path, headers(api_key))
+class Api:
+    """Builds the requests of one account. The base URL and the two header sets (with and
+    without a JSON body) are worked out once here rather than on every call; the key lives only
+    in those read-only mappings, which no ``repr`` shows."""
+
+    __slots__ = ("base_url", "headers", "json_headers")
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        common = {"X-API-Key": api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
+        self.headers = _header_set(common)
+        self.json_headers = _header_set({**common, "Content-Type": "application/json"})
+
+    def __repr__(self) -> str:
+        return f"Api({self.base_url!r})"
+
+    def url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        """The absolute URL of an API path, with an optional query string."""
+        return f"{self.base_url}{path}?{urlencode(query)}" if query else self.base_url + path
+
+    def get(self, path: str, query: Mapping[str, str] | None = None) -> Request:
+        return Request("GET", self.url(path, query), path, self.headers)
+
+    def delete(self, path: str) -> Request:
+        return Request("DELETE", self.base_url + path, path, self.headers)
+
+    def post(self, path: str, fields: Mapping[str, Any], retry: RetryClass) -> Request:
+        """A POST with a JSON body (image blobs streamed, see ``json_body``)."""
+        return Request(
+            "POST", self.base_url + path, path, self.json_headers, json_body(fields), retry
+        )
 
 
-def delete(base_url: str, api_key: str, path: str) -> Request:
-    return Request("DELETE", url(base_url, path), path, headers(api_key))
-
-
-def post(
-    base_url: str, api_key: str, path: str, fields: Mapping[str, Any], retry: RetryClass
-) -> Request:
-    return Request(
-        "POST",
-        url(base_url, path),
-        path,
-        headers(api_key, json_body=True),
-        json_body(fields),
-        retry,
-    )
+DOWNLOAD_HEADERS: Final = _header_set({"User-Agent": USER_AGENT})
 
 
 def download(signed_url: str) -> Request:
     """A GET of a signed output URL. It carries no API key: the URL is its own credential."""
-    return Request("GET", signed_url, "download", {"User-Agent": USER_AGENT})
+    return Request("GET", signed_url, "download", DOWNLOAD_HEADERS)
 
 
 def profile_path(profile_id: str, suffix: str = "") -> str:

@@ -16,7 +16,7 @@ import inspect
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
@@ -145,7 +145,7 @@ class AiohttpTransport:
         self._trust_env = trust_env
         self._limit = limit
         self._closed = False
-        self._proxies: dict[str, tuple[URL | None, aiohttp.BasicAuth | None]] = {}
+        self._origins: dict[str, dict[str, Any]] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -162,33 +162,33 @@ class AiohttpTransport:
             self._session = session
         return self._session
 
-    def _proxy(self, url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
-        """The environment's proxy for ``url``, looked up once per origin."""
-        if not self._trust_env:
-            return None, None
+    def _options(self, url: str) -> dict[str, Any]:
+        """The per-request options for ``url``'s origin (TLS, the environment's proxy), worked
+        out once per origin; only those that differ from aiohttp's defaults are passed."""
         origin = url[: url.find("/", url.find("//") + 2)]
-        found = self._proxies.get(origin)
+        found = self._origins.get(origin)
         if found is None:
-            try:
-                found = get_env_proxy_for_url(URL(url))
-            except LookupError:
-                found = (None, None)
-            self._proxies[origin] = found
+            found = {} if self._ssl is True else {"ssl": self._ssl}
+            if self._trust_env:
+                try:
+                    proxy, proxy_auth = get_env_proxy_for_url(URL(url))
+                except LookupError:
+                    pass
+                else:
+                    found.update(proxy=proxy, proxy_auth=proxy_auth)
+            self._origins[origin] = found
         return found
 
     async def send(self, request: Request) -> Response:
         data, headers = _payload(request)
-        proxy, proxy_auth = self._proxy(request.url)
         try:
             async with self._get_session().request(
                 request.method,
                 request.url,
                 data=data,
                 headers=headers,
-                ssl=self._ssl,
-                proxy=proxy,
-                proxy_auth=proxy_auth,
                 allow_redirects=False,
+                **self._options(request.url),
             ) as resp:
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
@@ -196,15 +196,9 @@ class AiohttpTransport:
             raise translate(exc, request) from exc
 
     async def download(self, request: Request, dest: Path) -> Response:
-        proxy, proxy_auth = self._proxy(request.url)
         try:
             async with self._get_session().request(
-                request.method,
-                request.url,
-                headers=request.headers,
-                ssl=self._ssl,
-                proxy=proxy,
-                proxy_auth=proxy_auth,
+                request.method, request.url, headers=request.headers, **self._options(request.url)
             ) as resp:
                 if resp.status != 200:
                     return Response(resp.status, resp.headers, await resp.read())

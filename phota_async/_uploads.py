@@ -66,7 +66,7 @@ def emulator_uploader(client: PhotaClient) -> PresignedPutUploader:
 
     async def presign(filename: str, content_type: str) -> tuple[str, str]:
         request = proto.Request(
-            "POST", grant_url, "/_emulator/uploads", proto.headers(client._api_key), b"", "safe"
+            "POST", grant_url, "/_emulator/uploads", client._api.headers, b"", "safe"
         )
         return await client._send(request, _grant)
 

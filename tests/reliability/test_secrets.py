@@ -48,5 +48,14 @@ def test_requests_hide_their_headers() -> None:
     """A Request's repr never shows headers or body."""
     from phota_async import _protocol as proto
 
-    request = proto.post("https://x", KEY, "/generate", {"prompt": "x"}, "paid")
+    request = proto.Api("https://x", KEY).post("/generate", {"prompt": "x"}, "paid")
     assert KEY not in repr(request)
+
+
+def test_request_builder_hides_the_key() -> None:
+    """The per-account request builder shows its base URL but never the key."""
+    from phota_async import _protocol as proto
+
+    api = proto.Api("https://x", KEY)
+    assert "https://x" in repr(api)
+    assert KEY not in repr(api)

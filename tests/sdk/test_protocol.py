@@ -173,6 +173,15 @@ def test_wrongly_typed_field_is_a_validation_error() -> None:
         proto.decode_profile(Response(200, {}, body))
 
 
+def test_wrongly_typed_optional_field_is_a_validation_error() -> None:
+    """An optional string field holding a number is refused, naming the field; null is kept."""
+    body = json.dumps({"profile_id": "p", "status": "ERROR", "message": 5}).encode()
+    with pytest.raises(ResponseValidationError, match=r"profile\.message"):
+        proto.decode_profile(Response(200, {}, body))
+    body = json.dumps({"profile_id": "p", "status": "ERROR", "message": None}).encode()
+    assert proto.decode_profile(Response(200, {}, body)).message is None
+
+
 def test_secret_decodes() -> None:
     """The webhook secret answer gives the secret."""
     assert proto.decode_secret(sample("webhook_secret.json")) == "whsec_0123456789abcdef"
@@ -180,7 +189,7 @@ def test_secret_decodes() -> None:
 
 def test_get_request_has_key_and_no_body() -> None:
     """A GET carries the key header, no body, and is retried as safe."""
-    request = proto.get(BASE, "k", proto.profile_path("prof_1", "/status"))
+    request = proto.Api(BASE, "k").get(proto.profile_path("prof_1", "/status"))
     assert request.url == f"{BASE}/profiles/prof_1/status"
     assert request.headers["X-API-Key"] == "k"
     assert (request.body, request.retry) == (None, "safe")
@@ -188,7 +197,7 @@ def test_get_request_has_key_and_no_body() -> None:
 
 def test_request_repr_hides_headers_and_body() -> None:
     """The API key never appears in a Request's repr."""
-    request = proto.post(BASE, "secret-key", "/generate", {"prompt": "x"}, "paid")
+    request = proto.Api(BASE, "secret-key").post("/generate", {"prompt": "x"}, "paid")
     assert "secret-key" not in repr(request)
 
 

@@ -52,7 +52,9 @@ def _strict_optional(kind: Any) -> Callable[[Any, Any], Any]:
     strict = _strict(inner)
 
     def structure(value: Any, _: Any) -> Any:
-        return None if value is None else strict(value, inner)
+        if value is None or type(value) is inner:
+            return value
+        return strict(value, inner)
 
     return structure
 

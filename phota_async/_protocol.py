@@ -269,7 +269,8 @@ class Api:
         return f"{self.base_url}{path}?{urlencode(query)}" if query else self.base_url + path
 
     def get(self, path: str, query: Mapping[str, str] | None = None) -> Request:
-        return Request("GET", self.url(path, query), path, self.headers)
+        url = self.url(path, query) if query else self.base_url + path
+        return Request("GET", url, path, self.headers)
 
     def delete(self, path: str) -> Request:
         return Request("DELETE", self.base_url + path, path, self.headers)

@@ -12,9 +12,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-# File reads, base64 encoding and writes run on a few dedicated threads rather than a large
-# general pool: every thread that allocates gets its own malloc arena, and a dozen arenas
-# holding freed chunks cost more resident memory than the streaming saves.
+# File reads that may wait for a disk, and file writes, run on a few dedicated threads rather
+# than a large general pool: every thread that allocates gets its own malloc arena, and a dozen
+# arenas holding freed chunks cost more resident memory than the streaming saves.
 _IO_THREADS = 4
 _pool: ThreadPoolExecutor | None = None
 

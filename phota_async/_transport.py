@@ -23,7 +23,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from ._files import off_loop
-from ._inputs import read_range
+from ._inputs import encoded_chunks, read_chunks
 from ._protocol import FileBody, Request, Response, StreamedBody
 from .errors import (
     ConnectError,
@@ -80,20 +80,19 @@ def translate(exc: BaseException, request: Request) -> PhotaError:
 
 
 async def _stream(body: StreamedBody) -> AsyncIterator[bytes]:
-    """Yield the body's bytes; blobs are read and base64-encoded in a worker thread."""
+    """Yield the body's bytes; blobs as base64, chunk by chunk (``_inputs.encoded_chunks``)."""
     for part in body.parts:
         if isinstance(part, bytes):
             yield part
             continue
-        for index in range(part.chunk_count):
-            yield await off_loop(part.encoded_chunk, index)
+        async for chunk in encoded_chunks(part):
+            yield chunk
 
 
 async def _stream_file(body: FileBody) -> AsyncIterator[bytes]:
-    """Yield a file's raw bytes, read chunk by chunk in a worker thread."""
-    for start in range(0, body.size, UPLOAD_CHUNK):
-        length = min(UPLOAD_CHUNK, body.size - start)
-        yield await off_loop(read_range, body.path, start, length)
+    """Yield a file's raw bytes, chunk by chunk (``_inputs.read_chunks``)."""
+    async for view in read_chunks(body.path, body.size, UPLOAD_CHUNK):
+        yield bytes(view)
 
 
 def _payload(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import os
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from phota_async import MockTransport, PhotaClient
+from phota_async import MockTransport, PhotaClient, _inputs
 from phota_async._inputs import prepare_image, sniff_format
 from phota_async._protocol import Response
 from phota_async.errors import InvalidRequestError
@@ -140,3 +142,79 @@ async def test_each_input_form_reaches_the_server(tmp_path: Path) -> None:
     assert len(bodies) == 5
     assert b'"image":"https://x/y.jpg"' in bodies[-1]
     assert all(b'"image":"' in b for b in bodies)
+
+
+# -- streaming: the base64 text of every kind of blob ------------------------------------
+
+
+def _big_jpeg(tmp_path: Path) -> tuple[Path, bytes]:
+    """A file spanning three chunks, the last one short."""
+    data = jpeg_bytes() + bytes(range(256)) * (2 * _inputs.CHUNK // 256 + 7)
+    path = tmp_path / "big.jpg"
+    path.write_bytes(data)
+    return path, data
+
+
+async def _text(blob: object) -> bytes:
+    assert isinstance(blob, _inputs.ImageBlob)
+    return b"".join([chunk async for chunk in _inputs.encoded_chunks(blob)])
+
+
+async def test_file_is_streamed_as_its_base64(tmp_path: Path) -> None:
+    """A file over several chunks streams exactly its base64 text."""
+    path, data = _big_jpeg(tmp_path)
+    assert await _text(await prepare_image(path, "image")) == base64.b64encode(data)
+
+
+async def test_file_is_streamed_without_page_cache_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where non-blocking reads do not exist, every chunk is read in a worker thread."""
+    monkeypatch.setattr(_inputs, "_NOWAIT", None)
+    path, data = _big_jpeg(tmp_path)
+    assert await _text(await prepare_image(path, "image")) == base64.b64encode(data)
+
+
+async def test_partly_cached_chunk_is_completed_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the page cache holds only part of a chunk, the rest is read in a worker thread."""
+
+    def half(fd: int, view: memoryview, offset: int) -> int:
+        return os.preadv(fd, [view[: len(view) // 2]], offset)
+
+    monkeypatch.setattr(_inputs, "_read_cached", half)
+    path, data = _big_jpeg(tmp_path)
+    assert await _text(await prepare_image(path, "image")) == base64.b64encode(data)
+
+
+async def test_file_that_shrinks_while_sent_is_refused(tmp_path: Path) -> None:
+    """A file cut short after it was checked raises InvalidRequestError naming the image."""
+    path, data = _big_jpeg(tmp_path)
+    blob = await prepare_image(path, "image")
+    path.write_bytes(data[: _inputs.CHUNK + 10])
+    with pytest.raises(InvalidRequestError, match=r"image.*shrank"):
+        await _text(blob)
+
+
+async def test_bytes_and_file_objects_stream_their_base64() -> None:
+    """In-memory bytes and open file objects stream the same text as a file would."""
+    data = jpeg_bytes() + b"\x01" * (_inputs.CHUNK + 3)
+    assert await _text(await prepare_image(data, "image")) == base64.b64encode(data)
+    assert await _text(await prepare_image(io.BytesIO(data), "image")) == base64.b64encode(data)
+
+
+async def test_cached_file_is_read_without_a_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose bytes are in the page cache is read on the loop, with no thread hop."""
+    path, data = _big_jpeg(tmp_path)
+    with path.open("rb") as probe:
+        if _inputs._read_cached(probe.fileno(), memoryview(bytearray(16)), 0) != 16:
+            pytest.skip("this system or file system has no non-blocking page-cache reads")
+
+    def no_thread(*args: object) -> None:
+        pytest.fail("a cached chunk was read in a worker thread")
+
+    monkeypatch.setattr(_inputs, "_read_into", no_thread)
+    assert await _text(await prepare_image(path, "image")) == base64.b64encode(data)

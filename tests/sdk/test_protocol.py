@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from phota_async import _protocol as proto
-from phota_async._inputs import ImageBlob
+from phota_async._inputs import ImageBlob, encoded_chunks
 from phota_async._protocol import Response, StreamedBody
 from phota_async.errors import (
     ContentModerationError,
@@ -221,22 +221,26 @@ def test_json_body_without_blobs_is_bytes() -> None:
     )
 
 
-def test_json_body_streams_blobs_between_quotes() -> None:
+async def _text(blob: ImageBlob) -> bytes:
+    return b"".join([chunk async for chunk in encoded_chunks(blob)])
+
+
+async def test_json_body_streams_blobs_between_quotes() -> None:
     """Image blobs become stream parts whose joined text is the same JSON."""
     blob = ImageBlob(size=5, format="png", data=b"\x89PNG!")
     body = proto.json_body({"images": [blob, "https://x/y.jpg"], "prompt": "a"})
     assert isinstance(body, StreamedBody)
-    joined = b"".join(p if isinstance(p, bytes) else b"".join(p.chunks()) for p in body.parts)
+    joined = b"".join([p if isinstance(p, bytes) else await _text(p) for p in body.parts])
     assert json.loads(joined) == {"images": ["iVBORyE=", "https://x/y.jpg"], "prompt": "a"}
     assert body.length == len(joined)
 
 
-def test_prompt_containing_the_marker_text_is_untouched() -> None:
+async def test_prompt_containing_the_marker_text_is_untouched() -> None:
     """User text that looks like a placeholder is never mistaken for a blob."""
     blob = ImageBlob(size=3, format="png", data=b"abc")
     body = proto.json_body({"image": blob, "prompt": "\\u0000blob0:0"})
     assert isinstance(body, StreamedBody)
-    joined = b"".join(p if isinstance(p, bytes) else b"".join(p.chunks()) for p in body.parts)
+    joined = b"".join([p if isinstance(p, bytes) else await _text(p) for p in body.parts])
     assert json.loads(joined)["prompt"] == "\\u0000blob0:0"
 
 

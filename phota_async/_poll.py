@@ -5,7 +5,8 @@ Theory of operation
 A *watch* is one poll loop for one thing (``("profile", id)`` or ``("job", id)``). Every waiter
 on that thing joins the same watch, so a thousand tasks awaiting one profile cost one GET per
 interval, not a thousand. The watch's loop task fetches a snapshot, publishes it to its waiters,
-and sleeps ``next_delay()``: fast at first, backing off with jitter to a cap, following the kind's
+and sleeps until ``next_delay()`` after that poll *started* (a slow answer does not stretch the
+interval, so a change is seen about one interval after it happened at most): fast at first, backing off with jitter to a cap, following the kind's
 documented cadence (a training profile is polled every 10-30 s), never shorter than a server's
 ``Retry-After``. A nudge (a verified webhook) cuts the sleep short so the next GET happens now.
 
@@ -249,11 +250,13 @@ class Poller:
 
     async def _run(self, watch: _Watch[S]) -> None:
         polls = 0
+        loop = asyncio.get_running_loop()
         while True:
             await self._budget.acquire()
             watch.nudged.clear()
             polls += 1
             self.polls += 1
+            started = loop.time()
             hint: float | None = None
             try:
                 snapshot = await watch.fetch()
@@ -270,8 +273,13 @@ class Poller:
                     watch.publish()
                     return
                 watch.publish()
+            # The interval runs from the start of one poll to the start of the next, so a slow
+            # answer does not stretch it; a server's Retry-After counts from its answer.
             delay = next_delay(watch.cadence(watch.snapshot), polls, hint=hint)
-            with anyio.move_on_after(delay):
+            pause = delay - (loop.time() - started)
+            if hint is not None:
+                pause = max(pause, hint)
+            with anyio.move_on_after(max(0.0, pause)):
                 await watch.nudged.wait()
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from phota_async import Cadence, PollPolicy
-from phota_async._poll import PollBudget, next_delay, transient, wait_deadline
+from phota_async._poll import PollBudget, Poller, next_delay, transient, wait_deadline
 from phota_async._protocol import Response, error_from
 from phota_async.errors import ConnectionLostError, InvalidRequestError
 
@@ -118,3 +118,41 @@ def test_transient_errors_keep_polling(status: int, expected: bool) -> None:
 def test_connection_trouble_keeps_polling() -> None:
     """Connection errors while polling are transient."""
     assert transient(ConnectionLostError("lost"))
+
+
+async def test_a_slow_answer_does_not_stretch_the_interval() -> None:
+    """Polls start one interval apart even when each answer takes most of an interval."""
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def slow_fetch() -> int:
+        starts.append(loop.time())
+        await asyncio.sleep(0.15)
+        return len(starts)
+
+    every = Cadence(first=0.2, cap=0.2, floor=0.2, jitter=0.0)
+    poller = Poller(PollBudget(rate=1000))
+    await poller.wait("k", slow_fetch, lambda n: n >= 4, lambda _: every, 10.0, "thing")
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert len(gaps) == 3
+    assert all(0.19 <= gap < 0.3 for gap in gaps), gaps
+
+
+async def test_retry_after_counts_from_the_answer() -> None:
+    """A server's Retry-After is waited in full after its answer, however long the poll took."""
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+    answered: list[float] = []
+
+    async def busy_then_done() -> int:
+        starts.append(loop.time())
+        await asyncio.sleep(0.1)
+        answered.append(loop.time())
+        if len(starts) == 1:
+            raise error_from(Response(429, {"retry-after": "0.3"}, b"{}"))
+        return 1
+
+    every = Cadence(first=0.05, cap=0.05, floor=0.05, jitter=0.0)
+    poller = Poller(PollBudget(rate=1000))
+    await poller.wait("k", busy_then_done, lambda n: n == 1, lambda _: every, 10.0, "thing")
+    assert starts[1] - answered[0] >= 0.29

@@ -104,6 +104,14 @@ class ProfileRecord:
     forced_message: str | None = None
     picture: bytes | None = None
     face: Image.Image | None = None
+    face_seed: int | None = None  # a synthetic face, drawn when first needed
+
+    def subject(self) -> Image.Image | None:
+        """The face this profile stands for (a synthetic one is drawn on first use)."""
+        if self.face is None and self.face_seed is not None:
+            self.face = _images.sample_photo(self.face_seed, (128, 128))
+            self.picture = _images.profile_picture(self.face)
+        return self.face
 
     def ready_at(self) -> float | None:
         """The monotonic moment training ends, once validation has passed."""
@@ -373,7 +381,7 @@ class EmulatorState:
         n = body.get("num_output_images") or 1
         cap = self.config.max_output_side
         prompt = body.get("prompt") or ""
-        faces = [p.face for p in named if p.face is not None]
+        faces = [face for p in named if (face := p.subject()) is not None]
         work: Callable[[int], Image.Image]
         if endpoint == "enhance":
             image = await self.load_image(body["image"], "image")
@@ -489,19 +497,17 @@ class EmulatorState:
             await asyncio.sleep(remaining)
         record.validated_at = time.monotonic()
 
-    def add_ready_profile(self, tag: str | None, tier: str) -> str:
-        """A profile that is READY now, with a synthetic face (for tests)."""
-        face = _images.sample_photo(len(self.profiles) + 1, (128, 128))
+    def add_ready_profile(self, tag: str | None, tier: str, training_seconds: float = 0.0) -> str:
+        """A validated profile with a synthetic face, READY after ``training_seconds``."""
         record = ProfileRecord(
             id=self.new_id("prof_"),
             tier=tier,
             tag=tag,
             image_urls=[],
             created=time.monotonic(),
-            training_seconds=0.0,
+            training_seconds=training_seconds,
             validated_at=time.monotonic(),
-            face=face,
-            picture=_images.profile_picture(face),
+            face_seed=len(self.profiles) + 1,
         )
         self.profiles[record.id] = record
         return record.id
@@ -874,7 +880,7 @@ async def _profile_status(request: web.Request) -> web.StreamResponse:
 async def _profile_picture(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     record = state.get_profile(request.match_info["profile_id"])
-    if record.picture is None:
+    if record.subject() is None or record.picture is None:
         raise APIFailure(404, "PICTURE_NOT_AVAILABLE", f"profile {record.id} has no picture yet")
     return web.Response(body=record.picture, content_type="image/jpeg")
 

@@ -307,14 +307,20 @@ class PhotaEmulator:
             for p in list(self._state.profiles.values())
         ]
 
-    def add_profile(self, *, tag: str | None = None, tier: str = "fast") -> str:
-        """Create a READY profile at once (no training, no charge); return its id.
+    def add_profile(
+        self, *, tag: str | None = None, tier: str = "fast", training_seconds: float = 0.0
+    ) -> str:
+        """Create a profile whose photos are already validated, without a charge; return its id.
 
-        For tests that need a trained subject without waiting for one.
+        It is READY at once by default, for tests that need a trained subject without waiting
+        for one; with ``training_seconds`` it goes through ``QUEUING`` and ``IN_PROGRESS`` and
+        is READY that many seconds from now, for tests of waiting that upload no photos.
         """
         if not self._state.origin:
             raise RuntimeError("the emulator is not running")
-        return self._state.add_ready_profile(tag, tier)
+        if not training_seconds >= 0:
+            raise ValueError("training_seconds must be >= 0")
+        return self._state.add_ready_profile(tag, tier, training_seconds)
 
     def set_profile_status(self, profile_id: str, status: str, message: str | None = None) -> None:
         """Force a profile into a status (``INACTIVE``, ``ERROR`` ...), overriding its clock."""

@@ -191,3 +191,24 @@ async def test_forced_inactive_status_is_reported(
     async with http.get(f"{P}/profiles/{profile_id}/status") as resp:
         body = await resp.json()
     assert body == {"profile_id": profile_id, "status": "INACTIVE", "message": "expired"}
+
+
+async def test_added_profile_trains_for_the_given_time(
+    http: aiohttp.ClientSession, emu: PhotaEmulator
+) -> None:
+    """add_profile(training_seconds=...) goes QUEUING -> IN_PROGRESS -> READY, uncharged."""
+    profile_id = emu.add_profile(training_seconds=0.4)
+    seen: list[str] = []
+    final = await wait_for_status(http, profile_id, {"READY"}, seen)
+    assert final["status"] == "READY"
+    assert seen == ["QUEUING", "IN_PROGRESS", "READY"]
+    assert emu.charges() == []
+
+
+async def test_added_profile_is_ready_at_once_by_default(
+    http: aiohttp.ClientSession, emu: PhotaEmulator
+) -> None:
+    """add_profile() without a training time is READY on its first status call."""
+    profile_id = emu.add_profile()
+    async with http.get(f"{P}/profiles/{profile_id}/status") as resp:
+        assert (await resp.json())["status"] == "READY"

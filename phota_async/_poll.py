@@ -5,8 +5,9 @@ Theory of operation
 A *watch* is one poll loop for one thing (``("profile", id)`` or ``("job", id)``). Every waiter
 on that thing joins the same watch, so a thousand tasks awaiting one profile cost one GET per
 interval, not a thousand. The watch's loop task fetches a snapshot, publishes it to its waiters,
-and sleeps until ``next_delay()`` after that poll *started* (a slow answer does not stretch the
-interval, so a change is seen about one interval after it happened at most): fast at first, backing off with jitter to a cap, following the kind's
+and sleeps so that the next answer is due ``next_delay()`` after that poll left (a slow answer
+does not stretch the interval, and a change is seen at most one interval after it happened):
+fast at first, backing off with jitter to a cap, following the kind's
 documented cadence (a training profile is polled every 10-30 s), never shorter than a server's
 ``Retry-After``. A nudge (a verified webhook) cuts the sleep short so the next GET happens now.
 
@@ -252,6 +253,7 @@ class Poller:
         polls = 0
         loop = asyncio.get_running_loop()
         while True:
+            queued = loop.time()
             await self._budget.acquire()
             watch.nudged.clear()
             polls += 1
@@ -273,14 +275,24 @@ class Poller:
                     watch.publish()
                     return
                 watch.publish()
-            # The interval runs from the start of one poll to the start of the next, so a slow
-            # answer does not stretch it; a server's Retry-After counts from its answer.
             delay = next_delay(watch.cadence(watch.snapshot), polls, hint=hint)
-            pause = delay - (loop.time() - started)
+            # A waiter should learn of a change at most one interval after it happened, so the
+            # next answer is due ``delay`` after this poll left. The next poll therefore joins
+            # the budget gate that long after this one left, less what this one took from
+            # joining the gate to its answer (the estimate for the next one). The pause is never
+            # negative, so a watch never has two polls in flight, and the client-wide budget
+            # still bounds the rate. A server's Retry-After counts from its answer.
+            answered = loop.time()
+            pause = max(0.0, delay - (answered - started) - (answered - queued))
             if hint is not None:
                 pause = max(pause, hint)
-            with anyio.move_on_after(max(0.0, pause)):
+            # Sleep until the pause ends or a nudge comes, whichever is first: one timer that
+            # sets the nudge event (cheaper than a cancel scope, which thousands of watches feel).
+            waker = loop.call_later(pause, watch.nudged.set)
+            try:
                 await watch.nudged.wait()
+            finally:
+                waker.cancel()
 
 
 def wait_deadline(timeout: float | None, default: float) -> float:

@@ -120,22 +120,39 @@ def test_connection_trouble_keeps_polling() -> None:
     assert transient(ConnectionLostError("lost"))
 
 
-async def test_a_slow_answer_does_not_stretch_the_interval() -> None:
-    """Polls start one interval apart even when each answer takes most of an interval."""
+async def _poll_times(answer_takes: float, interval: float, polls: int) -> list[float]:
+    """Start and answer times of ``polls`` polls whose answers take ``answer_takes``."""
     loop = asyncio.get_running_loop()
-    starts: list[float] = []
+    times: list[float] = []
 
     async def slow_fetch() -> int:
-        starts.append(loop.time())
-        await asyncio.sleep(0.15)
-        return len(starts)
+        times.append(loop.time())
+        await asyncio.sleep(answer_takes)
+        times.append(loop.time())
+        return len(times) // 2
 
-    every = Cadence(first=0.2, cap=0.2, floor=0.2, jitter=0.0)
+    every = Cadence(first=interval, cap=interval, floor=interval, jitter=0.0)
     poller = Poller(PollBudget(rate=1000))
-    await poller.wait("k", slow_fetch, lambda n: n >= 4, lambda _: every, 10.0, "thing")
-    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-    assert len(gaps) == 3
-    assert all(0.19 <= gap < 0.3 for gap in gaps), gaps
+    await poller.wait("k", slow_fetch, lambda n: n >= polls, lambda _: every, 10.0, "thing")
+    return times
+
+
+async def test_answers_arrive_one_interval_after_the_previous_poll_left() -> None:
+    """With answers taking 50 ms, each answer comes one interval after the previous poll left,
+    so a change is never seen later than one interval after it happened."""
+    times = await _poll_times(0.05, 0.2, 4)
+    starts, answers = times[0::2], times[1::2]
+    lags = [answer - start for start, answer in zip(starts, answers[1:], strict=False)]
+    assert len(lags) == 3
+    assert all(0.17 <= lag <= 0.205 for lag in lags), lags
+
+
+async def test_answers_slower_than_half_an_interval_keep_one_poll_in_flight() -> None:
+    """When answers take most of an interval, polls go back to back but never overlap."""
+    times = await _poll_times(0.15, 0.2, 4)
+    starts, answers = times[0::2], times[1::2]
+    assert all(start >= answer for answer, start in zip(answers, starts[1:], strict=False))
+    assert all(start - answer < 0.03 for answer, start in zip(answers, starts[1:], strict=False))
 
 
 async def test_retry_after_counts_from_the_answer() -> None:

@@ -69,16 +69,30 @@ def client(
     return json.loads(out.strip().splitlines()[-1])
 
 
-def median_runs(repeats: int, impls: list[str], run: Any) -> dict[str, dict[str, float]]:
-    """Interleave the implementations ``repeats`` times; keep each one's median figures."""
-    runs: dict[str, list[dict[str, float]]] = {impl: [] for impl in impls}
-    for _ in range(repeats):
-        for impl in impls:
-            runs[impl].append(run(impl))
-    return {
-        impl: {key: statistics.median(r[key] for r in results) for key in results[0]}
-        for impl, results in runs.items()
-    }
+class Runs:
+    """Every implementation run ``repeats`` times, interleaved (a, b, c, a, b, c ...).
+
+    Ratios are taken within each round and the median of the rounds is reported: runs next to
+    each other in time share the machine's state, so a noisy neighbour that slows one round
+    down slows both sides of its ratio.
+    """
+
+    def __init__(self, repeats: int, impls: list[str], run: Any) -> None:
+        self.rounds: list[dict[str, dict[str, float]]] = [
+            {impl: run(impl) for impl in impls} for _ in range(repeats)
+        ]
+
+    def median(self, impl: str, key: str) -> float:
+        """The median of one implementation's figure, for display."""
+        return statistics.median(r[impl][key] for r in self.rounds)
+
+    def ratios(self, impl: str, baseline: str, key: str) -> list[float]:
+        """``impl``'s figure divided by ``baseline``'s, round by round."""
+        return [r[impl][key] / r[baseline][key] for r in self.rounds]
+
+    def ratio(self, impl: str, baseline: str, key: str) -> float:
+        """The median over rounds of ``impl``'s figure divided by ``baseline``'s."""
+        return statistics.median(self.ratios(impl, baseline, key))
 
 
 def make_photo(path: Path, target_bytes: int) -> None:
@@ -117,17 +131,19 @@ async def ready_profile(srv: dict[str, str]) -> str:
 
 
 def bench_get(quick: bool) -> list[tuple[str, float, str, bool]]:
-    n, repeats = (50, 1) if quick else (3000, 3)
+    n, repeats = (50, 1) if quick else (4000, 5)
     with server(training_seconds=0.1) as srv:
         profile = asyncio.run(ready_profile(srv))
         impls = ["sdk", "aiohttp", "httpx"]
-        figures = median_runs(
-            repeats, impls, lambda impl: client("get", impl, srv, n, 32, profile=profile)
-        )
-    per_call = {impl: f["cpu_s"] / n * 1e6 for impl, f in figures.items()}
-    print("  CPU per GET (us): " + ", ".join(f"{k} {v:.0f}" for k, v in per_call.items()))
-    vs_aiohttp = per_call["sdk"] / per_call["aiohttp"]
-    vs_httpx = per_call["sdk"] / per_call["httpx"]
+        runs = Runs(repeats, impls, lambda impl: client("get", impl, srv, n, 32, profile=profile))
+    print(
+        "  CPU per GET (us, medians): "
+        + ", ".join(f"{impl} {runs.median(impl, 'cpu_s') / n * 1e6:.0f}" for impl in impls)
+    )
+    rounds = runs.ratios("sdk", "aiohttp", "cpu_s")
+    print("  sdk / aiohttp by round: " + ", ".join(f"{r:.2f}" for r in rounds))
+    vs_aiohttp = runs.ratio("sdk", "aiohttp", "cpu_s")
+    vs_httpx = runs.ratio("sdk", "httpx", "cpu_s")
     return [
         (
             "CPU per profiles.get, 32 concurrent, vs bare aiohttp",
@@ -144,21 +160,21 @@ def bench_enhance(quick: bool, tmp: Path) -> list[tuple[str, float, str, bool]]:
     photo = tmp / "big.jpg"
     make_photo(photo, size)
     with server(max_output_side=256, max_body_bytes=64 << 20, balance=1e9) as srv:
-        figures = median_runs(
+        runs = Runs(
             repeats,
             ["sdk", "aiohttp"],
             lambda impl: client("enhance", impl, srv, n, 8, photo=str(photo)),
         )
-    cpu = {impl: f["cpu_s"] / n * 1e3 for impl, f in figures.items()}
-    rss = {impl: f["peak_rss_mib"] for impl, f in figures.items()}
     print(
-        f"  photo {photo.stat().st_size / 2**20:.1f} MiB; CPU per call (ms): "
-        + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+        f"  photo {photo.stat().st_size / 2**20:.1f} MiB; CPU per call (ms, medians): "
+        + ", ".join(f"{i} {runs.median(i, 'cpu_s') / n * 1e3:.1f}" for i in ("sdk", "aiohttp"))
         + "; peak RSS (MiB): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in rss.items())
+        + ", ".join(f"{i} {runs.median(i, 'peak_rss_mib'):.0f}" for i in ("sdk", "aiohttp"))
     )
-    cpu_ratio = cpu["sdk"] / cpu["aiohttp"]
-    rss_ratio = rss["sdk"] / rss["aiohttp"]
+    rounds = runs.ratios("sdk", "aiohttp", "cpu_s")
+    print("  CPU sdk / aiohttp by round: " + ", ".join(f"{r:.2f}" for r in rounds))
+    cpu_ratio = runs.ratio("sdk", "aiohttp", "cpu_s")
+    rss_ratio = runs.ratio("sdk", "aiohttp", "peak_rss_mib")
     return [
         (
             "CPU per enhance(Path) of a 4 MiB photo, 8 concurrent, vs json= b64",
@@ -179,14 +195,16 @@ def bench_many(quick: bool, tmp: Path) -> list[tuple[str, float, str, bool]]:
     for i in range(n):
         Image.effect_noise((48, 48), 40).convert("RGB").save(folder / f"{i:05d}.jpg")
     with server(max_output_side=48, balance=1e9) as srv:
-        figures = median_runs(
+        runs = Runs(
             repeats,
             ["sdk", "aiohttp"],
             lambda impl: client("many", impl, srv, n, 64, photo=str(folder)),
         )
-    throughput = {impl: n / f["wall_s"] for impl, f in figures.items()}
-    print("  throughput (photos/s): " + ", ".join(f"{k} {v:.0f}" for k, v in throughput.items()))
-    ratio = throughput["sdk"] / throughput["aiohttp"]
+    print(
+        "  throughput (photos/s, medians): "
+        + ", ".join(f"{i} {n / runs.median(i, 'wall_s'):.0f}" for i in ("sdk", "aiohttp"))
+    )
+    ratio = runs.ratio("aiohttp", "sdk", "wall_s")  # throughput: the inverse of wall time
     return [
         (
             "enhance_many over small photos, concurrency 64, wall throughput",

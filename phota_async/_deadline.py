@@ -14,33 +14,25 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 from types import TracebackType
 
 
 class Deadline:
     """One call's deadline: ``with deadlines.after(seconds): ...`` inside a task.
 
-    A plain (not async) context manager: entering and leaving need no await, which keeps the
-    per-call cost to a heap push and a flag.
+    A plain (not async) context manager whose entering costs nothing: ``Deadlines.after``
+    already registered it, so the per-call cost is one small object and a heap push.
     """
 
-    __slots__ = ("_cancelling", "_owner", "_task", "done", "expired", "when")
+    __slots__ = ("_cancelling", "_task", "done", "expired")
 
-    def __init__(self, owner: Deadlines, when: float) -> None:
-        self._owner = owner
-        self.when = when
-        self.done = False
-        self.expired = False
-        self._task: asyncio.Task[object] | None = None
-        self._cancelling = 0
+    _task: asyncio.Task[object]
+    _cancelling: int
+    done: bool
+    expired: bool
 
     def __enter__(self) -> Deadline:
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("a deadline needs a running task")
-        self._task = task
-        self._cancelling = task.cancelling()
-        self._owner._add(self)
         return self
 
     def __exit__(
@@ -50,15 +42,15 @@ class Deadline:
         tb: TracebackType | None,
     ) -> None:
         self.done = True
-        self._owner._live -= 1
-        if self.expired and exc_type is asyncio.CancelledError:
-            assert self._task is not None
-            if self._task.uncancel() <= self._cancelling:
-                raise TimeoutError from exc
+        if (
+            self.expired
+            and exc_type is asyncio.CancelledError
+            and self._task.uncancel() <= self._cancelling
+        ):
+            raise TimeoutError from exc
 
     def _expire(self) -> None:
         self.expired = True
-        assert self._task is not None
         self._task.cancel()
 
 
@@ -69,22 +61,31 @@ class Deadlines:
         self._heap: list[tuple[float, int, Deadline]] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
-        self._armed_for = float("inf")
-        self._live = 0
+        self._armed_for = math.inf
+        self._sweep_at = 64
 
     def after(self, seconds: float) -> Deadline:
-        """A deadline ``seconds`` from now (use it as a context manager inside a task)."""
-        return Deadline(self, asyncio.get_running_loop().time() + seconds)
-
-    def _add(self, deadline: Deadline) -> None:
-        self._live += 1
-        heapq.heappush(self._heap, (deadline.when, next(self._order), deadline))
-        if len(self._heap) > 64 and len(self._heap) > 4 * self._live:
-            # Finished calls stay in the heap until their deadline; sweep them out now and then.
-            self._heap = [item for item in self._heap if not item[2].done]
-            heapq.heapify(self._heap)
-        if deadline.when < self._armed_for:
-            self._arm(deadline.when)
+        """A deadline ``seconds`` from now for the current task; use it as a context manager
+        right away (it counts from this call)."""
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a deadline needs a running task")
+        deadline = Deadline.__new__(Deadline)
+        deadline._task = task
+        deadline._cancelling = task.cancelling()
+        deadline.done = deadline.expired = False
+        when = task.get_loop().time() + seconds
+        heap = self._heap
+        heapq.heappush(heap, (when, next(self._order), deadline))
+        if len(heap) > self._sweep_at:
+            # Finished calls stay in the heap until their deadline; sweep them out now and then
+            # (when the heap has doubled since the last sweep, so the cost per call is constant).
+            heap = self._heap = [item for item in heap if not item[2].done]
+            heapq.heapify(heap)
+            self._sweep_at = max(64, 2 * len(heap))
+        if when < self._armed_for:
+            self._arm(when)
+        return deadline
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
@@ -94,7 +95,7 @@ class Deadlines:
 
     def _fire(self) -> None:
         self._timer = None
-        self._armed_for = float("inf")
+        self._armed_for = math.inf
         now = asyncio.get_running_loop().time()
         heap = self._heap
         while heap and (heap[0][2].done or heap[0][0] <= now):

@@ -2,10 +2,11 @@
 first served.
 
 ``asyncio.Semaphore`` would do, but every ``async with`` on it creates three coroutines and a
-generator even when a slot is free: about 12,000 CPU instructions per GET (callgrind), a seventh
-of everything the SDK added to a bare aiohttp request (``benchmarks/README.md``). Here a free slot is taken with a plain
-method call (``try_take``), and only a caller that has to wait awaits (``take``). A released
-slot is handed straight to the oldest waiter, so a newcomer can never overtake it.
+generator even when a slot is free: about 12,000 CPU instructions per GET (callgrind), a
+seventh of everything the SDK added to a bare aiohttp request (``benchmarks/README.md``). Here
+a free slot is taken with a plain method call (``try_take``), and only a caller that has to
+wait awaits (``take``). A released slot is handed straight to the oldest waiter, so a newcomer
+can never overtake it.
 """
 
 from __future__ import annotations

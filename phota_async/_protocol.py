@@ -264,12 +264,8 @@ class Api:
     def __repr__(self) -> str:
         return f"Api({self.base_url!r})"
 
-    def url(self, path: str, query: Mapping[str, str] | None = None) -> str:
-        """The absolute URL of an API path, with an optional query string."""
-        return f"{self.base_url}{path}?{urlencode(query)}" if query else self.base_url + path
-
     def get(self, path: str, query: Mapping[str, str] | None = None) -> Request:
-        url = self.url(path, query) if query else self.base_url + path
+        url = f"{self.base_url}{path}?{urlencode(query)}" if query else self.base_url + path
         return Request("GET", url, path, self.headers)
 
     def delete(self, path: str) -> Request:

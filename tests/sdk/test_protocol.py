@@ -195,6 +195,13 @@ def test_get_request_has_key_and_no_body() -> None:
     assert (request.body, request.retry) == (None, "safe")
 
 
+def test_get_request_encodes_its_query() -> None:
+    """A GET with a query has it URL-encoded after the path; the endpoint stays the bare path."""
+    request = proto.Api(BASE + "/", "k").get("/profiles/ids", {"tag": "a b&c"})
+    assert request.url == f"{BASE}/profiles/ids?tag=a+b%26c"
+    assert request.endpoint == "/profiles/ids"
+
+
 def test_request_repr_hides_headers_and_body() -> None:
     """The API key never appears in a Request's repr."""
     request = proto.Api(BASE, "secret-key").post("/generate", {"prompt": "x"}, "paid")

@@ -146,7 +146,7 @@ class PollBudget:
         async with self._gate:
             wait = self.delay()
             if wait > 0:
-                await anyio.sleep(wait)
+                await asyncio.sleep(wait)
             self.passed()
 
 
@@ -159,6 +159,7 @@ class _Watch(Generic[S]):
     done: Callable[[S], bool]
     cadence: Callable[[S | None], Cadence]
     waiters: int = 0
+    listeners: int = 0  # waiters with an on_update callback, who want every snapshot
     snapshot: S | None = None
     final: S | None = None
     failure: PhotaError | None = None
@@ -215,6 +216,8 @@ class Poller:
         else:
             watch = existing  # type: ignore[assignment]
         watch.waiters += 1
+        if on_update is not None:
+            watch.listeners += 1
         try:
             with anyio.move_on_after(timeout):
                 seen: S | None = None
@@ -237,6 +240,8 @@ class Poller:
             )
         finally:
             watch.waiters -= 1
+            if on_update is not None:
+                watch.listeners -= 1
             if watch.waiters == 0:
                 await self._stop(key, watch)
 
@@ -274,7 +279,8 @@ class Poller:
                     watch.final = snapshot
                     watch.publish()
                     return
-                watch.publish()
+                if watch.listeners:  # the others only need waking for the final answer
+                    watch.publish()
             delay = next_delay(watch.cadence(watch.snapshot), polls, hint=hint)
             # A waiter should learn of a change at most one interval after it happened, so the
             # next answer is due ``delay`` after this poll left. The next poll therefore joins

@@ -47,6 +47,23 @@ async def test_wait_ready_returns_the_ready_profile(fast: PhotaClient, emu: Phot
     assert (ready.id, ready.status) == (profile.id, "READY")
 
 
+async def test_on_update_sees_each_status_on_the_way(fast: PhotaClient, emu: PhotaEmulator) -> None:
+    """on_update is called with the snapshots between the start and READY, in order."""
+    profile_id = emu.add_profile(training_seconds=0.5)
+    seen: list[str] = []
+
+    def note(profile: Profile) -> None:
+        if not seen or seen[-1] != profile.status:
+            seen.append(profile.status)
+
+    both = await asyncio.gather(
+        fast.profiles.wait_ready(profile_id, timeout=10, on_update=note),
+        fast.profiles.wait_ready(profile_id, timeout=10),
+    )
+    assert [p.status for p in both] == ["READY", "READY"]
+    assert seen == ["QUEUING", "IN_PROGRESS", "READY"]
+
+
 async def test_failed_training_raises_with_the_profile(
     fast: PhotaClient, emu: PhotaEmulator
 ) -> None:

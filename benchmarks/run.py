@@ -55,7 +55,7 @@ def server(**options: Any) -> Iterator[dict[str, Any]]:
 
 
 def client(
-    workload: str, impl: str, srv: dict[str, str], n: int, concurrency: int, **extra: str
+    workload: str, impl: str, srv: dict[str, Any], n: int, concurrency: int, **extra: str
 ) -> dict[str, float]:
     """Run one client process and return its measurements."""
     argv = [
@@ -66,7 +66,8 @@ def client(
     for key, value in extra.items():
         argv += [f"--{key}", value]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    figures: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return figures
 
 
 class Runs:
@@ -118,7 +119,7 @@ def make_photo(path: Path, target_bytes: int) -> None:
     path.write_bytes(best)
 
 
-async def ready_profile(srv: dict[str, str]) -> str:
+async def ready_profile(srv: dict[str, Any]) -> str:
     from phota_async import PhotaClient, PollPolicy, emulator_uploader
     from phota_async.testing._images import sample_photo
 

@@ -122,6 +122,30 @@ async def test_streamed_body_arrives_whole_with_content_length(tmp_path: Path) -
     assert base64.b64decode(json.loads(sent)["image"]) == raw
 
 
+async def test_large_download_is_written_whole(tmp_path: Path) -> None:
+    """A body of several write batches lands byte for byte; the answer carries its head."""
+    raw = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 12_000  # about 2.9 MiB, not whole MiBs
+
+    async def serve(_: web.Request) -> web.Response:
+        return web.Response(body=raw, content_type="image/jpeg")
+
+    app = web.Application()
+    app.router.add_get("/out.jpg", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    transport = AiohttpTransport()
+    dest = tmp_path / "out.part"
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/out.jpg"
+        response = await transport.download(proto.download(url), dest)
+    finally:
+        await transport.aclose()
+        await runner.cleanup()
+    assert (response.status, response.body) == (200, raw[:16])
+    assert dest.read_bytes() == raw
+
+
 async def test_borrowed_session_is_not_closed() -> None:
     """aclose() leaves a borrowed session open."""
     async with aiohttp.ClientSession() as session:

@@ -1,13 +1,15 @@
-"""Shared fixtures: a running emulator on port 0 and small real images."""
+"""Shared fixtures: a running emulator on port 0, throwaway loopback servers, small real images."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from phota_async.testing import PhotaEmulator
@@ -38,6 +40,18 @@ def decode(data: bytes) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     img.load()
     return img
+
+
+@contextlib.asynccontextmanager
+async def local_server(app: web.Application, **runner: float) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port; yield its origin; shut it down afterwards."""
+    app_runner = web.AppRunner(app, **runner)
+    await app_runner.setup()
+    try:
+        await web.TCPSite(app_runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{app_runner.addresses[0][1]}"
+    finally:
+        await app_runner.cleanup()
 
 
 @pytest.fixture

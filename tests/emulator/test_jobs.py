@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from phota_async.testing import PhotaEmulator
-from tests.conftest import b64, decode, jpeg_bytes
+from tests.conftest import b64, decode, jpeg_bytes, local_server
 from tests.emulator.helpers import P
 
 ASYNC = {"async": True, "response_mode": "urls"}
@@ -56,11 +56,8 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     rec = Receiver()
     app = web.Application()
     app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield rec, f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    await runner.cleanup()
+    async with local_server(app) as origin:
+        yield rec, f"{origin}/hook"
 
 
 async def test_submit_answers_202_with_a_handle(

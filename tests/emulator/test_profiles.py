@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from phota_async.testing import PhotaEmulator
-from tests.conftest import decode, jpeg_bytes
+from tests.conftest import decode, jpeg_bytes, local_server
 from tests.emulator.helpers import create, training_urls, wait_for_status
 
 P = "/v1/phota"
@@ -65,16 +65,9 @@ async def test_training_urls_may_be_any_loopback_server(
 
     app = web.Application()
     app.router.add_get("/p/{n}.jpg", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        profile_id = await create(http, [f"http://127.0.0.1:{port}/p/{i}.jpg" for i in range(5)])
+    async with local_server(app) as origin:
+        profile_id = await create(http, [f"{origin}/p/{i}.jpg" for i in range(5)])
         final = await wait_for_status(http, profile_id, {"READY", "ERROR"})
-    finally:
-        await runner.cleanup()
     assert final["status"] == "READY"
 
 

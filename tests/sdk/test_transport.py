@@ -24,6 +24,7 @@ from phota_async.errors import (
     ReadTimeoutError,
     TransportError,
 )
+from tests.conftest import local_server
 
 GET = Request("GET", "http://127.0.0.1:1/x", "/x", {})
 
@@ -78,17 +79,13 @@ async def test_read_timeout_is_read_timeout_error() -> None:
 
     app = web.Application()
     app.router.add_get("/slow", slow)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
     transport = AiohttpTransport(read_timeout=0.1)
-    try:
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/slow"
-        with pytest.raises(ReadTimeoutError):
-            await transport.send(Request("GET", url, "/slow", {}))
-    finally:
-        await transport.aclose()
-        await runner.cleanup()
+    async with local_server(app, shutdown_timeout=0.1) as origin:
+        try:
+            with pytest.raises(ReadTimeoutError):
+                await transport.send(Request("GET", f"{origin}/slow", "/slow", {}))
+        finally:
+            await transport.aclose()
 
 
 async def test_streamed_body_arrives_whole_with_content_length(tmp_path: Path) -> None:
@@ -105,17 +102,14 @@ async def test_streamed_body_arrives_whole_with_content_length(tmp_path: Path) -
 
     app = web.Application(client_max_size=10 * 1024 * 1024)
     app.router.add_post("/e", echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
     transport = AiohttpTransport()
-    try:
-        body = proto.json_body({"image": ImageBlob(size=len(raw), format="png", path=path)})
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/e"
-        await transport.send(Request("POST", url, "/e", {"Content-Type": "application/json"}, body))
-    finally:
-        await transport.aclose()
-        await runner.cleanup()
+    async with local_server(app) as origin:
+        try:
+            body = proto.json_body({"image": ImageBlob(size=len(raw), format="png", path=path)})
+            headers = {"Content-Type": "application/json"}
+            await transport.send(Request("POST", f"{origin}/e", "/e", headers, body))
+        finally:
+            await transport.aclose()
     sent = seen["body"]
     assert isinstance(sent, bytes)
     assert seen["length"] == len(sent)
@@ -131,17 +125,13 @@ async def test_large_download_is_written_whole(tmp_path: Path) -> None:
 
     app = web.Application()
     app.router.add_get("/out.jpg", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
     transport = AiohttpTransport()
     dest = tmp_path / "out.part"
-    try:
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}/out.jpg"
-        response = await transport.download(proto.download(url), dest)
-    finally:
-        await transport.aclose()
-        await runner.cleanup()
+    async with local_server(app) as origin:
+        try:
+            response = await transport.download(proto.download(f"{origin}/out.jpg"), dest)
+        finally:
+            await transport.aclose()
     assert (response.status, response.body) == (200, raw[:16])
     assert dest.read_bytes() == raw
 

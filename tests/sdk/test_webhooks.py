@@ -20,6 +20,7 @@ from phota_async.webhooks import (
     verify_signature,
     webhook_handler,
 )
+from tests.conftest import local_server
 
 SECRET = "whsec_test"
 BODY = json.dumps(
@@ -112,13 +113,10 @@ def test_parse_event_refuses_non_json() -> None:
         parse_event(b"[1, 2")
 
 
-async def serve(handler: object) -> tuple[web.AppRunner, str]:
+def hook_app(handler: object) -> web.Application:
     app = web.Application()
     app.router.add_post("/hook", handler)  # type: ignore[arg-type]
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    return app
 
 
 @pytest.fixture
@@ -129,9 +127,8 @@ async def received() -> AsyncIterator[tuple[list[Job], str]]:
     async def on_job(job: Job) -> None:
         jobs.append(job)
 
-    runner, url = await serve(webhook_handler(SECRET, on_job))
-    yield jobs, url
-    await runner.cleanup()
+    async with local_server(hook_app(webhook_handler(SECRET, on_job))) as origin:
+        yield jobs, f"{origin}/hook"
 
 
 async def test_handler_accepts_a_signed_delivery(received: tuple[list[Job], str]) -> None:
@@ -161,14 +158,12 @@ async def test_callback_completes_a_slow_poll_wait(emu: PhotaEmulator) -> None:
     """A verified callback makes Job.wait confirm with one GET instead of its slow next poll."""
     slow_jobs = PollPolicy(job=Cadence(first=30.0, cap=30.0))
     async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, poll=slow_jobs) as phota:
-        runner, url = await serve(webhook_handler(phota.webhook_secret, client=phota))
-        try:
-            job = await phota.jobs.submit_generate("x", callback_url=url)
+        app = hook_app(webhook_handler(phota.webhook_secret, client=phota))
+        async with local_server(app) as origin:
+            job = await phota.jobs.submit_generate("x", callback_url=f"{origin}/hook")
             started = time.monotonic()
             result = await job.wait(timeout=10)
             elapsed = time.monotonic() - started
-        finally:
-            await runner.cleanup()
     assert len(result) == 1
     assert elapsed < 5
     assert len([r for r in emu.requests if r["path"] == f"/jobs/{job.id}"]) == 2

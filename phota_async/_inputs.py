@@ -72,22 +72,17 @@ class ImageBlob:
 
     @property
     def chunk_count(self) -> int:
-        """How many chunks ``encoded_chunk`` serves."""
+        """How many ``CHUNK``-sized pieces the blob is sent in."""
         return (self.size + CHUNK - 1) // CHUNK
 
     def raw_chunk(self, index: int) -> bytes:
-        """Raw bytes of chunk ``index`` (blocking: run it in a worker thread).
-
-        Each call opens, reads and closes on its own, so that a consumer that stops early
-        leaves no file open.
-        """
+        """Raw bytes of chunk ``index`` of a blob in memory or in an open file object
+        (blocking: run it in a worker thread). Files on disk are read by ``read_chunks``."""
         start = index * CHUNK
         length = min(CHUNK, self.size - start)
         if self.data is not None:
             return self.data[start : start + length]
-        if self.path is not None:
-            return read_range(self.path, start, length)
-        assert self.file is not None
+        assert self.file is not None, "a blob on disk is read by read_chunks"
         self.file.seek(self.offset + start)
         raw = self.file.read(length)
         if len(raw) != length:
@@ -95,7 +90,8 @@ class ImageBlob:
         return raw
 
     def read_all(self) -> bytes:
-        """All raw bytes (blocking), for uploads that need them whole."""
+        """All raw bytes of a blob in memory or in an open file object (blocking), for
+        uploads that need them whole."""
         return b"".join(self.raw_chunk(i) for i in range(self.chunk_count))
 
 
@@ -156,16 +152,6 @@ def _read_into(handle: io.FileIO, view: memoryview, offset: int, path: Path) -> 
         if not got:
             raise InvalidRequestError("image", f"{path} shrank while it was being sent")
         view = view[got:]
-
-
-def read_range(path: Path, start: int, length: int) -> bytes:
-    """``length`` bytes of ``path`` from ``start``; refuses a file that shrank meanwhile."""
-    with path.open("rb") as handle:
-        handle.seek(start)
-        raw = handle.read(length)
-    if len(raw) != length:
-        raise InvalidRequestError("image", f"{path} shrank while it was being sent")
-    return raw
 
 
 ImageSource = str | ImageBlob

@@ -96,6 +96,23 @@ class Runs:
         return statistics.median(self.ratios(impl, baseline, key))
 
 
+Row = tuple[str, float, str, bool]
+"""One line of the table: the figure, its ratio, the target as text, whether it is met."""
+
+
+def at_most(figure: str, ratio: float, limit: float, unit: str = "x") -> Row:
+    return (figure, ratio, f"<= {limit:g}{unit}", ratio <= limit)
+
+
+def at_least(figure: str, ratio: float, limit: float) -> Row:
+    return (figure, ratio, f">= {limit:g}x", ratio >= limit)
+
+
+def show_rounds(what: str, ratios: list[float]) -> None:
+    """Print one figure's ratio in every round, smallest first."""
+    print(f"  {what} by round: " + ", ".join(f"{r:.2f}" for r in sorted(ratios)))
+
+
 def per_call(figures: dict[str, float]) -> dict[str, float]:
     """CPU and wall seconds divided by the number of calls."""
     calls = figures["calls"]
@@ -137,7 +154,7 @@ async def ready_profile(srv: dict[str, Any]) -> str:
         return profile.id
 
 
-def bench_get(quick: bool) -> list[tuple[str, float, str, bool]]:
+def bench_get(quick: bool) -> list[Row]:
     n, repeats = (50, 1) if quick else (4000, 9)
     # httpx costs about 17 times as much per call; a fifth of the calls measure it well enough.
     calls = {"sdk": n, "aiohttp": n, "httpx": max(10, n // 5)}
@@ -152,22 +169,16 @@ def bench_get(quick: bool) -> list[tuple[str, float, str, bool]]:
         "  CPU per GET (us, medians): "
         + ", ".join(f"{impl} {runs.median(impl, 'cpu_s') * 1e6:.0f}" for impl in calls)
     )
-    rounds = runs.ratios("sdk", "aiohttp", "cpu_s")
-    print("  sdk / aiohttp by round: " + ", ".join(f"{r:.2f}" for r in sorted(rounds)))
+    show_rounds("sdk / aiohttp", runs.ratios("sdk", "aiohttp", "cpu_s"))
     vs_aiohttp = runs.ratio("sdk", "aiohttp", "cpu_s")
     vs_httpx = runs.ratio("sdk", "httpx", "cpu_s")
     return [
-        (
-            "CPU per profiles.get, 32 concurrent, vs bare aiohttp",
-            vs_aiohttp,
-            "<= 1.25x",
-            vs_aiohttp <= 1.25,
-        ),
-        ("same, vs httpx.AsyncClient", vs_httpx, "<= 0.2x", vs_httpx <= 0.2),
+        at_most("CPU per profiles.get, 32 concurrent, vs bare aiohttp", vs_aiohttp, 1.25),
+        at_most("same, vs httpx.AsyncClient", vs_httpx, 0.2),
     ]
 
 
-def bench_enhance(quick: bool, tmp: Path) -> list[tuple[str, float, str, bool]]:
+def bench_enhance(quick: bool, tmp: Path) -> list[Row]:
     n, size, repeats = (2, 1 << 20, 1) if quick else (16, 4 << 20, 3)
     photo = tmp / "big.jpg"
     make_photo(photo, size)
@@ -183,22 +194,18 @@ def bench_enhance(quick: bool, tmp: Path) -> list[tuple[str, float, str, bool]]:
         + "; peak RSS (MiB): "
         + ", ".join(f"{i} {runs.median(i, 'peak_rss_mib'):.0f}" for i in ("sdk", "aiohttp"))
     )
-    rounds = runs.ratios("sdk", "aiohttp", "cpu_s")
-    print("  CPU sdk / aiohttp by round: " + ", ".join(f"{r:.2f}" for r in rounds))
+    show_rounds("CPU sdk / aiohttp", runs.ratios("sdk", "aiohttp", "cpu_s"))
     cpu_ratio = runs.ratio("sdk", "aiohttp", "cpu_s")
     rss_ratio = runs.ratio("sdk", "aiohttp", "peak_rss_mib")
     return [
-        (
-            "CPU per enhance(Path) of a 4 MiB photo, 8 concurrent, vs json= b64",
-            cpu_ratio,
-            "<= 0.45x",
-            cpu_ratio <= 0.45,
+        at_most(
+            "CPU per enhance(Path) of a 4 MiB photo, 8 concurrent, vs json= b64", cpu_ratio, 0.45
         ),
-        ("peak RSS of that run", rss_ratio, "<= 0.35x", rss_ratio <= 0.35),
+        at_most("peak RSS of that run", rss_ratio, 0.35),
     ]
 
 
-def bench_many(quick: bool, tmp: Path) -> list[tuple[str, float, str, bool]]:
+def bench_many(quick: bool, tmp: Path) -> list[Row]:
     from PIL import Image
 
     n, repeats = (50, 1) if quick else (2000, 3)
@@ -218,12 +225,7 @@ def bench_many(quick: bool, tmp: Path) -> list[tuple[str, float, str, bool]]:
     )
     ratio = runs.ratio("aiohttp", "sdk", "wall_s")  # throughput: the inverse of wall time
     return [
-        (
-            "enhance_many over small photos, concurrency 64, wall throughput",
-            ratio,
-            ">= 0.85x",
-            ratio >= 0.85,
-        )
+        at_least("enhance_many over small photos, concurrency 64, wall throughput", ratio, 0.85)
     ]
 
 
@@ -262,7 +264,7 @@ async def poll_run(count: int, training: float, interval: float) -> dict[str, fl
     return {"polls": polls, "ideal": ideal, "late": late}
 
 
-def bench_poll(quick: bool) -> list[tuple[str, float, str, bool]]:
+def bench_poll(quick: bool) -> list[Row]:
     # Every wait costs about 1.5 polls beyond waits / interval (one at its start, and the one
     # after READY falls on average half an interval late), so with waits of 2.5-3 s the 1.2x
     # target needs intervals of about 0.35 s or less. 0.3 s means 3,300 polls a second.
@@ -274,17 +276,12 @@ def bench_poll(quick: bool) -> list[tuple[str, float, str, bool]]:
         f"latest resolution {figures['late']:.2f} s after READY (interval {interval} s)"
     )
     return [
-        (
-            f"{count} profiles awaited at once: poll requests vs ideal",
-            ratio,
-            "<= 1.2x",
-            ratio <= 1.2,
-        ),
-        (
+        at_most(f"{count} profiles awaited at once: poll requests vs ideal", ratio, 1.2),
+        at_most(
             "slowest waiter resolved after READY, in poll intervals",
             figures["late"] / interval,
-            "<= 1 interval",
-            figures["late"] <= interval,
+            1,
+            unit=" interval",
         ),
     ]
 
@@ -299,7 +296,7 @@ def main() -> int:
     parser.add_argument("--only", choices=("get", "enhance", "many", "poll"), action="append")
     args = parser.parse_args()
     chosen = args.only or ["get", "enhance", "many", "poll"]
-    rows: list[tuple[str, float, str, bool]] = []
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in chosen:
             print(f"{name} ...", flush=True)

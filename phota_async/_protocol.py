@@ -365,6 +365,8 @@ def error_from(response: Response) -> APIError:
         detail = _text(" ".join(body.split()), 200)
     else:
         detail = "no detail given"
+    if response.status == 404 and _no_such_route(code, detail):
+        detail += f" (no such API route: is base_url right? it should end in {API_PATH})"
     cls = CODE_ERRORS.get(code or "") or STATUS_ERRORS.get(response.status)
     if cls is None:
         cls = ServerError if response.status >= 500 else APIError
@@ -377,6 +379,19 @@ def error_from(response: Response) -> APIError:
     )
     error.retry_after = parse_retry_after(response.headers.get("retry-after"))
     return error
+
+
+API_PATH: Final = "/v1/phota"
+_GENERIC_NOT_FOUND: Final = re.compile(r"(404)?\W*not\W*found\W*", re.IGNORECASE)
+
+
+def _no_such_route(code: str | None, detail: str) -> bool:
+    """Whether a 404 is a router's "no such path" (a wrong base URL), not an API answer.
+
+    The API names what it did not find, with a code (``PROFILE_NOT_FOUND``); a router or a
+    proxy answers a bare "Not Found" (FastAPI, aiohttp, nginx), HTML or nothing.
+    """
+    return code is None or _GENERIC_NOT_FOUND.fullmatch(detail) is not None
 
 
 def _describe_422(entry: Any) -> str:

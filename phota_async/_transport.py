@@ -1,9 +1,10 @@
 """The one transport seam: ``Transport.send(Request) -> Response``.
 
 ``AiohttpTransport`` is the only place in the SDK that imports aiohttp's client. Every exception
-aiohttp or asyncio can raise while sending is translated here, once, into ``phota_async.errors``
-with ``raise ... from exc``; the distinction that matters downstream is whether the request
-can have reached the server (``ConnectError``: certainly not) or not.
+aiohttp or asyncio can raise while sending is translated here, once, into ``phota_async.errors``,
+chained to a ``ForeignError`` that describes it without the request headers that aiohttp's
+own exceptions carry (the API key among them). The distinction that matters downstream is
+whether the request can have reached the server (``ConnectError``: certainly not) or not.
 
 ``MockTransport(handler)`` serves unit tests: the handler receives each ``Request`` and returns
 a ``Response`` (or raises a ``PhotaError``).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -60,24 +62,112 @@ class Transport(Protocol):
         ...
 
 
+class ForeignError(Exception):
+    """What is kept of an aiohttp/asyncio/OS exception once translated: its type and a
+    description that holds no request header, no URL query and no proxy credential.
+
+    aiohttp's own exceptions keep ``request_info`` (every request header, ``X-API-Key``
+    included) and connection keys (proxy credentials), so they are never chained to an SDK
+    error; this stand-in is, as the translated error's ``__cause__``.
+    """
+
+
+# Header values that must never reach an error text, whatever a foreign exception quotes.
+_SECRET_HEADERS = frozenset({"x-api-key", "authorization", "proxy-authorization", "cookie"})
+
+
+def _describe(exc: BaseException, request: Request) -> str:
+    """The foreign exception as one line, without headers, URL queries or credentials."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        text = f"{exc.status}, message={exc.message!r}"  # str() would add the URL
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        text = f"{exc.host}:{exc.port}: {exc.os_error}"  # args hold the proxy credentials
+    elif isinstance(exc, aiohttp.InvalidURL):
+        text = "invalid URL"  # the URL may be a signed one
+    else:
+        text = str(exc)
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return f"{name}: {_scrub(text, request)}" if text else name
+
+
+def _scrub(text: str, request: Request) -> str:
+    """``text`` cut to 300 characters, with the request's secret header values masked."""
+    for name, value in request.headers.items():
+        if name.lower() in _SECRET_HEADERS and value:
+            text = text.replace(value, "***")
+    return text[:300]
+
+
+def _host_port(url: str) -> str:
+    parsed = URL(url)
+    return f"{parsed.host}:{parsed.port}"
+
+
+def _cannot_connect(exc: BaseException, request: Request) -> str:
+    """What was tried, what went wrong and the likely fix, for a connection that never opened."""
+    fix = "check base_url" if request.endpoint.startswith("/") else "check the URL"
+    if not isinstance(exc, aiohttp.ClientConnectorError):  # a connect timeout
+        return f"no connection to {_host_port(request.url)} within the connect timeout: {fix}"
+    target = f"{exc.host}:{exc.port}"
+    reason = (exc.os_error.strerror or type(exc.os_error).__name__).lower()
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return f"cannot connect to the proxy {target} ({reason}): check HTTPS_PROXY/NO_PROXY"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return (
+            f"cannot connect to {target} (TLS certificate not trusted: "
+            f"{exc.certificate_error}): check ssl= or the system's CA store"
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"cannot connect to {target} (TLS handshake failed: {reason}): {fix}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(
+        exc.os_error, socket.gaierror
+    ):
+        return f"cannot resolve {exc.host} (DNS failure: {reason}): {fix} and the network"
+    if isinstance(exc.os_error, ConnectionRefusedError):
+        return f"cannot connect to {target} (connection refused): is the server running? {fix}"
+    return f"cannot connect to {target} ({reason}): {fix} and the network"
+
+
 def translate(exc: BaseException, request: Request) -> PhotaError:
-    """Map an aiohttp/asyncio/OS exception to the SDK's error for it. The one place that does."""
-    where = f"{request.method} {request.endpoint}"
+    """Map an aiohttp/asyncio/OS exception to the SDK's error for it. The one place that does.
+
+    The error returned is already chained: its ``__cause__`` is a ``ForeignError`` describing
+    ``exc`` without its request headers. Raise it outside the ``except`` block that caught
+    ``exc`` (``raise error``), so that ``exc`` is not kept as its ``__context__`` either.
+
+    Args:
+        exc: the exception raised while sending ``request``.
+        request: the request being sent.
+
+    Returns:
+        The ``PhotaError`` to raise (``exc`` itself when it already is one).
+
+    Raises:
+        BaseException: ``exc`` itself when it is not a transport failure (a programming error).
+    """
     if isinstance(exc, PhotaError):
         return exc
+    where = f"{request.method} {request.endpoint}"
+    error: PhotaError
     if isinstance(exc, aiohttp.InvalidURL):
-        return InvalidRequestError("base_url", f"invalid URL for {where}")
-    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
-        return ConnectError(f"{where}: cannot connect ({type(exc).__name__})")
-    if isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError, TimeoutError)):
-        return ReadTimeoutError(f"{where}: no answer within the read timeout")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return ConnectionLostError(f"{where}: the response body was cut short")
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, OSError)):
-        return ConnectionLostError(f"{where}: the connection was lost ({type(exc).__name__})")
-    if isinstance(exc, aiohttp.ClientError):
-        return TransportError(f"{where}: {type(exc).__name__}")
-    raise exc
+        error = InvalidRequestError("base_url", f"invalid URL for {where}")
+    elif isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+        error = ConnectError(f"{where}: {_cannot_connect(exc, request)}")
+    elif isinstance(exc, (aiohttp.ServerTimeoutError, asyncio.TimeoutError, TimeoutError)):
+        error = ReadTimeoutError(f"{where}: no answer within the read timeout")
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        error = ConnectionLostError(f"{where}: the response body was cut short")
+    elif isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, OSError)):
+        error = ConnectionLostError(f"{where}: the connection was lost ({type(exc).__name__})")
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        error = TransportError(f"{where}: malformed response ({_scrub(exc.message, request)})")
+    elif isinstance(exc, aiohttp.ClientError):
+        error = TransportError(f"{where}: {type(exc).__name__}")
+    else:
+        raise exc
+    error.__cause__ = ForeignError(_describe(exc, request))
+    error.__suppress_context__ = True
+    return error
 
 
 async def _stream(body: StreamedBody) -> AsyncIterator[bytes]:
@@ -200,7 +290,8 @@ class AiohttpTransport:
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise translate(exc, request) from exc
+            error = translate(exc, request)
+        raise error  # outside the except block: ``exc`` must not become its __context__
 
     async def download(self, request: Request, dest: Path) -> Response:
         try:
@@ -229,7 +320,8 @@ class AiohttpTransport:
                     await off_loop(_write_and_close, handle, batch)
                 return Response(resp.status, resp.headers, head)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise translate(exc, request) from exc
+            error = translate(exc, request)
+        raise error  # outside the except block: ``exc`` must not become its __context__
 
     async def aclose(self) -> None:
         self._closed = True

@@ -6,17 +6,19 @@ import asyncio
 import base64
 import json
 import socket
+import warnings
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.client_reqrep import ConnectionKey
 
 from phota_async import AiohttpTransport, MockTransport
 from phota_async import _protocol as proto
 from phota_async._inputs import ImageBlob
 from phota_async._protocol import Request, Response
-from phota_async._transport import translate
+from phota_async._transport import ForeignError, translate
 from phota_async.errors import (
     ConnectError,
     ConnectionLostError,
@@ -60,14 +62,16 @@ def test_unrelated_exceptions_are_not_swallowed() -> None:
 
 
 async def test_connection_refused_is_connect_error() -> None:
-    """Sending to a port nobody listens on raises ConnectError."""
+    """Sending to a port nobody listens on raises ConnectError, chained to a scrubbed
+    description of aiohttp's exception rather than to the exception itself."""
     transport = AiohttpTransport()
     try:
         with pytest.raises(ConnectError) as info:
             await transport.send(Request("GET", f"http://127.0.0.1:{free_port()}/x", "/x", {}))
     finally:
         await transport.aclose()
-    assert isinstance(info.value.__cause__, aiohttp.ClientError)
+    assert isinstance(info.value.__cause__, ForeignError)
+    assert "ClientConnectorError" in str(info.value.__cause__)
 
 
 async def test_read_timeout_is_read_timeout_error() -> None:
@@ -152,3 +156,41 @@ async def test_mock_transport_joins_streamed_bodies() -> None:
     body = proto.json_body({"image": ImageBlob(size=3, format="png", data=b"abc")})
     response = await transport.send(Request("POST", "http://x/y", "/y", {}, body))
     assert json.loads(response.body) == {"image": "YWJj"}
+
+
+def _key(host: str, port: int, **extra: object) -> ConnectionKey:
+    fields: dict[str, object] = {
+        "host": host, "port": port, "is_ssl": False, "ssl": True, "proxy": None,
+        "proxy_auth": None, "proxy_headers_hash": None,
+    }  # fmt: skip
+    fields.update(extra)
+    return ConnectionKey(**fields)  # type: ignore[arg-type]
+
+
+def test_dns_failure_names_the_host() -> None:
+    """A name that does not resolve is reported as a DNS failure naming the host."""
+    exc = aiohttp.ClientConnectorDNSError(
+        _key("api.example.invalid", 443), socket.gaierror(-2, "Name or service not known")
+    )
+    message = str(translate(exc, GET))
+    assert "cannot resolve api.example.invalid (DNS failure: name or service not known)" in message
+
+
+def test_proxy_failure_keeps_no_proxy_credentials() -> None:
+    """A proxy that refuses the connection is named, its credentials appear nowhere."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # what the connector still builds
+        auth = aiohttp.BasicAuth("user", "pr0xy-pa55")
+    key = _key("proxy.local", 3128, proxy_auth=auth)
+    exc = aiohttp.ClientProxyConnectionError(key, ConnectionRefusedError(111, "refused"))
+    error = translate(exc, GET)
+    assert "cannot connect to the proxy proxy.local:3128" in str(error)
+    assert "pr0xy-pa55" not in repr(error) + repr(error.__cause__) + repr(vars(error.__cause__))
+
+
+def test_foreign_exception_quoting_the_key_is_scrubbed() -> None:
+    """A foreign exception whose text quotes the request's API key is chained with it masked."""
+    request = Request("GET", "http://127.0.0.1:1/x", "/x", {"X-API-Key": "sk-abcdef123456"})
+    error = translate(aiohttp.ClientPayloadError("echo sk-abcdef123456"), request)
+    assert "sk-abcdef123456" not in repr(error.__cause__)
+    assert "echo ***" in str(error.__cause__)

@@ -1,0 +1,236 @@
+"""A hostile or broken server at the edges of the client: foreign exceptions that would carry
+the API key, redirected downloads, borrowed sessions' timeouts, errors that say what was tried,
+and downloads cancelled or failed half-way.
+
+Each misbehaviour is one small loopback server (port 0) started and cleaned up by the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+import phota_async
+from phota_async import PhotaClient, RetryPolicy
+from phota_async.errors import (
+    ConnectError,
+    NotFoundError,
+    PhotaError,
+    ReadTimeoutError,
+    TransportError,
+)
+from phota_async.testing import PhotaEmulator
+from tests.conftest import jpeg_bytes, local_server
+
+SEEN = web.AppKey("seen", list)
+KEY = "sk-live-0123456789abcdef-SECRET"
+JPEG = jpeg_bytes()
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff() -> Iterator[None]:
+    """Retries still happen, without their waits."""
+    phota_async.set_testing(True)
+    yield
+    phota_async.set_testing(False)
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening on it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve_on(app: web.Application, host: str) -> AsyncIterator[str]:
+    """Serve ``app`` on a free port of loopback address ``host``; yield its origin."""
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, 0).start()
+        yield f"http://{host}:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def raw_server(
+    answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A loopback TCP server that answers every connection with ``answer`` (raw bytes, for
+    replies aiohttp.web refuses to produce); yield its origin."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tasks.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            await answer(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went away, or the test is over
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(on_connection, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+def chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and every exception chained to it, by cause or by context."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def every_text(error: BaseException) -> str:
+    """All a user or a log could print of ``error``: str, repr, args and attributes of every
+    exception in its chain, and the formatted traceback."""
+    texts = ["".join(traceback.format_exception(error))]
+    for exc in chain(error):
+        texts += [str(exc), repr(exc), repr(exc.args), repr(vars(exc))]
+    return "\n".join(texts)
+
+
+def client(origin: str, **options: object) -> PhotaClient:
+    return PhotaClient(
+        api_key=KEY, base_url=f"{origin}/v1/phota", retry=RetryPolicy(max_attempts=2), **options
+    )  # type: ignore[arg-type]
+
+
+# -- foreign exceptions never carry the request's headers --------------------------------
+
+
+async def _malformed_status(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 2OO OK " + KEY.encode() + b"\r\nContent-Length: 0\r\n\r\n")
+    await writer.drain()
+
+
+async def _huge_header(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    value = (KEY * 1000)[:20_000].encode()
+    writer.write(b"HTTP/1.1 200 OK\r\nX-Echo: " + value + b"\r\nContent-Length: 2\r\n\r\n{}")
+    await writer.drain()
+
+
+async def _cut_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{"profile_id": "' + KEY.encode())
+    await writer.drain()
+
+
+async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read()  # until the client gives up
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (_malformed_status, TransportError),
+        (_huge_header, TransportError),
+        (_cut_body, TransportError),
+        (_silent, ReadTimeoutError),
+    ],
+    ids=["malformed status line", "20 KB header", "cut body", "timeout"],
+)
+async def test_broken_answers_never_expose_the_key(
+    answer: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    expected: type[PhotaError],
+) -> None:
+    """No text of the error or of anything chained to it holds the API key, whatever the
+    transport failure."""
+    async with raw_server(answer) as origin, client(origin, read_timeout=0.2) as phota:
+        with pytest.raises(expected) as info:
+            await phota.profiles.get("p1")
+    assert KEY not in every_text(info.value)
+    assert not any(isinstance(exc, aiohttp.ClientError) for exc in chain(info.value))
+
+
+async def test_paid_call_with_broken_answer_never_exposes_the_key() -> None:
+    """A paid call answered with a malformed status line raises an error whose chain holds no
+    API key."""
+    async with raw_server(_malformed_status) as origin, client(origin) as phota:
+        with pytest.raises(PhotaError) as info:
+            await phota.generate("a lighthouse")
+    assert KEY not in every_text(info.value)
+
+
+async def test_connection_refused_never_exposes_the_key() -> None:
+    """A refused connection raises ConnectError whose chain holds no API key."""
+    async with client(f"http://127.0.0.1:{free_port()}") as phota:
+        with pytest.raises(ConnectError) as info:
+            await phota.profiles.get("p1")
+    assert KEY not in every_text(info.value)
+
+
+# -- errors say what was tried and the likely fix -----------------------------------------
+
+
+async def test_nothing_listening_names_host_port_and_fix() -> None:
+    """With nothing listening, the error names the host and port, says the connection was
+    refused and points at base_url."""
+    port = free_port()
+    async with client(f"http://127.0.0.1:{port}") as phota:
+        with pytest.raises(ConnectError) as info:
+            await phota.profiles.get("p1")
+    message = str(info.value)
+    assert f"cannot connect to 127.0.0.1:{port} (connection refused)" in message
+    assert "check base_url" in message
+
+
+async def test_tls_to_a_plain_server_says_the_handshake_failed() -> None:
+    """An https base URL on a plain-http server reports a TLS failure with host and port."""
+    app = web.Application()
+    async with local_server(app) as origin, client(origin.replace("http:", "https:")) as phota:
+        with pytest.raises(ConnectError) as info:
+            await phota.profiles.get("p1")
+    port = origin.rsplit(":", 1)[1]
+    assert f"127.0.0.1:{port} (TLS handshake failed" in str(info.value)
+
+
+async def test_base_url_without_api_path_says_so(emu: PhotaEmulator) -> None:
+    """A base URL missing /v1/phota gets a 404 whose error says the base URL is probably wrong."""
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.origin) as phota:
+        with pytest.raises(NotFoundError) as info:
+            await phota.profiles.get("p1")
+    assert "base_url" in str(info.value)
+    assert "/v1/phota" in str(info.value)
+    assert emu.api_key not in str(info.value)
+
+
+async def test_plain_text_404_says_the_base_url_is_probably_wrong() -> None:
+    """A proxy's plain-text 404 (no code, no request id) points at the base URL."""
+
+    async def not_found(_: web.Request) -> web.Response:
+        return web.Response(status=404, text="Not Found")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    async with local_server(app) as origin, client(origin) as phota:
+        with pytest.raises(NotFoundError) as info:
+            await phota.profiles.get("p1")
+    assert "is base_url right? it should end in /v1/phota" in str(info.value)
+
+
+async def test_api_404_has_no_base_url_hint(emu: PhotaEmulator) -> None:
+    """An unknown profile on the real API path is an ordinary 404, with no base URL hint."""
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url) as phota:
+        with pytest.raises(NotFoundError) as info:
+            await phota.profiles.get("p1")
+    assert info.value.code == "PROFILE_NOT_FOUND"
+    assert "base_url" not in str(info.value)

@@ -77,6 +77,10 @@ class PhotaClient:
         poll: the ``PollPolicy`` for waits (intervals and the client-wide poll budget).
         ssl: passed to aiohttp (``True``, ``False`` or an ``ssl.SSLContext``).
         trust_env: honour proxy environment variables.
+        follow_download_redirects: let downloads of signed output URLs follow a redirect to
+            another host (by default only redirects within the URL's own scheme, host and
+            port are followed, and never one from https to http). Downloads send no API key,
+            wherever they go. Ignored with ``transport=``.
 
     Raises:
         InvalidRequestError: no API key was given or found.
@@ -97,6 +101,7 @@ class PhotaClient:
         poll: PollPolicy | None = None,
         ssl: bool | ssl_module.SSLContext = True,
         trust_env: bool = True,
+        follow_download_redirects: bool = False,
     ) -> None:
         self._api_key = _find_key(api_key)
         self.base_url = (base_url or os.environ.get("PHOTA_BASE_URL") or DEFAULT_BASE_URL).rstrip(
@@ -114,6 +119,7 @@ class PhotaClient:
             ssl=ssl,
             trust_env=trust_env,
             limit=max(100, max_concurrency),
+            follow_download_redirects=follow_download_redirects,
         )
         self.timeout = timeout
         self._retry = retry or RetryPolicy()

@@ -13,10 +13,12 @@ a ``Response`` (or raises a ``PhotaError``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -40,6 +42,9 @@ DOWNLOAD_CHUNK = 256 * 1024
 WRITE_BATCH = 1024 * 1024
 HEAD_BYTES = 16  # what a download hands back: enough to tell the image format
 UPLOAD_CHUNK = 1024 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_DOWNLOAD_REDIRECTS = 5
+MAX_ORIGINS = 64  # per-origin options kept; more (a redirecting server's hosts) start afresh
 
 
 class Transport(Protocol):
@@ -207,6 +212,11 @@ def _payload(
 class AiohttpTransport:
     """The production transport over one ``aiohttp.ClientSession``.
 
+    API requests follow no redirect. Downloads of signed URLs follow a redirect within the
+    same origin (scheme, host and port), at most ``MAX_DOWNLOAD_REDIRECTS`` times; one to
+    another origin only with ``follow_download_redirects=True``, and never from https to
+    http. Downloads carry no API key, so no credential can cross to another host.
+
     Args:
         session: a session to borrow (never closed here); by default one is created on first
             use and closed by ``aclose()``.
@@ -218,6 +228,7 @@ class AiohttpTransport:
             ...), resolved once per scheme and host. Unlike aiohttp's own ``trust_env`` this
             never reads ``~/.netrc`` and costs no thread hop per request.
         limit: the connection pool size.
+        follow_download_redirects: let downloads follow redirects to another host.
     """
 
     def __init__(
@@ -229,6 +240,7 @@ class AiohttpTransport:
         ssl: bool | ssl_module.SSLContext = True,
         trust_env: bool = True,
         limit: int = 100,
+        follow_download_redirects: bool = False,
     ) -> None:
         self._session = session
         self._owns_session = session is None
@@ -241,6 +253,7 @@ class AiohttpTransport:
         self._ssl = ssl
         self._trust_env = trust_env
         self._limit = limit
+        self._follow = follow_download_redirects
         self._closed = False
         self._origins: dict[str, dict[str, Any]] = {}
 
@@ -273,20 +286,77 @@ class AiohttpTransport:
                     pass
                 else:
                     found.update(proxy=proxy, proxy_auth=proxy_auth)
+            if len(self._origins) >= MAX_ORIGINS:  # redirects may name any number of hosts
+                self._origins.clear()
             self._origins[origin] = found
         return found
+
+    def _request(
+        self, request: Request, data: Any, headers: Mapping[str, str]
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """Open ``request``'s response: API requests as they are, downloads through the
+        redirect policy."""
+        if request.endpoint == "download":
+            return self._follow_redirects(request)
+        return self._get_session().request(
+            request.method,
+            request.url,
+            data=data,
+            headers=headers,
+            allow_redirects=False,
+            **self._options(request.url),
+        )
+
+    @contextlib.asynccontextmanager
+    async def _follow_redirects(self, request: Request) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET a download URL, following the redirects the policy allows (see the class)."""
+        session = self._get_session()
+        url = request.url
+        for _ in range(MAX_DOWNLOAD_REDIRECTS + 1):
+            resp = await session.get(
+                url, headers=request.headers, allow_redirects=False, **self._options(url)
+            )
+            async with resp:
+                location = resp.headers.get("Location")
+                if resp.status not in REDIRECT_STATUSES or location is None:
+                    yield resp
+                    return
+                url = self._redirect_target(request, url, location)
+        raise TransportError(
+            f"{request.method} {request.endpoint}: more than {MAX_DOWNLOAD_REDIRECTS} redirects"
+        )
+
+    def _redirect_target(self, request: Request, url: str, location: str) -> str:
+        """The URL a download redirect leads to, or ``TransportError`` if it is not followed.
+
+        Messages name the hosts only: a signed URL's query is a credential.
+        """
+        here = URL(url)
+        try:
+            there = here.join(URL(location))
+        except ValueError:
+            there = URL()
+        where = f"{request.method} {request.endpoint}"
+        if there.scheme not in ("http", "https") or not there.host:
+            raise TransportError(f"{where}: redirected to an unusable URL; not followed")
+        if (there.scheme, there.host, there.port) == (here.scheme, here.host, here.port):
+            return str(there)
+        if here.scheme == "https" and there.scheme == "http":
+            raise TransportError(
+                f"{where}: redirected from https to http ({there.host}:{there.port}); not followed"
+            )
+        if not self._follow:
+            raise TransportError(
+                f"{where}: redirected from {here.host}:{here.port} to another host "
+                f"({there.host}:{there.port}); not followed. Pass "
+                "PhotaClient(follow_download_redirects=True) to allow it"
+            )
+        return str(there)
 
     async def send(self, request: Request) -> Response:
         data, headers = _payload(request)
         try:
-            async with self._get_session().request(
-                request.method,
-                request.url,
-                data=data,
-                headers=headers,
-                allow_redirects=False,
-                **self._options(request.url),
-            ) as resp:
+            async with self._request(request, data, headers) as resp:
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -295,9 +365,7 @@ class AiohttpTransport:
 
     async def download(self, request: Request, dest: Path) -> Response:
         try:
-            async with self._get_session().request(
-                request.method, request.url, headers=request.headers, **self._options(request.url)
-            ) as resp:
+            async with self._request(request, None, request.headers) as resp:
                 if resp.status != 200:
                     return Response(resp.status, resp.headers, await resp.read())
                 head = b""

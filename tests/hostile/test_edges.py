@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -234,3 +236,136 @@ async def test_api_404_has_no_base_url_hint(emu: PhotaEmulator) -> None:
             await phota.profiles.get("p1")
     assert info.value.code == "PROFILE_NOT_FOUND"
     assert "base_url" not in str(info.value)
+
+
+# -- downloads and redirects ---------------------------------------------------------------
+
+
+class Recorder:
+    """A download host: serves a JPEG at /img, records every request's headers."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+        self.app = web.Application()
+        self.app.router.add_get("/img", self.image)
+
+    async def image(self, request: web.Request) -> web.Response:
+        self.headers.append(dict(request.headers))
+        return web.Response(body=JPEG, content_type="image/jpeg")
+
+
+def api_app(
+    *, urls: Callable[[], list[str]], redirect_to: Callable[[], str] | None
+) -> web.Application:
+    """A minimal API whose /generate answers with ``urls()`` and whose /dl redirects to
+    ``redirect_to()``."""
+    seen: list[dict[str, str]] = []
+
+    async def generate(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"known_subjects": {"counts": {}}, "images": [], "download_urls": urls()}
+        )
+
+    async def redirect(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        assert redirect_to is not None
+        raise web.HTTPFound(redirect_to())
+
+    app = web.Application()
+    app[SEEN] = seen
+    app.router.add_post("/v1/phota/generate", generate)
+    app.router.add_get("/dl", redirect)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def redirecting(host_b: str) -> AsyncIterator[tuple[str, Recorder, list[dict[str, str]]]]:
+    """An API on 127.0.0.1 whose one download URL redirects to a JPEG on ``host_b``."""
+    recorder = Recorder()
+    origins: dict[str, str] = {}
+    app = api_app(
+        urls=lambda: [f"{origins['a']}/dl?sig=s3cr3t"],
+        redirect_to=lambda: f"{origins['b']}/img?sig=other",
+    )
+    async with serve_on(app, "127.0.0.1") as a, serve_on(recorder.app, host_b) as b:
+        origins.update(a=a, b=b)
+        yield a, recorder, app[SEEN]
+
+
+async def test_download_redirect_to_another_host_is_refused(tmp_path: Path) -> None:
+    """A download redirected from 127.0.0.1 to 127.0.0.2 is not followed by default: the other
+    host gets no request, and no file is left behind."""
+    async with redirecting("127.0.0.2") as (origin, recorder, _), client(origin) as phota:
+        result = await phota.generate("x", response_mode="urls")
+        with pytest.raises(TransportError) as info:
+            await result.save(tmp_path)
+    assert "another host (127.0.0.2:" in str(info.value)
+    assert "follow_download_redirects=True" in str(info.value)
+    assert "sig=" not in str(info.value)  # a signed URL's query is a credential
+    assert recorder.headers == []
+    assert os.listdir(tmp_path) == []
+
+
+async def test_download_redirect_to_another_host_is_refused_in_memory_too() -> None:
+    """``read()`` of a URL output applies the same redirect policy as ``save()``."""
+    async with redirecting("127.0.0.2") as (origin, recorder, _), client(origin) as phota:
+        result = await phota.generate("x", response_mode="urls")
+        with pytest.raises(TransportError):
+            await result.read()
+    assert recorder.headers == []
+
+
+async def test_opted_in_cross_host_redirect_is_followed_without_credentials(
+    tmp_path: Path,
+) -> None:
+    """With follow_download_redirects=True the other host serves the image; neither host
+    ever sees the API key."""
+    async with (
+        redirecting("127.0.0.2") as (origin, recorder, seen),
+        client(origin, follow_download_redirects=True) as phota,
+    ):
+        result = await phota.generate("x", response_mode="urls")
+        paths = await result.save(tmp_path)
+    assert paths[0].read_bytes() == JPEG
+    assert len(recorder.headers) == 1
+    assert len(seen) == 1
+    for headers in [*recorder.headers, *seen]:
+        assert not any(name.lower() == "x-api-key" for name in headers)
+        assert KEY not in repr(headers)
+
+
+async def test_same_origin_download_redirect_is_followed(tmp_path: Path) -> None:
+    """A redirect within the download URL's own origin (scheme, host, port) is followed by
+    default."""
+    recorder = Recorder()
+    origins: dict[str, str] = {}
+    app = api_app(urls=lambda: [f"{origins['a']}/dl"], redirect_to=lambda: f"{origins['a']}/img")
+    app.router.add_get("/img", recorder.image)
+    async with serve_on(app, "127.0.0.1") as a, client(a) as phota:
+        origins["a"] = a
+        result = await phota.generate("x", response_mode="urls")
+        paths = await result.save(tmp_path)
+    assert paths[0].read_bytes() == JPEG
+    assert len(recorder.headers) == 1
+
+
+async def test_redirect_to_another_port_of_the_same_host_is_refused(tmp_path: Path) -> None:
+    """Another port of the same host is another origin: not followed by default."""
+    async with redirecting("127.0.0.1") as (origin, recorder, _), client(origin) as phota:
+        result = await phota.generate("x", response_mode="urls")
+        with pytest.raises(TransportError, match="another host"):
+            await result.save(tmp_path)
+    assert recorder.headers == []
+
+
+async def test_endless_download_redirects_stop(tmp_path: Path) -> None:
+    """A download that redirects to itself forever fails after a few hops."""
+    origins: dict[str, str] = {}
+    app = api_app(urls=lambda: [f"{origins['a']}/dl"], redirect_to=lambda: f"{origins['a']}/dl")
+    async with serve_on(app, "127.0.0.1") as a, client(a) as phota:
+        origins["a"] = a
+        result = await phota.generate("x", response_mode="urls")
+        with pytest.raises(TransportError, match="more than 5 redirects"):
+            await result.save(tmp_path)
+    assert len(app[SEEN]) == 6
+    assert os.listdir(tmp_path) == []

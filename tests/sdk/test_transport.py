@@ -194,3 +194,21 @@ def test_foreign_exception_quoting_the_key_is_scrubbed() -> None:
     error = translate(aiohttp.ClientPayloadError("echo sk-abcdef123456"), request)
     assert "sk-abcdef123456" not in repr(error.__cause__)
     assert "echo ***" in str(error.__cause__)
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_download_redirect_from_https_to_http_is_never_followed(follow: bool) -> None:
+    """A download redirected from https to plain http is refused, even when the caller opted
+    in to cross-host redirects."""
+    transport = AiohttpTransport(follow_download_redirects=follow)
+    request = proto.download("https://a.example/out.jpg?sig=1")
+    with pytest.raises(TransportError, match="from https to http"):
+        transport._redirect_target(request, request.url, "http://a.example/out.jpg?sig=2")
+
+
+def test_relative_download_redirect_resolves_against_the_url() -> None:
+    """A relative Location stays on the URL's origin and is followed."""
+    transport = AiohttpTransport()
+    request = proto.download("https://a.example/x/out.jpg?sig=1")
+    target = transport._redirect_target(request, request.url, "../y/out.jpg?sig=2")
+    assert target == "https://a.example/y/out.jpg?sig=2"

@@ -212,6 +212,9 @@ def _payload(
 class AiohttpTransport:
     """The production transport over one ``aiohttp.ClientSession``.
 
+    Timeouts are passed with every request, so a borrowed session behaves like an owned one:
+    its own ``timeout`` (aiohttp's default cuts every request at 300 s) never applies.
+
     API requests follow no redirect. Downloads of signed URLs follow a redirect within the
     same origin (scheme, host and port), at most ``MAX_DOWNLOAD_REDIRECTS`` times; one to
     another origin only with ``follow_download_redirects=True``, and never from https to
@@ -273,12 +276,16 @@ class AiohttpTransport:
         return self._session
 
     def _options(self, url: str) -> dict[str, Any]:
-        """The per-request options for ``url``'s origin (TLS, the environment's proxy), worked
-        out once per origin; only those that differ from aiohttp's defaults are passed."""
+        """The per-request options for ``url``'s origin (timeouts, TLS, the environment's
+        proxy), worked out once per origin; TLS and proxy only when they differ from aiohttp's
+        defaults. The timeout object is the same for every request: aiohttp uses a request's
+        ``ClientTimeout`` whole, instead of the session's, without merging the two."""
         origin = url[: url.find("/", url.find("//") + 2)]
         found = self._origins.get(origin)
         if found is None:
-            found = {} if self._ssl is True else {"ssl": self._ssl}
+            found = {"timeout": self._timeout}
+            if self._ssl is not True:
+                found["ssl"] = self._ssl
             if self._trust_env:
                 try:
                     proxy, proxy_auth = get_env_proxy_for_url(URL(url))

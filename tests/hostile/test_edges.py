@@ -369,3 +369,64 @@ async def test_endless_download_redirects_stop(tmp_path: Path) -> None:
             await result.save(tmp_path)
     assert len(app[SEEN]) == 6
     assert os.listdir(tmp_path) == []
+
+
+# -- a borrowed session's timeout never applies -----------------------------------------
+
+
+def slow_app(delay: float) -> web.Application:
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(delay)
+        return web.json_response({"profile_id": "p1", "status": "READY", "message": None})
+
+    app = web.Application()
+    app.router.add_get("/v1/phota/profiles/p1/status", slow)
+    return app
+
+
+async def test_borrowed_session_total_timeout_does_not_cut_a_call() -> None:
+    """A session whose own total timeout is 0.5 s does not cut a 1 s answer the client allows."""
+    async with (
+        local_server(slow_app(1.0), shutdown_timeout=0.1) as origin,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as session,
+        client(origin, session=session, read_timeout=30) as phota,
+    ):
+        profile = await phota.profiles.get("p1")
+    assert profile.status == "READY"
+
+
+async def test_client_read_timeout_applies_to_a_borrowed_session() -> None:
+    """The client's read_timeout cuts a silent server even when the borrowed session has none."""
+    async with (
+        local_server(slow_app(5.0), shutdown_timeout=0.1) as origin,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session,
+        client(origin, session=session, read_timeout=0.2) as phota,
+    ):
+        with pytest.raises(ReadTimeoutError):
+            await phota.profiles.get("p1")
+
+
+async def test_borrowed_session_total_timeout_does_not_cut_a_download(tmp_path: Path) -> None:
+    """A download slower than the borrowed session's 0.5 s total timeout completes."""
+
+    async def slow_image(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        response.content_length = len(JPEG)
+        await response.prepare(request)
+        await response.write(JPEG[:100])
+        await asyncio.sleep(1.0)
+        await response.write(JPEG[100:])
+        return response
+
+    origins: dict[str, str] = {}
+    app = api_app(urls=lambda: [f"{origins['a']}/img"], redirect_to=None)
+    app.router.add_get("/img", slow_image)
+    async with (
+        serve_on(app, "127.0.0.1") as a,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as session,
+        client(a, session=session) as phota,
+    ):
+        origins["a"] = a
+        result = await phota.generate("x", response_mode="urls")
+        paths = await result.save(tmp_path)
+    assert paths[0].read_bytes() == JPEG

@@ -196,6 +196,15 @@ def test_foreign_exception_quoting_the_key_is_scrubbed() -> None:
     assert "echo ***" in str(error.__cause__)
 
 
+def test_every_request_carries_the_transport_timeouts() -> None:
+    """The per-origin options carry the transport's own ClientTimeout, with no total limit,
+    so a borrowed session's timeout never applies."""
+    transport = AiohttpTransport(connect_timeout=3, read_timeout=45)
+    timeout = transport._options("http://127.0.0.1:1/x")["timeout"]
+    assert timeout == aiohttp.ClientTimeout(total=None, connect=3, sock_connect=3, sock_read=45)
+    assert transport._options("http://127.0.0.1:1/y")["timeout"] is timeout
+
+
 @pytest.mark.parametrize("follow", [False, True])
 def test_download_redirect_from_https_to_http_is_never_followed(follow: bool) -> None:
     """A download redirected from https to plain http is refused, even when the caller opted

@@ -22,7 +22,7 @@ from ._batch import BatchRun, Manifest, Progress
 from ._bound import Bound
 from ._calls import edit_call, enhance_call, remix_call
 from ._deadline import Deadlines
-from ._files import off_loop, temp_beside
+from ._files import off_loop, settled, temp_beside
 from ._jobs import Jobs
 from ._poll import PollBudget, Poller, PollPolicy
 from ._profiles import Profiles
@@ -52,6 +52,10 @@ def _find_key(api_key: str | None) -> str:
             "api_key", "no API key: pass api_key=... or set the PHOTA_API_KEY environment variable"
         )
     return key
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 class PhotaClient:
@@ -250,16 +254,18 @@ class PhotaClient:
         """Stream a signed URL to ``target`` + the real extension, atomically; return the ext.
 
         A body that is not an image (a cut-short or garbled answer) fails its attempt like any
-        other broken download, and is fetched again.
+        other broken download, and is fetched again. Whatever happens, cancellation included,
+        the temporary ``.part`` file is gone when this returns or raises: every file step is
+        ``settled`` (a cancellation waits for the thread that works on the file).
         """
-        tmp = await off_loop(temp_beside, target)
+        tmp = await settled(temp_beside, target, undo=_unlink)
         try:
             head = await self._send(proto.download(url), proto.decode_image, into=tmp)
             ext = sniff_extension(head, target.suffix.lstrip(".") or "jpg")
-            await off_loop(os.replace, tmp, target.with_suffix(f".{ext}"))
+            await settled(os.replace, tmp, target.with_suffix(f".{ext}"))
             return ext
         finally:
-            await off_loop(lambda: tmp.unlink(missing_ok=True))
+            await settled(_unlink, tmp, dropped=lambda: _unlink(tmp))
 
     async def put_file(
         self, put_url: str, data: bytes | Path, content_type: str, timeout: float | None = None

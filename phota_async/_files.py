@@ -27,6 +27,52 @@ async def off_loop(fn: Callable[..., T], *args: object) -> T:
     return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
 
 
+def _io_pool() -> ThreadPoolExecutor:
+    """The pool ``off_loop`` uses, for work that needs its ``concurrent.futures`` handle."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="phota-io")
+    return _pool
+
+
+async def settled(
+    fn: Callable[..., T],
+    *args: object,
+    undo: Callable[[T], object] | None = None,
+    dropped: Callable[[], object] | None = None,
+) -> T:
+    """Run ``fn`` like ``off_loop``, but let a cancellation through only once no thread is
+    working on it any more.
+
+    A running thread cannot be stopped: a cancelled ``off_loop`` returns while its file work
+    goes on, so a clean-up that follows (a close, an unlink) would race it. Here work that has
+    not started is dropped (and ``dropped()`` called instead, on the loop: the short form of a
+    clean-up that must happen); work that has is waited for (file work is short), ``undo`` is
+    applied to its result (closing a file opened for nobody, say); then the cancellation is
+    raised.
+    """
+    work = _io_pool().submit(fn, *args)
+    waiter = asyncio.wrap_future(work)
+    cancelled: asyncio.CancelledError | None = None
+    while not waiter.done():
+        try:
+            await asyncio.shield(waiter)
+        except asyncio.CancelledError as exc:
+            if cancelled is None:
+                cancelled = exc
+                if work.cancel():  # it never started: nothing to wait for, nothing to undo
+                    if dropped is not None:
+                        dropped()
+                    raise
+        except BaseException:
+            break
+    if cancelled is None:
+        return waiter.result()
+    if undo is not None and not waiter.cancelled() and waiter.exception() is None:
+        undo(waiter.result())
+    raise cancelled
+
+
 def _write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)

@@ -26,7 +26,7 @@ import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
-from ._files import off_loop
+from ._files import settled
 from ._inputs import encoded_chunks, read_chunks
 from ._protocol import FileBody, Request, Response, StreamedBody
 from .errors import (
@@ -189,6 +189,14 @@ async def _stream_file(body: FileBody) -> AsyncIterator[bytes]:
     """Yield a file's raw bytes, chunk by chunk (``_inputs.read_chunks``)."""
     async for view in read_chunks(body.path, body.size, UPLOAD_CHUNK):
         yield bytes(view)
+
+
+def _create(path: Path) -> BinaryIO:
+    return path.open("wb")
+
+
+def _close(handle: BinaryIO) -> None:
+    handle.close()
 
 
 def _write_and_close(handle: BinaryIO, chunks: list[bytes]) -> None:
@@ -378,10 +386,11 @@ class AiohttpTransport:
                 head = b""
                 # Chunks are written in batches of WRITE_BATCH bytes, one worker-thread hop per
                 # batch (a hop costs more CPU than writing a chunk); the last batch is written
-                # and the file closed in one hop.
+                # and the file closed in one hop. Each hop is settled: a cancellation waits
+                # for the thread to finish with the file, so the caller can remove it.
                 batch: list[bytes] = []
                 batched = 0
-                handle = await off_loop(dest.open, "wb")
+                handle = await settled(_create, dest, undo=_close)
                 try:
                     async for chunk in resp.content.iter_chunked(DOWNLOAD_CHUNK):
                         if len(head) < HEAD_BYTES:
@@ -389,10 +398,10 @@ class AiohttpTransport:
                         batch.append(chunk)
                         batched += len(chunk)
                         if batched >= WRITE_BATCH:
-                            await off_loop(handle.writelines, batch)
+                            await settled(handle.writelines, batch)
                             batch, batched = [], 0
                 finally:
-                    await off_loop(_write_and_close, handle, batch)
+                    await settled(_write_and_close, handle, batch, dropped=handle.close)
                 return Response(resp.status, resp.headers, head)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = translate(exc, request)
@@ -439,7 +448,7 @@ class MockTransport:
     async def download(self, request: Request, dest: Path) -> Response:
         response = await self.send(request)
         if response.status == 200:
-            await off_loop(dest.write_bytes, response.body)
+            await settled(dest.write_bytes, response.body)
             return Response(response.status, response.headers, response.body[:HEAD_BYTES])
         return response
 

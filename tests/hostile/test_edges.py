@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import socket
 import traceback
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -430,3 +432,130 @@ async def test_borrowed_session_total_timeout_does_not_cut_a_download(tmp_path: 
         result = await phota.generate("x", response_mode="urls")
         paths = await result.save(tmp_path)
     assert paths[0].read_bytes() == JPEG
+
+
+# -- a cancelled or failed save leaves nothing behind ------------------------------------
+
+
+class Download:
+    """A download host whose /img sends ``head`` bytes of a 4 MiB body, then waits."""
+
+    def __init__(self, head: int) -> None:
+        self.head = head
+        self.started = asyncio.Event()
+        self.app = web.Application()
+        self.app.router.add_get("/img", self.image)
+
+    async def image(self, request: web.Request) -> web.StreamResponse:
+        self.started.set()
+        if self.head < 0:  # before the first byte: no status line yet
+            await asyncio.sleep(30)
+        body = JPEG + bytes(4 * 1024 * 1024)
+        response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body[: self.head])
+        await asyncio.sleep(30)
+        return response
+
+
+@contextlib.asynccontextmanager
+async def download_api(download: Download) -> AsyncIterator[str]:
+    origins: dict[str, str] = {}
+    app = api_app(urls=lambda: [f"{origins['a']}/img"], redirect_to=None)
+    app.router.add_get("/img", download.image)
+    async with serve_on(app, "127.0.0.1") as a:
+        origins["a"] = a
+        yield a
+
+
+@contextlib.contextmanager
+def no_unclosed_files() -> Iterator[None]:
+    """Fail if any file object is garbage-collected unclosed inside the block."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        yield
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def wait_for_part_file(folder: Path, min_size: int) -> None:
+    """Wait until a .part file in ``folder`` holds at least ``min_size`` bytes."""
+    async with asyncio.timeout(20):
+        while not any(
+            p.suffix == ".part" and p.stat().st_size >= min_size for p in folder.iterdir()
+        ):
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    "head", [-1, 0, 2 * 1024 * 1024], ids=["before status", "before first byte", "mid-body"]
+)
+async def test_cancelled_save_leaves_no_part_file(tmp_path: Path, head: int) -> None:
+    """A save cancelled before the answer, before its first body byte or mid-body leaves the
+    folder empty and no file open."""
+    download = Download(head)
+    with no_unclosed_files():
+        async with download_api(download) as origin, client(origin) as phota:
+            result = await phota.generate("x", response_mode="urls")
+            task = asyncio.create_task(result.save(tmp_path))
+            await download.started.wait()
+            if head > 0:
+                await wait_for_part_file(tmp_path, 1024 * 1024)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert os.listdir(tmp_path) == []
+
+
+async def test_save_cancelled_at_every_early_step_leaves_no_part_file(tmp_path: Path) -> None:
+    """Cancelled after 0, 1, 2, ... loop turns (temporary name, open, request, write, rename),
+    a save leaves either nothing or the finished image: never a .part file."""
+
+    async def image(_: web.Request) -> web.Response:
+        return web.Response(body=JPEG, content_type="image/jpeg")
+
+    origins: dict[str, str] = {}
+    app = api_app(urls=lambda: [f"{origins['a']}/img"], redirect_to=None)
+    app.router.add_get("/img", image)
+    with no_unclosed_files():
+        async with serve_on(app, "127.0.0.1") as a, client(a) as phota:
+            origins["a"] = a
+            result = await phota.generate("x", response_mode="urls")
+            finished = 0
+            for turns in range(60):
+                folder = tmp_path / str(turns)
+                task = asyncio.create_task(result.save(folder))
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                left = os.listdir(folder) if folder.exists() else []
+                assert left in ([], ["image-0.jpg"]), (turns, left)
+                finished += left == ["image-0.jpg"]
+    assert finished < 60  # some cancellations did land before the end
+
+
+async def test_failed_save_leaves_no_part_file(tmp_path: Path) -> None:
+    """A download whose body is cut short on every attempt fails and leaves the folder empty."""
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        response.content_length = len(JPEG) * 10
+        await response.prepare(request)
+        await response.write(JPEG)
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    origins: dict[str, str] = {}
+    app = api_app(urls=lambda: [f"{origins['a']}/img"], redirect_to=None)
+    app.router.add_get("/img", cut)
+    with no_unclosed_files():
+        async with serve_on(app, "127.0.0.1") as a, client(a) as phota:
+            origins["a"] = a
+            result = await phota.generate("x", response_mode="urls")
+            with pytest.raises(TransportError):
+                await result.save(tmp_path)
+    assert os.listdir(tmp_path) == []

@@ -221,3 +221,13 @@ def test_relative_download_redirect_resolves_against_the_url() -> None:
     request = proto.download("https://a.example/x/out.jpg?sig=1")
     target = transport._redirect_target(request, request.url, "../y/out.jpg?sig=2")
     assert target == "https://a.example/y/out.jpg?sig=2"
+
+
+async def test_mock_transport_download_writes_the_file(tmp_path: Path) -> None:
+    """MockTransport's download writes a 200 body to the file and hands back its head."""
+    raw = b"\xff\xd8\xff" + bytes(100)
+    transport = MockTransport(lambda r: Response(200, {}, raw))
+    dest = tmp_path / "x.part"
+    response = await transport.download(proto.download("http://x/y"), dest)
+    assert dest.read_bytes() == raw
+    assert response.body == raw[:16]

@@ -221,7 +221,8 @@ class AiohttpTransport:
     """The production transport over one ``aiohttp.ClientSession``.
 
     Timeouts are passed with every request, so a borrowed session behaves like an owned one:
-    its own ``timeout`` (aiohttp's default cuts every request at 300 s) never applies.
+    its own ``timeout`` (aiohttp's default cuts every request at 300 s) and its
+    ``raise_for_status`` never apply.
 
     API requests follow no redirect. Downloads of signed URLs follow a redirect within the
     same origin (scheme, host and port), at most ``MAX_DOWNLOAD_REDIRECTS`` times; one to
@@ -286,12 +287,12 @@ class AiohttpTransport:
     def _options(self, url: str) -> dict[str, Any]:
         """The per-request options for ``url``'s origin (timeouts, TLS, the environment's
         proxy), worked out once per origin; TLS and proxy only when they differ from aiohttp's
-        defaults. The timeout object is the same for every request: aiohttp uses a request's
-        ``ClientTimeout`` whole, instead of the session's, without merging the two."""
+        defaults. Timeouts and ``raise_for_status`` override a borrowed session's own: aiohttp
+        uses a request's ``ClientTimeout`` whole, instead of the session's, without merging."""
         origin = url[: url.find("/", url.find("//") + 2)]
         found = self._origins.get(origin)
         if found is None:
-            found = {"timeout": self._timeout}
+            found = {"timeout": self._timeout, "raise_for_status": False}
             if self._ssl is not True:
                 found["ssl"] = self._ssl
             if self._trust_env:

@@ -408,6 +408,19 @@ async def test_client_read_timeout_applies_to_a_borrowed_session() -> None:
             await phota.profiles.get("p1")
 
 
+async def test_borrowed_session_raise_for_status_does_not_change_errors(
+    emu: PhotaEmulator,
+) -> None:
+    """A borrowed session made with raise_for_status=True still yields the typed API error."""
+    async with (
+        aiohttp.ClientSession(raise_for_status=True) as session,
+        PhotaClient(api_key=emu.api_key, base_url=emu.base_url, session=session) as phota,
+    ):
+        with pytest.raises(NotFoundError) as info:
+            await phota.profiles.get("p1")
+    assert info.value.code == "PROFILE_NOT_FOUND"
+
+
 async def test_borrowed_session_total_timeout_does_not_cut_a_download(tmp_path: Path) -> None:
     """A download slower than the borrowed session's 0.5 s total timeout completes."""
 

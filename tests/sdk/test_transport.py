@@ -176,6 +176,13 @@ def test_dns_failure_names_the_host() -> None:
     assert "cannot resolve api.example.invalid (DNS failure: name or service not known)" in message
 
 
+def test_connect_timeout_names_host_and_port() -> None:
+    """A connection not opened within connect_timeout is reported with host and port."""
+    error = translate(aiohttp.ConnectionTimeoutError("Connection timeout to host"), GET)
+    assert isinstance(error, ConnectError)
+    assert "no connection to 127.0.0.1:1 within the connect timeout: check base_url" in str(error)
+
+
 def test_proxy_failure_keeps_no_proxy_credentials() -> None:
     """A proxy that refuses the connection is named, its credentials appear nowhere."""
     with warnings.catch_warnings():

@@ -21,10 +21,7 @@ _pool: ThreadPoolExecutor | None = None
 
 async def off_loop(fn: Callable[..., T], *args: object) -> T:
     """Run blocking file work on the SDK's small I/O pool, off the event loop."""
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="phota-io")
-    return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(_io_pool(), fn, *args)
 
 
 def _io_pool() -> ThreadPoolExecutor:

@@ -48,7 +48,7 @@ def _hostile_app() -> web.Application:
     async def url_encoded(request: web.Request) -> web.Response:
         key = quote(request.headers["X-API-Key"], safe="")
         upper = "".join(f"%{b:02X}" for b in request.headers["X-API-Key"].encode())
-        return web.Response(text=f"<html>{key} {upper}</html>", status=502)
+        return web.Response(text=f"<html>{key} {upper}</html>", status=403)
 
     async def cut(request: web.Request) -> web.Response:
         detail = "x" * 480 + request.headers["X-API-Key"]  # straddles the 500-character cut

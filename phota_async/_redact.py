@@ -52,6 +52,10 @@ def _char_pattern(char: str) -> str:
     return "(?:" + "|".join(escaped) + ")"
 
 
+def _whole_key_pattern(key: str) -> re.Pattern[str]:
+    return re.compile("".join(_char_pattern(c) for c in key))
+
+
 class Secret:
     """One API key and how to scrub it from text. Never shows the key in its repr."""
 
@@ -59,7 +63,7 @@ class Secret:
 
     def __init__(self, key: str) -> None:
         self._key = key
-        self._pattern = re.compile("".join(_char_pattern(c) for c in key))
+        self._pattern: re.Pattern[str] | None = None  # compiled on first use: about 10 ms
         size = min(FRAGMENT, len(key))
         self._fragments = tuple(key[i : i + size] for i in range(len(key) - size + 1))
 
@@ -68,7 +72,10 @@ class Secret:
 
     def scrub(self, text: str) -> str:
         """``text`` with every echo of the key (whole, encoded, or a long fragment) masked."""
-        text = self._pattern.sub(MASK, text) if self._maybe_encoded(text) else text
+        if self._maybe_encoded(text):
+            if self._pattern is None:
+                self._pattern = _whole_key_pattern(self._key)
+            text = self._pattern.sub(MASK, text)
         spans = self._fragment_spans(text)
         if not spans:
             return text

@@ -345,13 +345,22 @@ def _text(value: Any, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+ERROR_BODY_LIMIT: Final = 256 * 1024
+"""The most of an error body an ``APIError`` keeps: real error bodies are a few hundred bytes,
+and every text an error keeps is scanned for the API key (about 4 ms per 256 KiB)."""
+
+
 def error_from(response: Response) -> APIError:
-    """The typed ``APIError`` for an error response, whatever its body looks like."""
+    """The typed ``APIError`` for an error response, whatever its body looks like (a body
+    over ``ERROR_BODY_LIMIT`` is kept as the text of its start)."""
     body: Any
+    raw = response.body
     try:
-        body = json.loads(response.body) if response.body else None
+        if len(raw) > ERROR_BODY_LIMIT:
+            raise ValueError("too long to keep whole")
+        body = json.loads(raw) if raw else None
     except (UnicodeDecodeError, ValueError):
-        body = response.body.decode("utf-8", "replace")
+        body = raw[:ERROR_BODY_LIMIT].decode("utf-8", "replace")
     code: str | None = None
     detail: str
     request_id = response.request_id

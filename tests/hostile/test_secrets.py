@@ -4,6 +4,7 @@ public error survives pickling."""
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import pickle
 import traceback
@@ -243,3 +244,14 @@ def test_a_bound_job_in_an_error_pickles_unbound() -> None:
     assert copy.code == "BOOM"
     with pytest.raises(ValueError, match="not bound"):
         copy.job._bound()
+
+
+def test_a_huge_error_body_is_kept_only_in_part() -> None:
+    """An error body of 8 MiB keeps only its first ERROR_BODY_LIMIT characters as text."""
+    from phota_async import _protocol as proto
+
+    huge = json.dumps({"detail": "x" * (8 << 20)}).encode()
+    error = proto.error_from(proto.Response(500, {}, huge))
+    assert isinstance(error.body, str)
+    assert len(error.body) == proto.ERROR_BODY_LIMIT
+    assert len(str(error)) < 1000

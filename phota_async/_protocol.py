@@ -345,9 +345,9 @@ def _text(value: Any, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-ERROR_BODY_LIMIT: Final = 256 * 1024
+ERROR_BODY_LIMIT: Final = 64 * 1024
 """The most of an error body an ``APIError`` keeps: real error bodies are a few hundred bytes,
-and every text an error keeps is scanned for the API key (about 4 ms per 256 KiB)."""
+and every text an error keeps is scanned for the API key (up to about 2 ms per 64 KiB)."""
 
 
 def error_from(response: Response) -> APIError:

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._progress import Progress
+from ._redact import MIN_KEY, Secret
 from .errors import InvalidRequestError, PhotaError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
@@ -364,6 +366,17 @@ RUNNERS = {
 }
 
 
+def _scrubbed(exc: BaseException, args: argparse.Namespace) -> str:
+    """The error's line with the key masked (the client that registered it may be gone)."""
+    keys = [getattr(args, "api_key", None), os.environ.get("PHOTA_API_KEY")]
+    keys.append(os.environ.get("PHOTA_KEY"))
+    line = str(exc)
+    for key in keys:
+        if key and len(key) >= MIN_KEY:
+            line = Secret(key).scrub(line)
+    return line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``phota`` command; return its exit code."""
     parser = build_parser()
@@ -381,10 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, InvalidRequestError) as exc:
         if args.debug:
             raise
-        print(f"phota: error: {exc}", file=sys.stderr)
+        print(f"phota: error: {_scrubbed(exc, args)}", file=sys.stderr)
         return EXIT_USAGE
     except PhotaError as exc:
         if args.debug:
             raise
-        print(f"phota: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"phota: {type(exc).__name__}: {_scrubbed(exc, args)}", file=sys.stderr)
         return EXIT_FAILED

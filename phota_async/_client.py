@@ -20,7 +20,7 @@ from . import _protocol as proto
 from . import _retry
 from ._batch import BatchRun, Manifest, Progress
 from ._bound import Bound
-from ._calls import edit_call, enhance_call, remix_call
+from ._calls import edit_call, enhance_call, left, remix_call
 from ._deadline import Deadlines
 from ._files import off_loop, settled, temp_beside
 from ._jobs import Jobs
@@ -399,9 +399,11 @@ class PhotaClient:
             OutcomeUnknownError: the answer was lost and the call may have been charged.
             JobFailedError: with ``via_job``, the job failed.
         """
+        budget, started = self.timeout if timeout is None else timeout, time.monotonic()
         call = await edit_call(
             prompt,
             images,
+            timeout=budget,
             profile_ids=profile_ids,
             aspect_ratio=aspect_ratio,
             resolution=resolution,
@@ -411,7 +413,7 @@ class PhotaClient:
             output_format=output_format,
             response_mode=response_mode,
         )
-        return await self.run(call, via_job=via_job, timeout=timeout)
+        return await self.run(call, via_job=via_job, timeout=left(budget, started))
 
     async def enhance(
         self,
@@ -442,15 +444,17 @@ class PhotaClient:
             OutcomeUnknownError: the answer was lost and the call may have been charged.
             JobFailedError: with ``via_job``, the job failed.
         """
+        budget, started = self.timeout if timeout is None else timeout, time.monotonic()
         call = await enhance_call(
             image,
+            timeout=budget,
             profile_ids=profile_ids,
             prompt=prompt,
             n=n,
             output_format=output_format,
             response_mode=response_mode,
         )
-        return await self.run(call, via_job=via_job, timeout=timeout)
+        return await self.run(call, via_job=via_job, timeout=left(budget, started))
 
     async def remix(
         self,
@@ -482,16 +486,18 @@ class PhotaClient:
             OutcomeUnknownError: the answer was lost and the call may have been charged.
             JobFailedError: with ``via_job``, the job failed.
         """
+        budget, started = self.timeout if timeout is None else timeout, time.monotonic()
         call = await remix_call(
             image,
             reference,
+            timeout=budget,
             profile_ids=profile_ids,
             prompt=prompt,
             n=n,
             output_format=output_format,
             response_mode=response_mode,
         )
-        return await self.run(call, via_job=via_job, timeout=timeout)
+        return await self.run(call, via_job=via_job, timeout=left(budget, started))
 
     # -- many calls at once --------------------------------------------------------------
 

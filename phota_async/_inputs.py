@@ -12,16 +12,34 @@ thread: on Linux a file's bytes that are already in the page cache (the common c
 the file was written or checked) are read on the loop with a read that refuses to block
 (``RWF_NOWAIT``); anything else is read in a worker thread. Each hop to a thread and back cost
 about 0.1 ms of CPU, more than reading the chunk, which is why they are avoided.
+
+What a file may do behind the SDK's back: files are opened non-blocking and checked on the
+opened descriptor (``fstat``: a regular file, the same file that was checked), so a path
+swapped for a FIFO or a device after its check is refused instead of blocking an I/O thread
+forever. A file being streamed is closed as soon as its last chunk is read, when the stream is
+closed, or at once when it is dropped (a cancelled upload), never left to the garbage collector.
+
+Cheap structural checks catch truncated files before anything is sent, reading only a file's
+first and last bytes (images are never decoded): a JPEG must end with its end-of-image marker
+(``FF D9``, trailing padding allowed), a PNG with its ``IEND`` chunk, and a WebP file must be
+at least as long as its RIFF header says. HEIC files are checked by their header only.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
+import math
 import os
+import stat as stat_module
+import struct
+import threading
+import weakref
 from binascii import b2a_base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
 import attrs
@@ -37,6 +55,13 @@ CHUNK = 3 * 64 * 1024
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
 FORMATS = ("jpeg", "png", "webp", "heic")
+T = TypeVar("T")
+# How many of a file's last bytes the structural check reads, which bounds the trailing padding
+# a JPEG may carry after its end-of-image marker.
+TAIL = 4096
+_JPEG_PADDING = b"\x00\xff\r\n\t "
+_PNG_END = b"IEND\xaeB`\x82"
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -54,6 +79,29 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
+def structure_problem(fmt: str, size: int, head: bytes, tail: bytes) -> str | None:
+    """Why an image of ``size`` bytes whose first and last bytes are ``head`` and ``tail`` is
+    cut short or malformed, or ``None`` when its ends look whole (the image is not decoded)."""
+    if fmt == "jpeg" and not tail.rstrip(_JPEG_PADDING).endswith(b"\xff\xd9"):
+        return "the JPEG has no end-of-image marker: the file is truncated or damaged"
+    if fmt == "png" and not tail.rstrip(b"\x00").endswith(_PNG_END):
+        return "the PNG has no IEND chunk at its end: the file is truncated or damaged"
+    if fmt == "webp":
+        declared = struct.unpack("<I", head[4:8])[0] + 8 if len(head) >= 8 else size + 1
+        if declared > size:
+            return (
+                f"the WebP file says it is {declared} bytes long but has {size}: "
+                "the file is truncated"
+            )
+    return None
+
+
+def _check_structure(fmt: str, size: int, head: bytes, tail: bytes, field: str, name: str) -> None:
+    problem = structure_problem(fmt, size, head, tail)
+    if problem is not None:
+        raise InvalidRequestError(field, f"{problem}{name}")
+
+
 @attrs.frozen
 class ImageBlob:
     """Where an image's bytes are: a file on disk, bytes in memory, or an open seekable file."""
@@ -64,6 +112,8 @@ class ImageBlob:
     data: bytes | None = attrs.field(default=None, repr=False)
     file: IO[bytes] | None = attrs.field(default=None, repr=False)
     offset: int = 0
+    identity: tuple[int, int] | None = attrs.field(default=None, repr=False, eq=False)
+    """``(st_dev, st_ino)`` of a file on disk when it was checked."""
 
     @property
     def encoded_size(self) -> int:
@@ -95,42 +145,234 @@ class ImageBlob:
         return b"".join(self.raw_chunk(i) for i in range(self.chunk_count))
 
 
-async def encoded_chunks(blob: ImageBlob) -> AsyncIterator[bytes]:
+def encoded_chunks(blob: ImageBlob) -> AsyncIterator[bytes]:
     """The blob's base64 text, chunk by chunk, never more than one raw chunk in memory.
 
+    A file on disk is open only while it is streamed: it is closed after its last chunk, by
+    ``aclose()``, or at once when the iterator is dropped unfinished (a cancelled call).
+
     Raises:
-        InvalidRequestError: a file shrank while it was being sent (field ``image``).
+        InvalidRequestError: a file shrank, or was replaced, while it was being sent (field
+            ``image``).
     """
+    if blob.path is not None:
+        return _Encoded(read_chunks(blob.path, blob.size, CHUNK, blob.identity))
+    return _encoded_other(blob)
+
+
+async def _encoded_other(blob: ImageBlob) -> AsyncIterator[bytes]:
     if blob.data is not None:
         data = memoryview(blob.data)
         for start in range(0, blob.size, CHUNK):
             yield b2a_base64(data[start : start + CHUNK], newline=False)
-    elif blob.path is not None:
-        async for view in read_chunks(blob.path, blob.size, CHUNK):
-            yield b2a_base64(view, newline=False)
     else:
         for index in range(blob.chunk_count):
             yield b2a_base64(await off_loop(blob.raw_chunk, index), newline=False)
 
 
-async def read_chunks(path: Path, size: int, chunk: int) -> AsyncIterator[memoryview]:
+class _Encoded:
+    """Base64 of a file's chunks. A plain iterator object rather than an async generator, so
+    that dropping it closes the file at once (an abandoned async generator is only closed
+    later, by the event loop)."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, chunks: FileChunks) -> None:
+        self._chunks = chunks
+
+    def __aiter__(self) -> _Encoded:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return b2a_base64(await self._chunks.__anext__(), newline=False)
+
+    def close(self) -> None:
+        self._chunks.close()
+
+    async def aclose(self) -> None:
+        self._chunks.close()
+
+
+def read_chunks(
+    path: Path, size: int, chunk: int, identity: tuple[int, int] | None = None
+) -> FileChunks:
     """The first ``size`` bytes of a file, ``chunk`` bytes at a time, into one reused buffer:
-    each view is valid until the next one is asked for.
+    each view is valid until the next one is asked for. Use ``async for``; the file is closed
+    after the last chunk, by ``close()``/``aclose()``, or when the iterator is dropped.
 
     Raises:
-        InvalidRequestError: the file shrank while it was being read (field ``image``).
+        InvalidRequestError: the file is no longer a regular file, is another file than the
+            one checked (``identity``), or shrank while it was being read (field ``image``).
     """
-    buffer = memoryview(bytearray(min(chunk, size)))
-    handle = await off_loop(io.FileIO, path, "rb")
-    try:
-        for start in range(0, size, chunk):
-            view = buffer[: min(chunk, size - start)]
-            got = _read_cached(handle.fileno(), view, start)
+    return FileChunks(path, size, chunk, identity)
+
+
+class _Descriptor:
+    """A file descriptor opened and read in worker threads, closed exactly once, and never
+    under an open or a read still running in a thread (a cancelled wait does not stop that
+    work, and closing the number under it could let another file reuse it mid-read): a close
+    asked for meanwhile is done by the thread as soon as its work returns."""
+
+    __slots__ = ("_busy", "_closed", "_lock", "fd")
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self._lock = threading.Lock()
+        self._busy = False
+        self._closed = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._busy:
+                return  # the thread closes it when its work returns
+            fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def _start(self, path: Path) -> None:
+        with self._lock:
+            if self._closed:
+                raise InvalidRequestError("image", f"{path} was closed while it was being sent")
+            self._busy = True
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._busy = False
+            fd = self.fd if self._closed else None
+            if fd is not None:
+                self.fd = None
+        if fd is not None:
+            os.close(fd)
+
+    def open(self, path: Path, identity: tuple[int, int] | None, size: int) -> None:
+        """Open and check the file (blocking: run it in a worker thread)."""
+        self._start(path)
+        try:
+            self.fd = _open_checked(path, identity, size)
+        finally:
+            self._finish()
+
+    def read_into(self, view: memoryview, offset: int, path: Path) -> None:
+        """Fill ``view`` from ``offset`` (blocking: run it in a worker thread)."""
+        self._start(path)
+        try:
+            assert self.fd is not None
+            _read_into(self.fd, view, offset, path)
+        finally:
+            self._finish()
+
+
+class FileChunks:
+    """The async iterator behind ``read_chunks``."""
+
+    __slots__ = ("__weakref__", "_buffer", "_chunk", "_closer", "_file", "_identity",
+                 "_path", "_size", "_start")  # fmt: skip
+
+    def __init__(self, path: Path, size: int, chunk: int, identity: tuple[int, int] | None) -> None:
+        self._path, self._size, self._chunk, self._identity = path, size, chunk, identity
+        self._buffer = memoryview(bytearray(min(chunk, size)))
+        self._file = _Descriptor()
+        # Dropped unfinished (a cancelled upload whose body is abandoned), the file is closed
+        # at once by this finalizer rather than whenever the collector runs.
+        self._closer = weakref.finalize(self, self._file.close)
+        self._start = 0
+
+    def __aiter__(self) -> FileChunks:
+        return self
+
+    async def __anext__(self) -> memoryview:
+        if self._start >= self._size:
+            self.close()
+            raise StopAsyncIteration
+        file = self._file
+        try:
+            if file.fd is None:
+                await off_loop(file.open, self._path, self._identity, self._size)
+            start = self._start
+            view = self._buffer[: min(self._chunk, self._size - start)]
+            fd = file.fd
+            if fd is None:
+                raise InvalidRequestError("image", f"{self._path} was closed while being sent")
+            got = _read_cached(fd, view, start)
             if got < len(view):
-                await off_loop(_read_into, handle, view[got:], start + got, path)
-            yield view
-    finally:
-        handle.close()
+                await off_loop(file.read_into, view[got:], start + got, self._path)
+        except BaseException:
+            self.close()
+            raise
+        self._start = start + len(view)
+        if self._start >= self._size:
+            self.close()  # the last chunk is in the buffer: the file is not needed any more
+        return view
+
+    def close(self) -> None:
+        """Close the file now (idempotent; work running in a thread closes it on return)."""
+        self._closer()
+
+    async def aclose(self) -> None:
+        """Close the file now (idempotent)."""
+        self.close()
+
+
+class BodyChunks:
+    """The bytes of a request body made of literal parts and blobs (base64-encoded), as an
+    async iterator that ``close()`` stops at once, closing any file it is reading, even while
+    the sender's task is suspended inside it. Transports close it when a send ends, however
+    it ends, so a cancelled upload never keeps an input file open.
+
+    Args:
+        parts: ``bytes`` sent as they are, and blobs sent as their base64 text.
+        raw: when not 0, send files' raw bytes in chunks of this size instead (an upload of
+            one file as the whole body).
+    """
+
+    __slots__ = ("_current", "_parts", "_raw")
+
+    def __init__(self, parts: tuple[bytes | ImageBlob, ...], *, raw: int = 0) -> None:
+        self._parts = list(reversed(parts))
+        self._current: FileChunks | _Encoded | AsyncIterator[bytes] | None = None
+        self._raw = raw
+
+    @classmethod
+    def of_file(cls, path: Path, size: int, chunk: int) -> BodyChunks:
+        """A whole body that is one file's raw bytes, ``chunk`` bytes at a time."""
+        return cls((ImageBlob(size=size, format="raw", path=path),), raw=chunk)
+
+    def __aiter__(self) -> BodyChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            if self._current is not None:
+                try:
+                    chunk = await self._current.__anext__()
+                except StopAsyncIteration:
+                    self._current = None
+                    continue
+                return bytes(chunk) if isinstance(chunk, memoryview) else chunk
+            if not self._parts:
+                raise StopAsyncIteration
+            part = self._parts.pop()
+            if isinstance(part, bytes):
+                return part
+            if self._raw and part.path is not None:
+                self._current = read_chunks(part.path, part.size, self._raw, part.identity)
+            else:
+                self._current = encoded_chunks(part)
+
+    def close(self) -> None:
+        """Stop now: no more chunks, and the file being read (if any) is closed."""
+        self._parts.clear()
+        current, self._current = self._current, None
+        if isinstance(current, (FileChunks, _Encoded)):
+            current.close()
+
+    async def aclose(self) -> None:
+        """Stop now (see ``close``)."""
+        current = self._current
+        self.close()
+        if current is not None and not isinstance(current, (FileChunks, _Encoded)):
+            await current.aclose()  # type: ignore[attr-defined]
 
 
 def _read_cached(fd: int, view: memoryview, offset: int) -> int:
@@ -144,14 +386,64 @@ def _read_cached(fd: int, view: memoryview, offset: int) -> int:
         return 0
 
 
-def _read_into(handle: io.FileIO, view: memoryview, offset: int, path: Path) -> None:
+def _read_into(fd: int, view: memoryview, offset: int, path: Path) -> None:
     """Fill ``view`` from ``offset`` (blocking: run it in a worker thread)."""
-    handle.seek(offset)
     while len(view):
-        got = handle.readinto(view)
+        got = os.preadv(fd, [view], offset) if hasattr(os, "preadv") else _pread(fd, view, offset)
         if not got:
             raise InvalidRequestError("image", f"{path} shrank while it was being sent")
-        view = view[got:]
+        view, offset = view[got:], offset + got
+
+
+def _pread(fd: int, view: memoryview, offset: int) -> int:
+    data = os.pread(fd, len(view), offset)
+    view[: len(data)] = data
+    return len(data)
+
+
+def _open_regular(path: Path, field: str) -> tuple[int, os.stat_result]:
+    """Open ``path`` without blocking and check the opened file itself is a regular file.
+
+    ``O_NONBLOCK`` makes opening a FIFO return at once instead of waiting for a writer, and
+    ``fstat`` of the descriptor sees what was really opened, even if the path was swapped
+    after an earlier check. (Reads of a regular file ignore ``O_NONBLOCK``.)
+    """
+    try:
+        before = os.stat(path)
+    except FileNotFoundError:
+        raise InvalidRequestError(field, f"no such file: {path}") from None
+    except OSError as exc:
+        raise InvalidRequestError(field, f"cannot read {path}: {exc.strerror}") from None
+    if not stat_module.S_ISREG(before.st_mode):
+        raise InvalidRequestError(field, f"not a regular file: {path}")
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise InvalidRequestError(field, f"no such file: {path}") from None
+    except OSError as exc:
+        raise InvalidRequestError(field, f"cannot read {path}: {exc.strerror}") from None
+    try:
+        opened = os.fstat(fd)
+        if not stat_module.S_ISREG(opened.st_mode):
+            raise InvalidRequestError(field, f"not a regular file: {path}")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, opened
+
+
+def _open_checked(path: Path, identity: tuple[int, int] | None, size: int) -> int:
+    """Open a checked file again for streaming (blocking: run it in a worker thread)."""
+    fd, opened = _open_regular(path, "image")
+    problem = None
+    if identity is not None and (opened.st_dev, opened.st_ino) != identity:
+        problem = f"{path} was replaced by another file after it was checked"
+    elif opened.st_size < size:
+        problem = f"{path} shrank while it was being sent"
+    if problem is not None:
+        os.close(fd)
+        raise InvalidRequestError("image", problem)
+    return fd
 
 
 ImageSource = str | ImageBlob
@@ -168,6 +460,33 @@ def check_url(url: str, field: str) -> str:
     return url
 
 
+async def _own_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run ``fn`` on a new daemon thread; the result comes back through a loop future."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def work() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the waiting task, not lost in the thread
+            error = exc
+            hand_over(lambda: future.set_exception(error))
+        else:
+            hand_over(lambda: future.set_result(result))
+
+    def hand_over(outcome: Callable[[], None]) -> None:
+        # The loop may have closed while this thread was stuck: then nobody waits.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, outcome)
+
+    threading.Thread(target=work, name="phota-input", daemon=True).start()
+    return await future
+
+
 def _blob_from_bytes(data: bytes, field: str) -> ImageBlob:
     if not data:
         raise InvalidRequestError(field, "the image is empty (0 bytes)")
@@ -176,27 +495,29 @@ def _blob_from_bytes(data: bytes, field: str) -> ImageBlob:
     fmt = sniff_format(data[:16])
     if fmt is None:
         raise InvalidRequestError(field, "not a JPEG, PNG, WebP or HEIC image")
+    _check_structure(fmt, len(data), data[:16], data[-TAIL:], field, "")
     return ImageBlob(size=len(data), format=fmt, data=data)
 
 
 def _blob_from_path(path: Path, field: str) -> ImageBlob:
+    fd, opened = _open_regular(path, field)
     try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise InvalidRequestError(field, f"no such file: {path}") from None
-    except OSError as exc:
-        raise InvalidRequestError(field, f"cannot read {path}: {exc.strerror}") from None
-    if not path.is_file():
-        raise InvalidRequestError(field, f"not a regular file: {path}")
-    if stat.st_size == 0:
-        raise InvalidRequestError(field, f"the file is empty: {path}")
-    if stat.st_size > MAX_IMAGE_BYTES:
-        raise InvalidRequestError(field, f"the file is larger than {MAX_IMAGE_BYTES} bytes: {path}")
-    with path.open("rb") as handle:
-        fmt = sniff_format(handle.read(16))
-    if fmt is None:
-        raise InvalidRequestError(field, f"not a JPEG, PNG, WebP or HEIC image: {path}")
-    return ImageBlob(size=stat.st_size, format=fmt, path=path)
+        size = opened.st_size
+        if size == 0:
+            raise InvalidRequestError(field, f"the file is empty: {path}")
+        if size > MAX_IMAGE_BYTES:
+            raise InvalidRequestError(
+                field, f"the file is larger than {MAX_IMAGE_BYTES} bytes: {path}"
+            )
+        head = os.pread(fd, 16, 0)
+        fmt = sniff_format(head)
+        if fmt is None:
+            raise InvalidRequestError(field, f"not a JPEG, PNG, WebP or HEIC image: {path}")
+        tail = os.pread(fd, TAIL, max(0, size - TAIL))
+        _check_structure(fmt, size, head, tail, field, f": {path}")
+    finally:
+        os.close(fd)
+    return ImageBlob(size=size, format=fmt, path=path, identity=(opened.st_dev, opened.st_ino))
 
 
 def _blob_from_file(handle: IO[bytes], field: str) -> ImageBlob:
@@ -205,6 +526,8 @@ def _blob_from_file(handle: IO[bytes], field: str) -> ImageBlob:
         size = handle.seek(0, os.SEEK_END) - offset
         handle.seek(offset)
         head = handle.read(16)
+        handle.seek(max(offset, offset + size - TAIL))
+        tail = handle.read(TAIL)
         handle.seek(offset)
         if size <= 0:
             raise InvalidRequestError(field, "the file object has no bytes left to read")
@@ -213,6 +536,7 @@ def _blob_from_file(handle: IO[bytes], field: str) -> ImageBlob:
         fmt = sniff_format(head)
         if fmt is None:
             raise InvalidRequestError(field, "not a JPEG, PNG, WebP or HEIC image")
+        _check_structure(fmt, size, head, tail, field, "")
         return ImageBlob(size=size, format=fmt, file=handle, offset=offset)
     return _blob_from_bytes(handle.read(MAX_IMAGE_BYTES + 1), field)
 
@@ -247,13 +571,35 @@ def _prepare_sync(value: Any, field: str) -> ImageSource:
     )
 
 
-async def prepare_image(value: Any, field: str) -> ImageSource:
+async def prepare_image(value: Any, field: str, timeout: float | None = None) -> ImageSource:
     """Check one image input and describe where its bytes are, without loading a file.
 
+    Args:
+        value: the input.
+        field: its name in error messages, such as ``"images[2]"``.
+        timeout: seconds allowed for reading what the checks need (the call's deadline);
+            ``None`` for no bound here.
+
+    Returns:
+        The URL, or an ``ImageBlob``.
+
     Raises:
-        InvalidRequestError: the input is missing, empty, too large, not an image, or of an
-            unsupported type; the message names ``field``.
+        InvalidRequestError: the input is missing, empty, too large, not an image, truncated,
+            not a regular file, of an unsupported type, or could not be read within
+            ``timeout``; the message names ``field``.
     """
     if isinstance(value, str):
         return check_url(value, field)
-    return await off_loop(_prepare_sync, value, field)
+    # A caller's file object may block on anything (a pipe, a socket, a stalled mount): it is
+    # read on a thread of its own, so that a stuck one cannot hold one of the few I/O threads
+    # every other call shares. Paths only open regular files, without blocking.
+    run = _own_thread if hasattr(value, "read") else off_loop
+    if timeout is None or not 0 < timeout < math.inf:
+        return await run(_prepare_sync, value, field)
+    try:
+        async with asyncio.timeout(timeout):
+            return await run(_prepare_sync, value, field)
+    except TimeoutError:
+        raise InvalidRequestError(
+            field, f"could not be read within the call's {timeout:g} s deadline"
+        ) from None

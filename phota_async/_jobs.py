@@ -8,12 +8,13 @@ resume waiting on the same job.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from . import _protocol as proto
-from ._calls import edit_call, enhance_call, remix_call
+from ._calls import edit_call, enhance_call, left, remix_call
 from ._converter import structure
 from ._poll import wait_deadline
 from ._protocol import Response, StudioCall
@@ -96,9 +97,13 @@ class Jobs:
         **options: Any,
     ) -> Job:
         """Submit an edit as a job; other arguments as for ``submit_generate`` and ``edit``."""
-        call = await edit_call(prompt, images, **options)
+        budget, started = self._client.timeout if timeout is None else timeout, time.monotonic()
+        call = await edit_call(prompt, images, timeout=budget, **options)
         return await self.submit(
-            call, client_request_id=client_request_id, callback_url=callback_url, timeout=timeout
+            call,
+            client_request_id=client_request_id,
+            callback_url=callback_url,
+            timeout=left(budget, started),
         )
 
     async def submit_enhance(
@@ -111,9 +116,13 @@ class Jobs:
         **options: Any,
     ) -> Job:
         """Submit an enhance as a job; other arguments as for ``submit_generate`` and ``enhance``."""
-        call = await enhance_call(image, **options)
+        budget, started = self._client.timeout if timeout is None else timeout, time.monotonic()
+        call = await enhance_call(image, timeout=budget, **options)
         return await self.submit(
-            call, client_request_id=client_request_id, callback_url=callback_url, timeout=timeout
+            call,
+            client_request_id=client_request_id,
+            callback_url=callback_url,
+            timeout=left(budget, started),
         )
 
     async def submit_remix(
@@ -127,9 +136,13 @@ class Jobs:
         **options: Any,
     ) -> Job:
         """Submit a remix as a job; other arguments as for ``submit_generate`` and ``remix``."""
-        call = await remix_call(image, reference, **options)
+        budget, started = self._client.timeout if timeout is None else timeout, time.monotonic()
+        call = await remix_call(image, reference, timeout=budget, **options)
         return await self.submit(
-            call, client_request_id=client_request_id, callback_url=callback_url, timeout=timeout
+            call,
+            client_request_id=client_request_id,
+            callback_url=callback_url,
+            timeout=left(budget, started),
         )
 
     # -- following -----------------------------------------------------------------------

@@ -24,6 +24,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from . import __version__
 from ._converter import structure
 from ._inputs import ImageBlob, sniff_format
+from ._redact import register as register_secret
+from ._redact import scrub
 from .errors import (
     CODE_ERRORS,
     STATUS_ERRORS,
@@ -251,11 +253,13 @@ def _header_set(headers: dict[str, str]) -> Mapping[str, str]:
 class Api:
     """Builds the requests of one account. The base URL and the two header sets (with and
     without a JSON body) are worked out once here rather than on every call; the key lives only
-    in those read-only mappings, which no ``repr`` shows."""
+    in those read-only mappings, which no ``repr`` shows, and in ``secret``, which registers it
+    for scrubbing from every error and log line while this ``Api`` lives (``_redact``)."""
 
-    __slots__ = ("base_url", "headers", "json_headers")
+    __slots__ = ("base_url", "headers", "json_headers", "secret")
 
     def __init__(self, base_url: str, api_key: str) -> None:
+        self.secret = register_secret(api_key)
         self.base_url = base_url.rstrip("/")
         common = {"X-API-Key": api_key, "User-Agent": USER_AGENT, "Accept": "application/json"}
         self.headers = _header_set(common)
@@ -335,17 +339,28 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def _text(value: Any, limit: int = 500) -> str:
-    text = value if isinstance(value, str) else json.dumps(value)
+    # Scrubbed before it is cut short, so that a cut cannot leave part of an echoed key that
+    # is too short to be recognised afterwards.
+    text = scrub(value if isinstance(value, str) else json.dumps(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+ERROR_BODY_LIMIT: Final = 64 * 1024
+"""The most of an error body an ``APIError`` keeps: real error bodies are a few hundred bytes,
+and every text an error keeps is scanned for the API key (up to about 2 ms per 64 KiB)."""
+
+
 def error_from(response: Response) -> APIError:
-    """The typed ``APIError`` for an error response, whatever its body looks like."""
+    """The typed ``APIError`` for an error response, whatever its body looks like (a body
+    over ``ERROR_BODY_LIMIT`` is kept as the text of its start)."""
     body: Any
+    raw = response.body
     try:
-        body = json.loads(response.body) if response.body else None
+        if len(raw) > ERROR_BODY_LIMIT:
+            raise ValueError("too long to keep whole")
+        body = json.loads(raw) if raw else None
     except (UnicodeDecodeError, ValueError):
-        body = response.body.decode("utf-8", "replace")
+        body = raw[:ERROR_BODY_LIMIT].decode("utf-8", "replace")
     code: str | None = None
     detail: str
     request_id = response.request_id

@@ -27,7 +27,7 @@ from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from ._files import settled
-from ._inputs import encoded_chunks, read_chunks
+from ._inputs import BodyChunks
 from ._protocol import FileBody, Request, Response, StreamedBody
 from .errors import (
     ConnectError,
@@ -175,22 +175,6 @@ def translate(exc: BaseException, request: Request) -> PhotaError:
     return error
 
 
-async def _stream(body: StreamedBody) -> AsyncIterator[bytes]:
-    """Yield the body's bytes; blobs as base64, chunk by chunk (``_inputs.encoded_chunks``)."""
-    for part in body.parts:
-        if isinstance(part, bytes):
-            yield part
-            continue
-        async for chunk in encoded_chunks(part):
-            yield chunk
-
-
-async def _stream_file(body: FileBody) -> AsyncIterator[bytes]:
-    """Yield a file's raw bytes, chunk by chunk (``_inputs.read_chunks``)."""
-    async for view in read_chunks(body.path, body.size, UPLOAD_CHUNK):
-        yield bytes(view)
-
-
 def _create(path: Path) -> BinaryIO:
     return path.open("wb")
 
@@ -210,10 +194,13 @@ def _payload(
     request: Request,
 ) -> tuple[bytes | AsyncIterator[bytes] | None, Mapping[str, str]]:
     body = request.body
+    # Streamed bodies are BodyChunks, which send() closes however it ends: a cancelled upload
+    # closes its input file at once, not when the event loop gets round to it.
     if isinstance(body, StreamedBody):
-        return _stream(body), {**request.headers, "Content-Length": str(body.length)}
+        return BodyChunks(body.parts), {**request.headers, "Content-Length": str(body.length)}
     if isinstance(body, FileBody):
-        return _stream_file(body), {**request.headers, "Content-Length": str(body.size)}
+        stream = BodyChunks.of_file(body.path, body.size, UPLOAD_CHUNK)
+        return stream, {**request.headers, "Content-Length": str(body.size)}
     return body, request.headers
 
 
@@ -377,6 +364,9 @@ class AiohttpTransport:
                 return Response(resp.status, resp.headers, body)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = translate(exc, request)
+        finally:
+            if isinstance(data, BodyChunks):
+                data.close()
         raise error  # outside the except block: ``exc`` must not become its __context__
 
     async def download(self, request: Request, dest: Path) -> Response:

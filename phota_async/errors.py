@@ -29,14 +29,21 @@ PhotaError
 ```
 
 Every error has ``request_ids``: the ``X-Request-Id`` of each attempt, oldest first, so that a
-support ticket can name them, and ``attempts``, how many were made. Messages never contain the
-API key.
+support ticket can name them, and ``attempts``, how many were made.
+
+Errors never contain an API key, whatever a server echoes: the message and every attribute are
+scrubbed as they are set (see ``_redact``), so no code path can forget to. Every error pickles
+(for multiprocessing and distributed engines) to the same type, message and attributes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._redact import scrub_value
 
 if TYPE_CHECKING:
     from .models import Job, Profile
@@ -49,10 +56,45 @@ class PhotaError(Exception):
     attempts: int = 1
     """How many attempts the call made before this error."""
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*scrub_value(args))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Attributes often hold server text (a body, a detail, a snapshot's message): scrubbed
+        # here, as they are set, an echoed key cannot reach a str, repr, traceback or field.
+        super().__setattr__(name, scrub_value(value))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own pickling calls ``cls(*args)``, which fails for classes whose
+        # constructor takes other parameters than their message; rebuild without calling it.
+        state = {k: _detached(v) for k, v in self.__dict__.items()}
+        return (_rebuild, (type(self), self.args, state))
+
     @property
     def request_id(self) -> str | None:
         """The request id of the last attempt, if a response carried one."""
         return self.request_ids[-1] if self.request_ids else None
+
+
+def _detached(value: Any) -> Any:
+    """``value`` without its binding to a live client (a model's private, ``eq=False`` fields
+    such as a job's backend), so that it pickles."""
+    if attrs.has(type(value)):
+        unbound = {
+            f.alias or f.name: None
+            for f in attrs.fields(type(value))
+            if f.name.startswith("_") and not f.eq and getattr(value, f.name) is not None
+        }
+        return attrs.evolve(value, **unbound) if unbound else value
+    return value
+
+
+def _rebuild(cls: type[PhotaError], args: tuple[Any, ...], state: dict[str, Any]) -> PhotaError:
+    """Unpickle an error: the same class, message and attributes, constructor not called."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidRequestError(PhotaError, ValueError):

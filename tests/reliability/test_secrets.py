@@ -10,6 +10,7 @@ import pytest
 from phota_async import PhotaClient
 from phota_async.errors import PhotaError
 from phota_async.testing import PhotaEmulator
+from tests.conftest import jpeg_bytes
 
 KEY = "sk_live_TOPSECRET_4242"
 
@@ -28,7 +29,7 @@ async def test_key_absent_everywhere_even_when_echoed(caplog: pytest.LogCaptureF
             for call in (
                 phota.profiles.list(),
                 phota.generate("x"),
-                phota.enhance(b"\xff\xd8\xff" + b"\0" * 64),
+                phota.enhance(jpeg_bytes()),
                 phota.profiles.get("../etc"),
             ):
                 with pytest.raises(PhotaError) as info:

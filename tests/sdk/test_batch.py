@@ -67,7 +67,7 @@ async def test_one_failure_does_not_stop_the_batch(
 ) -> None:
     """A bad input fails alone; the rest succeed."""
     bad = tmp_path / "bad.jpg"
-    bad.write_bytes(b"\xff\xd8\xff not really")
+    bad.write_bytes(b"\xff\xd8\xff not really\xff\xd9")  # whole-looking: the server refuses it
     items = await fast.enhance_many([*photos[:3], bad, *photos[3:6]], concurrency=3).collect()
     assert [i.ok for i in items] == [True, True, True, False, True, True, True]
     assert items[3].error is not None

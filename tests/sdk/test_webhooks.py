@@ -168,3 +168,134 @@ async def test_callback_completes_a_slow_poll_wait(emu: PhotaEmulator) -> None:
     assert elapsed < 5
     assert len([r for r in emu.requests if r["path"] == f"/jobs/{job.id}"]) == 2
     assert emu.callbacks[0]["status"] == 204
+
+
+@pytest.mark.parametrize(
+    "stamp", ["²", "1800000000²", "١٨٠٠٠٠٠٠٠٠", "１８００", "+1800000000", " 1"]
+)
+def test_timestamp_accepts_ascii_digits_only(stamp: str) -> None:
+    """Superscript, Arabic-Indic and full-width digits or signs in ``t=`` are refused."""
+    with pytest.raises(WebhookVerificationError, match="not a number"):
+        verify_signature(BODY, f"t={stamp},v1={'0' * 64}", SECRET, now=NOW)
+
+
+def _job_body(status: str, job_id: str = "job_1", note: str = "") -> bytes:
+    return json.dumps({"job_id": job_id, "status": status, "error": None, "note": note}).encode()
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[tuple[list[Job], str]]:
+    """A running handler remembering 4 deliveries, and the jobs it handed over."""
+    jobs: list[Job] = []
+
+    async def on_job(job: Job) -> None:
+        jobs.append(job)
+
+    app = hook_app(webhook_handler(SECRET, on_job, remember=4))
+    async with local_server(app) as origin:
+        yield jobs, f"{origin}/hook"
+
+
+async def _deliver(url: str, body: bytes, header: str | None = None) -> int:
+    headers = {"X-Phota-Signature": header if header is not None else sign(body, SECRET)}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers=headers) as r,
+    ):
+        return r.status
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "t=²,v1=" + "0" * 64,
+        "t=١٢٣,v1=" + "0" * 64,
+        "t=,v1=",
+        "=,=",
+        ",,,",
+        "t=1,t=2",
+        "v1=" + "0" * 64,
+        "t=99999999999999999999,v1=" + "0" * 64,
+        "t=" + str(int(time.time())) + ",v1=ü",
+        "\t",
+    ],
+)
+async def test_handler_answers_401_to_every_malformed_header(
+    hook: tuple[list[Job], str], header: str
+) -> None:
+    """Every malformed signature header gets a 401 (never a 500) and hands over nothing."""
+    jobs, url = hook
+    assert await _deliver(url, BODY, header) == 401
+    assert jobs == []
+
+
+async def test_handler_drops_a_replayed_delivery(hook: tuple[list[Job], str]) -> None:
+    """The same delivery sent again is acknowledged but not handed over twice."""
+    jobs, url = hook
+    header = sign(BODY, SECRET)
+    assert [await _deliver(url, BODY, header) for _ in range(3)] == [204, 204, 204]
+    assert len(jobs) == 1
+
+
+async def test_handler_drops_a_replay_re_signed_later(hook: tuple[list[Job], str]) -> None:
+    """The same body under a newer timestamp is still a replay."""
+    jobs, url = hook
+    await _deliver(url, BODY, sign(BODY, SECRET, int(time.time()) - 5))
+    assert await _deliver(url, BODY, sign(BODY, SECRET)) == 204
+    assert len(jobs) == 1
+
+
+async def test_handler_drops_a_status_step_back(hook: tuple[list[Job], str]) -> None:
+    """A RUNNING delivery after SUCCEEDED is dropped: a job's status never goes backwards."""
+    jobs, url = hook
+    for status in ("QUEUED", "SUCCEEDED", "RUNNING", "QUEUED"):
+        assert await _deliver(url, _job_body(status)) == 204
+    assert [j.status for j in jobs] == ["QUEUED", "SUCCEEDED"]
+
+
+async def test_handler_drops_a_second_finish(hook: tuple[list[Job], str]) -> None:
+    """A finished job's later, different finished delivery is dropped."""
+    jobs, url = hook
+    await _deliver(url, _job_body("SUCCEEDED"))
+    await _deliver(url, _job_body("FAILED", note="late"))
+    assert [j.status for j in jobs] == ["SUCCEEDED"]
+
+
+async def test_handler_keeps_jobs_apart_and_passes_unknown_statuses(
+    hook: tuple[list[Job], str],
+) -> None:
+    """Ordering is per job, and a status the SDK does not know is never dropped as stale."""
+    jobs, url = hook
+    await _deliver(url, _job_body("SUCCEEDED", "job_a"))
+    await _deliver(url, _job_body("RUNNING", "job_b"))
+    await _deliver(url, _job_body("PAUSED", "job_a"))
+    assert [(j.id, j.status) for j in jobs] == [
+        ("job_a", "SUCCEEDED"), ("job_b", "RUNNING"), ("job_a", "PAUSED"),
+    ]  # fmt: skip
+
+
+async def test_handler_memory_is_bounded(hook: tuple[list[Job], str]) -> None:
+    """Past ``remember`` newer deliveries and jobs, the oldest is forgotten (memory stays bounded)."""
+    jobs, url = hook
+    first = _job_body("RUNNING", "job_0")
+    await _deliver(url, first)
+    for i in range(1, 5):
+        await _deliver(url, _job_body("RUNNING", f"job_{i}"))
+    await _deliver(url, first)
+    assert [j.id for j in jobs] == ["job_0", "job_1", "job_2", "job_3", "job_4", "job_0"]
+
+
+async def test_delivery_whose_handler_failed_is_handled_on_retry() -> None:
+    """When on_job raises, the delivery is not remembered, so the sender's retry is handled."""
+    calls: list[str] = []
+
+    async def on_job(job: Job) -> None:
+        calls.append(job.status)
+        if len(calls) == 1:
+            raise RuntimeError("database down")
+
+    async with local_server(hook_app(webhook_handler(SECRET, on_job))) as origin:
+        header = sign(BODY, SECRET)
+        assert await _deliver(f"{origin}/hook", BODY, header) == 500
+        assert await _deliver(f"{origin}/hook", BODY, header) == 204
+    assert calls == ["SUCCEEDED", "SUCCEEDED"]

@@ -1,0 +1,195 @@
+"""Keeping API keys out of every text the SDK produces, whatever a server sends back.
+
+A hostile or broken server can echo the key it received: in an error body, a ``detail``, an
+``X-Request-Id`` header, a job's failure detail, a profile's message, even a status line. Rather
+than trusting every place that turns server text into an error or a log line to remember to
+scrub it, scrubbing happens where that text enters the SDK's own texts:
+
+- every ``PhotaError`` scrubs its message and every attribute as it is set (``errors.py``), so
+  an error built anywhere, by any code, from any answer, never holds the key;
+- the ``phota_async`` logger carries a filter that scrubs each record it emits;
+- the CLI scrubs the one line it prints.
+
+Each client registers its key here (``register``) and holds the returned ``Secret``; the
+registry keeps only weak references, so a key is forgotten with the last client using it.
+
+What is scrubbed: the key itself; the key written with any mix of URL-encoding (``%41``, either
+case), JSON ``\\u0041`` escapes and HTML character references; and any run of at least
+``FRAGMENT`` consecutive characters of it (a partial echo, or an echo cut by truncation). JSON
+bodies are scrubbed after parsing, when their escapes are already decoded. Keys shorter than
+``MIN_KEY`` characters are not scrubbed (they are test placeholders, not secrets, and scrubbing
+them would garble ordinary words).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import weakref
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+MASK: Final = "***"
+FRAGMENT: Final = 12
+MIN_KEY: Final = 6
+
+
+def _char_pattern(char: str) -> str:
+    """A pattern for one character of the key, in any of the encodings a server may echo."""
+    forms = [re.escape(char)]
+    forms.append("".join(f"%{b:02x}" for b in char.encode()))
+    code = ord(char)
+    if code < 0x10000:
+        forms.append(f"\\\\u{code:04x}")
+    if char in '/"\\':
+        forms.append(re.escape("\\" + char))
+    forms += [f"&#{code};", f"&#x{code:x};"]
+    # Hex digits in escapes may come in either case: match them case-insensitively, but
+    # only inside the escape forms (the key itself is case-sensitive).
+    escaped = [forms[0]] + [f"(?i:{f})" for f in forms[1:]]
+    return "(?:" + "|".join(escaped) + ")"
+
+
+def _whole_key_pattern(key: str) -> re.Pattern[str]:
+    return re.compile("".join(_char_pattern(c) for c in key))
+
+
+class Secret:
+    """One API key and how to scrub it from text. Never shows the key in its repr."""
+
+    __slots__ = ("__weakref__", "_fragments", "_key", "_pattern")
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+        self._pattern: re.Pattern[str] | None = None  # compiled on first use: about 10 ms
+        size = min(FRAGMENT, len(key))
+        self._fragments = tuple(key[i : i + size] for i in range(len(key) - size + 1))
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every echo of the key (whole, encoded, or a long fragment) masked."""
+        if self._maybe_encoded(text):
+            if self._pattern is None:
+                self._pattern = _whole_key_pattern(self._key)
+            text = self._pattern.sub(MASK, text)
+        spans = self._fragment_spans(text)
+        if not spans:
+            return text
+        out: list[str] = []
+        last = 0
+        for start, end in spans:
+            out += [text[last:start], MASK]
+            last = end
+        out.append(text[last:])
+        return "".join(out)
+
+    def _maybe_encoded(self, text: str) -> bool:
+        # The whole-key pattern is slower than a plain search; run it only when the text could
+        # hold an encoded or escaped form at all (or the key's first character raw).
+        return self._key[0] in text or "%" in text or "\\" in text or "&#" in text
+
+    def _fragment_spans(self, text: str) -> list[tuple[int, int]]:
+        """Merged spans of ``text`` that are runs of ``FRAGMENT`` or more key characters."""
+        key = self._key
+        spans: list[tuple[int, int]] = []
+        for offset, fragment in enumerate(self._fragments):
+            at = text.find(fragment)
+            while at >= 0:
+                # Grow the match both ways while the text keeps following the key.
+                start, k = at, offset
+                while start > 0 and k > 0 and text[start - 1] == key[k - 1]:
+                    start, k = start - 1, k - 1
+                end, k = at + len(fragment), offset + len(fragment)
+                while end < len(text) and k < len(key) and text[end] == key[k]:
+                    end, k = end + 1, k + 1
+                spans.append((start, end))
+                at = text.find(fragment, at + 1)
+        if not spans:
+            return spans
+        spans.sort()
+        merged = [spans[0]]
+        for start, end in spans[1:]:
+            if start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        return merged
+
+
+_live: weakref.WeakSet[Secret] = weakref.WeakSet()
+
+
+def register(key: str) -> Secret:
+    """Scrub ``key`` from every SDK text while the returned ``Secret`` is alive; hold it."""
+    secret = Secret(key)
+    if len(key) >= MIN_KEY:
+        _live.add(secret)
+    return secret
+
+
+def scrub(text: str) -> str:
+    """``text`` with every live key masked."""
+    for secret in list(_live):
+        text = secret.scrub(text)
+    return text
+
+
+def scrub_value(value: Any) -> Any:
+    """A copy of ``value`` with every live key masked in its strings (and bytes), looking into
+    mappings, lists, tuples and attrs models (their fields are replaced with ``evolve``)."""
+    if not _live:
+        return value
+    return _scrub(value, 0)
+
+
+def _scrub(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if depth > 20:  # a hostile body nests deeply: deeper than this, keep no text at all
+        return MASK if isinstance(value, (Mapping, list, tuple)) else value
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("utf-8", "surrogateescape")
+        cleaned = scrub(text)
+        return value if cleaned == text else cleaned.encode("utf-8", "surrogateescape")
+    if isinstance(value, Mapping):
+        return {_scrub(k, depth + 1): _scrub(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, depth + 1) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_scrub(v, depth + 1) for v in value)
+    if attrs.has(type(value)):
+        changes = {}
+        for field in attrs.fields(type(value)):
+            current = getattr(value, field.name)
+            cleaned = _scrub(current, depth + 1)
+            if cleaned is not current and cleaned != current:
+                changes[field.alias or field.name] = cleaned
+        return attrs.evolve(value, **changes) if changes else value
+    return value
+
+
+class ScrubFilter(logging.Filter):
+    """Masks live keys in each log record's message (and drops its arguments)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _live:
+            message = record.getMessage()
+            cleaned = scrub(message)
+            if cleaned != message or record.args:
+                record.msg, record.args = cleaned, None
+        return True
+
+
+def install_log_filter(logger: logging.Logger) -> None:
+    """Attach the scrubbing filter to ``logger`` once."""
+    if not any(isinstance(f, ScrubFilter) for f in logger.filters):
+        logger.addFilter(ScrubFilter())
+
+
+# Every SDK module logs through the one "phota_async" logger (a filter on a logger sees only
+# the records logged on that logger itself, not its children's).
+install_log_filter(logging.getLogger("phota_async"))

@@ -53,7 +53,7 @@ def _hostile_app() -> web.Application:
 
     async def cut(request: web.Request) -> web.Response:
         detail = "x" * 480 + request.headers["X-API-Key"]  # straddles the 500-character cut
-        return web.json_response({"detail": detail}, status=404)
+        return web.json_response({"code": "NOT_FOUND", "detail": detail}, status=404)
 
     async def partial(request: web.Request) -> web.Response:
         return web.json_response({"detail": f"key {KEY[:16]}... refused"}, status=401)

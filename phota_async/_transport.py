@@ -12,6 +12,7 @@ a ``Response`` (or raises a ``PhotaError``).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import ssl as ssl_module
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -38,6 +39,11 @@ DOWNLOAD_CHUNK = 256 * 1024
 WRITE_BATCH = 1024 * 1024
 HEAD_BYTES = 16  # what a download hands back: enough to tell the image format
 UPLOAD_CHUNK = 1024 * 1024
+
+# The request whose attempt is being sent by this task, for ``_MarkingConnector``.
+_SENDING: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+    "phota_sending", default=None
+)
 
 
 class Transport(Protocol):
@@ -80,20 +86,64 @@ def translate(exc: BaseException, request: Request) -> PhotaError:
     raise exc
 
 
+def _unreadable(name: object, exc: OSError) -> InvalidRequestError:
+    """An input that failed while its body was being sent: the server got a cut-short body,
+    which it cannot have processed, so this is the caller's error, not an unknown outcome."""
+    return InvalidRequestError(
+        "image",
+        f"{name} could not be read while the request was being sent "
+        f"({exc.strerror or type(exc).__name__}); the request was abandoned unfinished, so "
+        "nothing was processed",
+    )
+
+
 async def _stream(body: StreamedBody) -> AsyncIterator[bytes]:
     """Yield the body's bytes; blobs as base64, chunk by chunk (``_inputs.encoded_chunks``)."""
     for part in body.parts:
         if isinstance(part, bytes):
             yield part
             continue
-        async for chunk in encoded_chunks(part):
-            yield chunk
+        try:
+            async for chunk in encoded_chunks(part):
+                yield chunk
+        except OSError as exc:
+            raise _unreadable(part.path or "an image file", exc) from exc
 
 
 async def _stream_file(body: FileBody) -> AsyncIterator[bytes]:
     """Yield a file's raw bytes, chunk by chunk (``_inputs.read_chunks``)."""
-    async for view in read_chunks(body.path, body.size, UPLOAD_CHUNK):
-        yield bytes(view)
+    try:
+        async for view in read_chunks(body.path, body.size, UPLOAD_CHUNK):
+            yield bytes(view)
+    except OSError as exc:
+        raise _unreadable(body.path, exc) from exc
+
+
+def _local_failure(exc: BaseException) -> InvalidRequestError | None:
+    """The input error behind a failed send, if the body itself failed (aiohttp wraps it)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, InvalidRequestError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class _MarkingConnector(aiohttp.TCPConnector):
+    """A connector that marks the request being sent once it has a connection: from then on
+    the request may reach the server. Before that (waiting for a pooled connection, DNS,
+    connecting) nothing can have been sent."""
+
+    async def connect(
+        self, req: aiohttp.ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
+    ) -> Any:
+        connection = await super().connect(req, traces, timeout)
+        request = _SENDING.get()
+        if request is not None:
+            request.sent = True
+        return connection
 
 
 def _write_and_close(handle: BinaryIO, chunks: list[bytes]) -> None:
@@ -159,7 +209,7 @@ class AiohttpTransport:
             raise PhotaError("the transport is closed")
         if self._session is None:
             session = aiohttp.ClientSession(
-                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=self._limit)
+                timeout=self._timeout, connector=_MarkingConnector(limit=self._limit)
             )
             # aiohttp silently resends an idempotent request once when a pooled connection was
             # closed under it. The SDK has one retry layer, which counts, logs and keeps the
@@ -188,6 +238,10 @@ class AiohttpTransport:
 
     async def send(self, request: Request) -> Response:
         data, headers = _payload(request)
+        if self._owns_session:
+            token = _SENDING.set(request)
+        else:
+            request.sent = True  # a borrowed session's connector cannot tell: assume sent
         try:
             async with self._get_session().request(
                 request.method,
@@ -200,7 +254,13 @@ class AiohttpTransport:
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            local = _local_failure(exc) if data is not None else None
+            if local is not None:
+                raise local from local.__cause__
             raise translate(exc, request) from exc
+        finally:
+            if self._owns_session:
+                _SENDING.reset(token)
 
     async def download(self, request: Request, dest: Path) -> Response:
         try:
@@ -254,6 +314,7 @@ class MockTransport:
         self.closed = False
 
     async def send(self, request: Request) -> Response:
+        request.sent = True
         data, _ = _payload(request)
         if data is not None and not isinstance(data, bytes):
             chunks = [chunk async for chunk in data]

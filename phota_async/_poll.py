@@ -158,6 +158,8 @@ class _Watch(Generic[S]):
     fetch: Fetch[S]
     done: Callable[[S], bool]
     cadence: Callable[[S | None], Cadence]
+    # Which errors let polling go on; ``None``: the module's ``transient``.
+    keep_on: Callable[[PhotaError], bool] | None = None
     waiters: int = 0
     listeners: int = 0  # waiters with an on_update callback, who want every snapshot
     snapshot: S | None = None
@@ -198,10 +200,13 @@ class Poller:
         timeout: float,
         what: str,
         on_update: Callable[[S], None] | None = None,
+        keep_on: Callable[[PhotaError], bool] | None = None,
     ) -> S:
         """Wait until ``done(snapshot)``; return that snapshot.
 
         ``on_update`` is called with each new snapshot this waiter sees (for progress).
+        ``keep_on`` decides which poll errors let polling go on, when a new watch starts
+        (by default ``transient``).
 
         Raises:
             WaitTimeoutError: ``timeout`` seconds passed first (carries the last snapshot).
@@ -210,7 +215,7 @@ class Poller:
         watch: _Watch[S]
         existing = self._watches.get(key)
         if existing is None:
-            watch = _Watch(fetch, done, cadence)
+            watch = _Watch(fetch, done, cadence, keep_on)
             self._watches[key] = watch  # type: ignore[assignment]
             watch.task = asyncio.get_running_loop().create_task(self._run(watch))
         else:
@@ -268,7 +273,7 @@ class Poller:
             try:
                 snapshot = await watch.fetch()
             except PhotaError as exc:
-                if not transient(exc):
+                if not (watch.keep_on or transient)(exc):
                     watch.failure = exc
                     watch.publish()
                     return

@@ -31,11 +31,12 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import attrs
 
+from ._deadline import check_seconds
 from .errors import (
     APIError,
     InvalidRequestError,
@@ -51,19 +52,33 @@ S = TypeVar("S")
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
+def _seconds(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:
+    # A nan interval would reach the event loop's timer heap (call_later) and break it.
+    check_seconds(value, f"Cadence.{attribute.name}", allow_inf=False)
+
+
+def _fraction(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:
+    check_seconds(value, f"Cadence.{attribute.name}", allow_inf=False)
+    if value > 1:
+        raise InvalidRequestError(f"Cadence.{attribute.name}", f"must be 0-1, got {value!r}")
+
+
 @attrs.frozen
 class Cadence:
     """Poll intervals for one kind of wait, in seconds.
 
     ``first`` is the first interval; each later one is ``factor`` times longer, up to ``cap``,
     and never below ``floor``. ``jitter`` shortens intervals by up to that fraction.
+
+    Raises:
+        InvalidRequestError: a field is not a finite number >= 0 (``jitter``: 0-1).
     """
 
-    first: float
-    cap: float
-    factor: float = 1.5
-    floor: float = 0.0
-    jitter: float = 0.1
+    first: float = attrs.field(validator=_seconds)
+    cap: float = attrs.field(validator=_seconds)
+    factor: float = attrs.field(default=1.5, validator=_seconds)
+    floor: float = attrs.field(default=0.0, validator=_seconds)
+    jitter: float = attrs.field(default=0.1, validator=_fraction)
 
     def scaled(self, by: float) -> Cadence:
         return attrs.evolve(self, first=self.first * by, cap=self.cap * by, floor=self.floor * by)
@@ -125,8 +140,10 @@ class PollBudget:
     """
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if rate <= 0:
-            raise ValueError("the poll budget must be positive")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+            raise InvalidRequestError(
+                "max_polls_per_second", f"must be a positive number, got {rate!r}"
+            )
         self.interval = 1.0 / rate
         self._clock = clock
         self._last = -math.inf
@@ -310,9 +327,7 @@ def wait_deadline(timeout: float | None, default: float) -> float:
     """A wait's deadline in seconds: ``None`` is the default, never an accidental forever."""
     if timeout is None:
         return default
-    if math.isnan(timeout) or timeout < 0:
-        raise InvalidRequestError("timeout", f"must be a number of seconds >= 0, got {timeout}")
-    return timeout
+    return check_seconds(timeout, "timeout")
 
 
 def transient(exc: PhotaError) -> bool:

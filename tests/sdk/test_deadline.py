@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from phota_async import PhotaClient, RetryPolicy
+from phota_async import Cadence, PhotaClient, PollPolicy, RetryPolicy
 from phota_async._deadline import Deadlines, check_seconds
 from phota_async.errors import InvalidRequestError
 
@@ -165,3 +165,18 @@ def test_retry_policy_fields_out_of_range_are_refused(
     with pytest.raises(InvalidRequestError) as info:
         RetryPolicy(**options)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("field", ["first", "cap", "factor", "floor", "jitter"])
+def test_a_nan_cadence_is_refused(field: str) -> None:
+    """A nan poll interval is refused when the cadence is made, before it can reach a timer."""
+    values = {"first": 1.0, "cap": 2.0, field: math.nan}
+    with pytest.raises(InvalidRequestError, match=f"Cadence.{field}"):
+        Cadence(**values)
+
+
+def test_a_nan_poll_budget_is_refused() -> None:
+    """A client with a nan poll budget (polls unbounded) is refused."""
+    policy = PollPolicy(max_polls_per_second=math.nan)
+    with pytest.raises(InvalidRequestError, match="max_polls_per_second"):
+        PhotaClient(api_key="k", base_url="https://api.test/v1/phota", poll=policy)

@@ -32,6 +32,7 @@ from .errors import (
     OutcomeUnknownError,
     PhotaError,
     ProfileTrainingError,
+    ReadTimeoutError,
 )
 from .models import Profile, ProfileStatus
 
@@ -100,6 +101,8 @@ class Profiles:
             OutcomeUnknownError: the answer was lost and the profile could not be found; it
                 may exist (and be charged). ``.tag`` is the tag to look it up with
                 (``profiles.list(tag=...)``) before creating it again.
+            ReadTimeoutError: the deadline passed while uploading (no profile was created), or
+                as for any call.
             ProfileTrainingError, WaitTimeoutError: with ``wait=True``, as for ``wait_ready``.
             NotFoundError: with ``wait=True``, the new profile's status was still not found
                 ``CREATED_NOT_FOUND_GRACE`` seconds after creation; the message names its id.
@@ -120,8 +123,14 @@ class Profiles:
             )
         deadline = client.timeout if timeout is None else timeout
         started = anyio.current_time()
-        with anyio.fail_after(deadline):
-            urls = await _upload_all(sources, uploader, upload_concurrency, on_upload)
+        try:
+            with anyio.fail_after(deadline):
+                urls = await _upload_all(sources, uploader, upload_concurrency, on_upload)
+        except TimeoutError:
+            raise ReadTimeoutError(
+                f"profiles.create: the {deadline:g} s deadline passed while uploading the "
+                "training photos; no profile was created"
+            ) from None
         generated = tag is None
         tag = f"{AUTO_TAG_PREFIX}{uuid.uuid4().hex}" if tag is None else tag
         fields = proto.training_fields(urls, tier, tag)

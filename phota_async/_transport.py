@@ -50,7 +50,11 @@ class Transport(Protocol):
     """Sends requests. Implementations raise only ``PhotaError`` subclasses."""
 
     async def send(self, request: Request) -> Response:
-        """Send one request and read its whole response."""
+        """Send one request and read its whole response.
+
+        Sets ``request.sent = True`` once the request may reach the server (it has a
+        connection); a call whose deadline passes before that is known to be unsent.
+        """
         ...
 
     async def download(self, request: Request, dest: Path) -> Response:

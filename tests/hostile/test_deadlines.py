@@ -119,6 +119,21 @@ async def test_one_nan_call_cannot_turn_off_another_calls_deadline() -> None:
             await asyncio.wait_for(bounded, 5)
 
 
+async def test_a_deadline_passed_while_uploading_creates_nothing(emu: PhotaEmulator) -> None:
+    """create() whose uploads outlast its deadline raises ReadTimeoutError; nothing is created."""
+
+    async def slow(data: bytes | Path, name: str, content_type: str) -> str:
+        await asyncio.sleep(30)
+        raise AssertionError("the upload should have been cut off")
+
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url) as phota:
+        with pytest.raises(ReadTimeoutError, match="while uploading the training photos"):
+            await phota.profiles.create(
+                [jpeg_bytes(i) for i in range(5)], tier="fast", uploader=slow, timeout=0.2
+            )
+    assert emu.profiles() == []
+
+
 # -- row 3: the deadline lives in the retry layer --------------------------------------------
 
 

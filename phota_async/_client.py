@@ -21,14 +21,14 @@ from . import _retry
 from ._batch import BatchRun, Manifest, Progress
 from ._bound import Bound
 from ._calls import edit_call, enhance_call, left, remix_call
-from ._deadline import Deadlines
+from ._deadline import QUEUED, SENDING, Deadline, Deadlines, check_seconds
 from ._files import off_loop, settled, temp_beside
 from ._jobs import Jobs
 from ._poll import PollBudget, Poller, PollPolicy
 from ._profiles import Profiles
 from ._protocol import FileBody, Request, Response, StudioCall
 from ._retry import RetryPolicy
-from ._transport import AiohttpTransport, Transport
+from ._transport import AiohttpTransport, MockTransport, Transport
 from .errors import (
     InvalidRequestError,
     OutcomeUnknownError,
@@ -76,7 +76,8 @@ class PhotaClient:
         read_timeout: seconds allowed between bytes of a response.
         timeout: seconds allowed for a whole call, retries and waits included (overridable per
             call with ``timeout=``).
-        max_concurrency: the most requests in flight at once from this client.
+        max_concurrency: the most requests in flight at once from this client (a whole
+            number >= 1).
         retry: the ``RetryPolicy``.
         poll: the ``PollPolicy`` for waits (intervals and the client-wide poll budget).
         ssl: passed to aiohttp (``True``, ``False`` or an ``ssl.SSLContext``).
@@ -87,7 +88,9 @@ class PhotaClient:
             wherever they go. Ignored with ``transport=``.
 
     Raises:
-        InvalidRequestError: no API key was given or found.
+        InvalidRequestError: no API key was given or found, or an option is out of range
+            (a timeout that is not a number of seconds >= 0, ``nan``, or ``inf`` where a limit
+            is needed; ``max_concurrency`` not a whole number >= 1).
     """
 
     def __init__(
@@ -114,8 +117,21 @@ class PhotaClient:
         if not self.base_url.startswith(("http://", "https://")):
             raise InvalidRequestError("base_url", "must start with http:// or https://")
         self._api = proto.Api(self.base_url, self._api_key)
-        if max_concurrency < 1:
-            raise InvalidRequestError("max_concurrency", "must be at least 1")
+        if (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or max_concurrency < 1
+        ):
+            raise InvalidRequestError(
+                "max_concurrency", f"must be a whole number >= 1, got {max_concurrency!r}"
+            )
+        connect_timeout = check_seconds(
+            connect_timeout, "connect_timeout", allow_inf=False, allow_zero=False
+        )
+        read_timeout = check_seconds(
+            read_timeout, "read_timeout", allow_inf=False, allow_zero=False
+        )
+        timeout = check_seconds(timeout, "timeout")
         self._transport: Transport = transport or AiohttpTransport(
             session,
             connect_timeout=connect_timeout,
@@ -125,10 +141,14 @@ class PhotaClient:
             limit=max(100, max_concurrency),
             follow_download_redirects=follow_download_redirects,
         )
-        self.timeout = timeout
+        self._timeout = timeout
         self._retry = retry or RetryPolicy()
+        self._max_concurrency = max_concurrency
         self._bound = Bound(max_concurrency)
         self._deadlines = Deadlines()
+        # Our transports mark a request as sent once it has a connection; with any other, a
+        # request counts as (possibly) sent as soon as it is handed over.
+        self._assume_sent = not isinstance(self._transport, (AiohttpTransport, MockTransport))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._secret: str | None = None
@@ -139,6 +159,19 @@ class PhotaClient:
 
     def __repr__(self) -> str:
         return f"<PhotaClient base_url={self.base_url!r} api_key=***>"
+
+    @property
+    def timeout(self) -> float:
+        """The default deadline of a call, in seconds (``math.inf``: none).
+
+        Raises:
+            InvalidRequestError: on assignment, a value that is not a number of seconds >= 0.
+        """
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._timeout = check_seconds(value, "timeout")
 
     async def __aenter__(self) -> PhotaClient:
         self._check_usable()
@@ -173,14 +206,22 @@ class PhotaClient:
             )
 
     async def _attempt(
-        self, request: Request, decode: Callable[[Response], T], number: int, into: Path | None
+        self,
+        request: Request,
+        decode: Callable[[Response], T],
+        number: int,
+        into: Path | None,
+        deadline: Deadline,
     ) -> T:
         """One attempt: send (or download ``into`` a file) under the concurrency bound, log it,
-        decode the answer."""
+        decode the answer. ``deadline.phase`` and ``request.sent`` say how far it got."""
         debug = log.isEnabledFor(logging.DEBUG)
         started = time.perf_counter() if debug else 0.0
         if not self._bound.try_take():
+            deadline.phase = QUEUED
             await self._bound.take()
+        deadline.phase = SENDING
+        request.sent = self._assume_sent
         try:
             if into is None:
                 response = await self._transport.send(request)
@@ -217,33 +258,87 @@ class PhotaClient:
         """Send with retries and a deadline over the whole call; decode the answer.
 
         With ``into``, the body is streamed into that file and ``decode`` sees its first bytes.
+        The deadline lives in the retry layer too: no backoff or ``Retry-After`` wait is
+        started that the time left cannot cover.
+
+        Raises:
+            InvalidRequestError: ``timeout`` is not a number of seconds >= 0 (nothing sent).
+            ReadTimeoutError: the deadline passed and the call cannot have been processed
+                (it was queued, connecting, or waiting to retry), or it is a safe call.
+            OutcomeUnknownError: the deadline passed after a paid or keyed request was sent.
+            PhotaError: the last attempt's error, as ``_retry.call`` raises it.
         """
         self._check_usable()
-        deadline = self.timeout if timeout is None else timeout
+        seconds = self._timeout if timeout is None else check_seconds(timeout, "timeout")
+        trail: _retry.Trail | None = None
+        deadline: Deadline | None = None
         try:
-            with self._deadlines.after(deadline):
+            with self._deadlines.after(seconds) as deadline:
                 try:
-                    return await self._attempt(request, decode, 1, into)
+                    return await self._attempt(request, decode, 1, into, deadline)
                 except PhotaError as first:
                     # Only a failed first attempt pays for the retry machinery.
                     numbers = itertools.count(2)
+                    trail = _retry.Trail()
                     return await _retry.call(
-                        lambda: self._attempt(request, decode, next(numbers), into),
+                        lambda: self._attempt(request, decode, next(numbers), into, deadline),
                         retry=request.retry,
                         endpoint=request.endpoint,
                         policy=self._retry,
                         first_failure=first,
+                        deadline=deadline,
+                        trail=trail,
                     )
         except TimeoutError:
-            if request.retry == "paid":
-                raise OutcomeUnknownError(
-                    f"{request.method} {request.endpoint}: no answer within the {deadline:g} s "
-                    "deadline; the call may have been processed and charged. Run long calls as "
-                    "jobs (phota.jobs.submit_*)."
-                ) from None
-            raise ReadTimeoutError(
-                f"{request.method} {request.endpoint}: not finished within the {deadline:g} s deadline"
-            ) from None
+            assert deadline is not None
+            error = self._cut_off(request, seconds, deadline, trail)
+            raise error from error.__cause__
+
+    def _cut_off(
+        self, request: Request, seconds: float, deadline: Deadline, trail: _retry.Trail | None
+    ) -> PhotaError:
+        """The error for a call whose deadline passed: where the time went, whether anything
+        was sent, and every attempt's request id."""
+        where = f"{request.method} {request.endpoint}"
+        phase = deadline.phase
+        sent = phase == SENDING and request.sent
+        if sent:
+            place = "waiting for the answer"
+        elif phase == QUEUED:
+            place = f"queued for a concurrency slot (max_concurrency={self._max_concurrency})"
+        elif phase == SENDING:
+            place = "connecting"
+        else:
+            place = phase
+        last = trail.last if trail is not None else None
+        earlier = trail is not None and trail.maybe_processed
+        before = f"; the attempt before failed with: {last}" if last is not None else ""
+        error: PhotaError
+        if request.retry != "safe" and (sent or earlier):
+            advice = (
+                "The job may have been created."
+                if request.retry == "keyed"
+                else "The call may have been processed and charged; run long calls as jobs "
+                "(phota.jobs.submit_*)."
+            )
+            error = OutcomeUnknownError(
+                f"{where}: no answer within the {seconds:g} s deadline (it ran out while "
+                f"{place}){before}. {advice}"
+            )
+        else:
+            if sent or earlier:
+                unsent = ""
+            elif last is None:
+                unsent = "; nothing was sent"
+            else:
+                unsent = "; no later attempt was sent"
+            error = ReadTimeoutError(
+                f"{where}: the {seconds:g} s deadline passed while {place}{unsent}{before}"
+            )
+        if trail is not None:
+            trail.stamp(error)
+        error.__cause__ = last
+        return error
 
     # -- downloads -----------------------------------------------------------------------
 
@@ -292,8 +387,12 @@ class PhotaClient:
         )
 
     async def run(self, call: StudioCall, *, via_job: bool, timeout: float | None) -> ImageResult:
-        """Send a studio call synchronously, or as a job awaited here, within one deadline."""
-        deadline = self.timeout if timeout is None else timeout
+        """Send a studio call synchronously, or as a job awaited here, within one deadline.
+
+        Raises:
+            InvalidRequestError: ``timeout`` is not a number of seconds >= 0 (nothing sent).
+        """
+        deadline = self._timeout if timeout is None else check_seconds(timeout, "timeout")
         if via_job:
             started = time.monotonic()
             job = await self.jobs.submit(call, timeout=deadline)

@@ -7,6 +7,12 @@ client: each call pushes ``(deadline, entry)`` onto one heap, and a single timer
 earliest live deadline cancels the calls that are past theirs. The semantics are those of
 ``asyncio.timeout()``: on expiry the task is cancelled, and leaving the block turns that
 cancellation (and only that one) into ``TimeoutError``.
+
+Only finite deadlines enter the heap: a ``nan`` in it would make every comparison false and
+break the heap order for every other call of the client, so ``after()`` refuses it, and an
+infinite deadline simply never arms the timer. A ``Deadline`` also records where its call is
+(``phase``), so that a call cut off by its deadline can say where the time went and whether
+anything was sent.
 """
 
 from __future__ import annotations
@@ -16,6 +22,45 @@ import heapq
 import itertools
 import math
 from types import TracebackType
+from typing import Any
+
+from .errors import InvalidRequestError
+
+# Where a call is when its deadline passes (``Deadline.phase``).
+STARTING = "starting"
+QUEUED = "queued for a concurrency slot"
+SENDING = "sending"
+BACKOFF = "waiting to retry"
+
+
+def check_seconds(
+    value: Any, field: str, *, allow_inf: bool = True, allow_zero: bool = True
+) -> float:
+    """Accept a number of seconds: a real number, not ``nan``, not negative.
+
+    Args:
+        value: what the caller passed.
+        field: the parameter's name, for the error.
+        allow_inf: whether ``math.inf`` ("no limit") is accepted.
+        allow_zero: whether ``0`` is accepted.
+
+    Returns:
+        The value as a ``float``.
+
+    Raises:
+        InvalidRequestError: ``value`` is not an acceptable number of seconds.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequestError(field, f"must be a number of seconds, got {type(value).__name__}")
+    seconds = float(value)
+    if math.isnan(seconds):
+        raise InvalidRequestError(field, "must be a number of seconds, got nan")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise InvalidRequestError(field, f"must be {bound} seconds, got {value!r}")
+    if math.isinf(seconds) and not allow_inf:
+        raise InvalidRequestError(field, "must be a finite number of seconds, got inf")
+    return seconds
 
 
 class Deadline:
@@ -25,12 +70,19 @@ class Deadline:
     already registered it, so the per-call cost is one small object and a heap push.
     """
 
-    __slots__ = ("_cancelling", "_task", "done", "expired")
+    __slots__ = ("_cancelling", "_task", "done", "expired", "phase", "when")
 
     _task: asyncio.Task[object]
     _cancelling: int
     done: bool
     expired: bool
+    phase: str
+    when: float
+    """The loop time at which the call is cut off (``math.inf``: never)."""
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (negative once it has passed)."""
+        return self.when - self._task.get_loop().time()
 
     def __enter__(self) -> Deadline:
         return self
@@ -66,15 +118,26 @@ class Deadlines:
 
     def after(self, seconds: float) -> Deadline:
         """A deadline ``seconds`` from now for the current task; use it as a context manager
-        right away (it counts from this call)."""
+        right away (it counts from this call).
+
+        Raises:
+            InvalidRequestError: ``seconds`` is ``nan`` (nothing is registered).
+        """
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("a deadline needs a running task")
+        if seconds != seconds:
+            raise InvalidRequestError("timeout", "must be a number of seconds, got nan")
+        if seconds < 0:
+            seconds = 0.0  # already past: cut off at the next turn of the loop
         deadline = Deadline.__new__(Deadline)
         deadline._task = task
         deadline._cancelling = task.cancelling()
         deadline.done = deadline.expired = False
-        when = task.get_loop().time() + seconds
+        deadline.phase = STARTING
+        when = deadline.when = task.get_loop().time() + seconds
+        if when == math.inf:
+            return deadline  # no limit: nothing to arm
         heap = self._heap
         heapq.heappush(heap, (when, next(self._order), deadline))
         if len(heap) > self._sweep_at:

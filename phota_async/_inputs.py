@@ -314,6 +314,17 @@ class FileChunks:
         self.close()
 
 
+def _unreadable(name: object, exc: OSError) -> InvalidRequestError:
+    """An input that failed while its body was being sent: the server got a cut-short body,
+    which it cannot have processed, so this is the caller's error, not an unknown outcome."""
+    return InvalidRequestError(
+        "image",
+        f"{name} could not be read while the request was being sent "
+        f"({exc.strerror or type(exc).__name__}); the request was abandoned unfinished, so "
+        "nothing was processed",
+    )
+
+
 class BodyChunks:
     """The bytes of a request body made of literal parts and blobs (base64-encoded), as an
     async iterator that ``close()`` stops at once, closing any file it is reading, even while
@@ -326,11 +337,12 @@ class BodyChunks:
             one file as the whole body).
     """
 
-    __slots__ = ("_current", "_parts", "_raw")
+    __slots__ = ("_current", "_name", "_parts", "_raw")
 
     def __init__(self, parts: tuple[bytes | ImageBlob, ...], *, raw: int = 0) -> None:
         self._parts = list(reversed(parts))
         self._current: FileChunks | _Encoded | AsyncIterator[bytes] | None = None
+        self._name: object = "an image file"
         self._raw = raw
 
     @classmethod
@@ -349,12 +361,15 @@ class BodyChunks:
                 except StopAsyncIteration:
                     self._current = None
                     continue
+                except OSError as exc:
+                    raise _unreadable(self._name, exc) from exc
                 return bytes(chunk) if isinstance(chunk, memoryview) else chunk
             if not self._parts:
                 raise StopAsyncIteration
             part = self._parts.pop()
             if isinstance(part, bytes):
                 return part
+            self._name = part.path or "an image file"
             if self._raw and part.path is not None:
                 self._current = read_chunks(part.path, part.size, self._raw, part.identity)
             else:

@@ -18,7 +18,12 @@ from ._calls import edit_call, enhance_call, left, remix_call
 from ._converter import structure
 from ._poll import wait_deadline
 from ._protocol import Response, StudioCall
-from .errors import InvalidRequestError, JobFailedError, ResponseValidationError
+from .errors import (
+    InvalidRequestError,
+    JobFailedError,
+    OutcomeUnknownError,
+    ResponseValidationError,
+)
 from .models import ImageResult, Job, JobStatus
 
 if TYPE_CHECKING:
@@ -43,7 +48,13 @@ class Jobs:
         callback_url: str | None = None,
         timeout: float | None = None,
     ) -> Job:
-        """Submit a validated studio call as a job (retried safely with its idempotency key)."""
+        """Submit a validated studio call as a job (retried safely with its idempotency key).
+
+        Raises:
+            OutcomeUnknownError: every attempt lost its answer (or the deadline cut the last
+                one short) after one may have created the job; ``client_request_id`` holds the
+                key to submit again with, which returns that job and never charges twice.
+        """
         client = self._client
         fields = call.as_job(client_request_id, callback_url)
         key = fields["client_request_id"]
@@ -60,7 +71,10 @@ class Jobs:
                 backend=self,
             )
 
-        return await client._send(request, decode, timeout)
+        try:
+            return await client._send(request, decode, timeout)
+        except OutcomeUnknownError as exc:
+            raise _lost_submit(exc, key) from exc.__cause__
 
     async def submit_generate(
         self,
@@ -209,6 +223,18 @@ class Jobs:
     def notify(self, job_id: str) -> bool:
         """Poll ``job_id`` now (a verified webhook said it changed); ``False`` if nobody waits."""
         return self._client.poller.nudge(("job", job_id))
+
+
+def _lost_submit(exc: OutcomeUnknownError, key: str) -> OutcomeUnknownError:
+    """``exc`` with the submit's idempotency key, and what to do with it."""
+    error = OutcomeUnknownError(
+        f"{exc} Submit again with client_request_id={key!r}: the server returns the original "
+        "job for the same key, so it is never charged twice."
+    )
+    error.client_request_id = key
+    error.request_ids = exc.request_ids
+    error.attempts = exc.attempts
+    return error
 
 
 def job_from_json(data: Any, backend: Jobs) -> Job:

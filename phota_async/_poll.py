@@ -31,11 +31,12 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import attrs
 
+from ._deadline import check_seconds
 from .errors import (
     APIError,
     InvalidRequestError,
@@ -51,19 +52,33 @@ S = TypeVar("S")
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
+def _seconds(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:
+    # A nan interval would reach the event loop's timer heap (call_later) and break it.
+    check_seconds(value, f"Cadence.{attribute.name}", allow_inf=False)
+
+
+def _fraction(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:
+    check_seconds(value, f"Cadence.{attribute.name}", allow_inf=False)
+    if value > 1:
+        raise InvalidRequestError(f"Cadence.{attribute.name}", f"must be 0-1, got {value!r}")
+
+
 @attrs.frozen
 class Cadence:
     """Poll intervals for one kind of wait, in seconds.
 
     ``first`` is the first interval; each later one is ``factor`` times longer, up to ``cap``,
     and never below ``floor``. ``jitter`` shortens intervals by up to that fraction.
+
+    Raises:
+        InvalidRequestError: a field is not a finite number >= 0 (``jitter``: 0-1).
     """
 
-    first: float
-    cap: float
-    factor: float = 1.5
-    floor: float = 0.0
-    jitter: float = 0.1
+    first: float = attrs.field(validator=_seconds)
+    cap: float = attrs.field(validator=_seconds)
+    factor: float = attrs.field(default=1.5, validator=_seconds)
+    floor: float = attrs.field(default=0.0, validator=_seconds)
+    jitter: float = attrs.field(default=0.1, validator=_fraction)
 
     def scaled(self, by: float) -> Cadence:
         return attrs.evolve(self, first=self.first * by, cap=self.cap * by, floor=self.floor * by)
@@ -125,8 +140,10 @@ class PollBudget:
     """
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if rate <= 0:
-            raise ValueError("the poll budget must be positive")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
+            raise InvalidRequestError(
+                "max_polls_per_second", f"must be a positive number, got {rate!r}"
+            )
         self.interval = 1.0 / rate
         self._clock = clock
         self._last = -math.inf
@@ -158,6 +175,8 @@ class _Watch(Generic[S]):
     fetch: Fetch[S]
     done: Callable[[S], bool]
     cadence: Callable[[S | None], Cadence]
+    # Which errors let polling go on; ``None``: the module's ``transient``.
+    keep_on: Callable[[PhotaError], bool] | None = None
     waiters: int = 0
     listeners: int = 0  # waiters with an on_update callback, who want every snapshot
     snapshot: S | None = None
@@ -198,10 +217,13 @@ class Poller:
         timeout: float,
         what: str,
         on_update: Callable[[S], None] | None = None,
+        keep_on: Callable[[PhotaError], bool] | None = None,
     ) -> S:
         """Wait until ``done(snapshot)``; return that snapshot.
 
         ``on_update`` is called with each new snapshot this waiter sees (for progress).
+        ``keep_on`` decides which poll errors let polling go on, when a new watch starts
+        (by default ``transient``).
 
         Raises:
             WaitTimeoutError: ``timeout`` seconds passed first (carries the last snapshot).
@@ -210,7 +232,7 @@ class Poller:
         watch: _Watch[S]
         existing = self._watches.get(key)
         if existing is None:
-            watch = _Watch(fetch, done, cadence)
+            watch = _Watch(fetch, done, cadence, keep_on)
             self._watches[key] = watch  # type: ignore[assignment]
             watch.task = asyncio.get_running_loop().create_task(self._run(watch))
         else:
@@ -268,7 +290,7 @@ class Poller:
             try:
                 snapshot = await watch.fetch()
             except PhotaError as exc:
-                if not transient(exc):
+                if not (watch.keep_on or transient)(exc):
                     watch.failure = exc
                     watch.publish()
                     return
@@ -305,9 +327,7 @@ def wait_deadline(timeout: float | None, default: float) -> float:
     """A wait's deadline in seconds: ``None`` is the default, never an accidental forever."""
     if timeout is None:
         return default
-    if math.isnan(timeout) or timeout < 0:
-        raise InvalidRequestError("timeout", f"must be a number of seconds >= 0, got {timeout}")
-    return timeout
+    return check_seconds(timeout, "timeout")
 
 
 def transient(exc: PhotaError) -> bool:

@@ -1,7 +1,19 @@
-"""``phota.profiles``: trained subjects, their training photos, and waiting for training."""
+"""``phota.profiles``: trained subjects, their training photos, and waiting for training.
+
+A created profile is never lost. Training has no idempotency key in the API, so a profile
+created without a tag gets a unique one (``phota-`` and 32 hex digits): when the answer to
+``POST /profiles/add`` is lost, ``create`` looks the tag up (``GET /profiles/ids?tag=``) and
+returns the profile it finds instead of raising. With a tag of the caller's own (which other
+profiles may share) it raises ``OutcomeUnknownError`` carrying the tag to look it up with.
+Right after creation the status endpoint may not know the profile yet (eventual consistency):
+``create(wait=True)`` keeps polling through 404s for ``CREATED_NOT_FOUND_GRACE`` seconds, and
+an error after that names the profile's id.
+"""
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -9,17 +21,31 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import _protocol as proto
+from ._deadline import check_seconds
 from ._files import off_loop
 from ._inputs import ImageBlob, check_url, prepare_image
-from ._poll import Cadence, wait_deadline
+from ._poll import Cadence, transient, wait_deadline
 from ._uploads import Uploader
-from .errors import InvalidRequestError, NotFoundError, ProfileTrainingError
+from .errors import (
+    InvalidRequestError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PhotaError,
+    ProfileTrainingError,
+    ReadTimeoutError,
+)
 from .models import Profile, ProfileStatus
 
 if TYPE_CHECKING:
     from ._client import PhotaClient
 
+log = logging.getLogger("phota_async")
+
 DEFAULT_TRAINING_WAIT = 1800.0
+# Seconds after creation during which a 404 on the new profile's status is taken for the
+# API's eventual consistency and polled through.
+CREATED_NOT_FOUND_GRACE = 30.0
+AUTO_TAG_PREFIX = "phota-"
 CONTENT_TYPES = {
     "jpeg": "image/jpeg",
     "png": "image/png",
@@ -53,7 +79,9 @@ class Profiles:
             images: the training photos (standard: 10-50, fast: 5-10): public http(s) URLs, or
                 local ``Path``, ``bytes``, binary files or PIL images sent through ``uploader``.
             tier: ``standard`` (about 20 minutes) or ``fast``.
-            tag: an immutable label (1-128 characters), usable as a filter in ``list``.
+            tag: an immutable label (1-128 characters), usable as a filter in ``list``. When
+                omitted, the profile gets a unique tag ``phota-<32 hex digits>`` (see
+                ``Profile.tag``), by which a creation whose answer was lost is found again.
             uploader: makes local photos public URLs (see ``PresignedPutUploader``).
             upload_concurrency: the most uploads in flight at once.
             on_upload: called as ``on_upload(done, total)`` after each upload.
@@ -62,18 +90,29 @@ class Profiles:
                 ``wait=True`` (default 1800 s then).
 
         Returns:
-            The new ``Profile`` (``VALIDATING``), or the READY one with ``wait=True``.
+            The new ``Profile`` (``VALIDATING``), or the READY one with ``wait=True``. When the
+            creation's answer was lost but the profile was found by its generated tag, that
+            profile.
 
         Raises:
             InvalidRequestError: wrong number of photos, an unreadable or non-image file, a
-                local photo without an uploader, a bad tier or tag. Nothing was uploaded.
-            OutcomeUnknownError: the answer was lost; the profile may exist (and be charged).
+                local photo without an uploader, a bad tier, tag or timeout. Nothing was
+                uploaded.
+            OutcomeUnknownError: the answer was lost and the profile could not be found; it
+                may exist (and be charged). ``.tag`` is the tag to look it up with
+                (``profiles.list(tag=...)``) before creating it again.
+            ReadTimeoutError: the deadline passed while uploading (no profile was created), or
+                as for any call.
             ProfileTrainingError, WaitTimeoutError: with ``wait=True``, as for ``wait_ready``.
+            NotFoundError: with ``wait=True``, the new profile's status was still not found
+                ``CREATED_NOT_FOUND_GRACE`` seconds after creation; the message names its id.
         """
         client = self._client
         if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
             raise InvalidRequestError("images", "must be a list of training photos")
         proto.check_training_set(len(images), tier, tag)
+        if timeout is not None:
+            timeout = check_seconds(timeout, "timeout")
         sources = [await _training_source(img, f"images[{i}]") for i, img in enumerate(images)]
         local = [i for i, s in enumerate(sources) if isinstance(s, ImageBlob)]
         if local and uploader is None:
@@ -84,18 +123,82 @@ class Profiles:
             )
         deadline = client.timeout if timeout is None else timeout
         started = anyio.current_time()
-        with anyio.fail_after(deadline):
-            urls = await _upload_all(sources, uploader, upload_concurrency, on_upload)
+        try:
+            with anyio.fail_after(deadline):
+                urls = await _upload_all(sources, uploader, upload_concurrency, on_upload)
+        except TimeoutError:
+            raise ReadTimeoutError(
+                f"profiles.create: the {deadline:g} s deadline passed while uploading the "
+                "training photos; no profile was created"
+            ) from None
+        generated = tag is None
+        tag = f"{AUTO_TAG_PREFIX}{uuid.uuid4().hex}" if tag is None else tag
         fields = proto.training_fields(urls, tier, tag)
         request = client._api.post("/profiles/add", fields, "paid")
-        remaining = deadline - (anyio.current_time() - started)
-        profile_id = await client._send(request, proto.decode_created_profile_id, remaining)
+        remaining = max(0.0, deadline - (anyio.current_time() - started))
+        try:
+            profile_id = await client._send(request, proto.decode_created_profile_id, remaining)
+        except OutcomeUnknownError as lost:
+            left = max(0.0, deadline - (anyio.current_time() - started))
+            profile_id = await self._find_lost(lost, tag, generated, left)
         if not wait:
             return Profile(id=profile_id, status=ProfileStatus.VALIDATING, tag=tag)
         wait_for = DEFAULT_TRAINING_WAIT if timeout is None else timeout
-        return await self.wait_ready(
-            profile_id, timeout=wait_for - (anyio.current_time() - started)
+        return await self._wait_created(
+            profile_id, max(0.0, wait_for - (anyio.current_time() - started))
         )
+
+    async def _find_lost(
+        self, lost: OutcomeUnknownError, tag: str, generated: bool, timeout: float
+    ) -> str:
+        """The id of the profile whose creation answer was lost, found by its generated tag;
+        otherwise raise ``lost`` again with the tag to look it up with."""
+        found: list[Profile] = []
+        if generated:
+            try:
+                found = await self.list(tag=tag, timeout=timeout)
+            except PhotaError as exc:
+                log.debug("looking up the profile tagged %s failed: %s", tag, exc)
+            if len(found) == 1:
+                log.debug("the answer to POST /profiles/add was lost; found %s", found[0].id)
+                return found[0].id
+            hint = (
+                f"No single profile tagged {tag!r} was listed: it was probably not created, but "
+                "the list may lag; look again with profiles.list(tag=...) before creating it "
+                "again."
+            )
+        else:
+            hint = f"profiles.list(tag={tag!r}) lists it if it was created."
+        error = OutcomeUnknownError(f"{lost} {hint}")
+        error.tag = tag
+        error.request_ids = lost.request_ids
+        error.attempts = lost.attempts
+        raise error from lost.__cause__
+
+    async def _wait_created(self, profile_id: str, timeout: float) -> Profile:
+        """``wait_ready`` for a profile just created: a 404 soon after creation is polled
+        through, and an error names the profile, so that it is never lost."""
+        created = anyio.current_time()
+
+        def keep_on(exc: PhotaError) -> bool:
+            if isinstance(exc, NotFoundError):
+                return anyio.current_time() - created < CREATED_NOT_FOUND_GRACE
+            return transient(exc)
+
+        try:
+            return await self._wait(profile_id, timeout, None, keep_on)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                exc.status,
+                exc.code,
+                f"profile {profile_id} was created (and charged), but its status was still not "
+                f"found {CREATED_NOT_FOUND_GRACE:g} s later: {exc.detail}",
+                body=exc.body,
+                request_ids=exc.request_ids,
+            ) from exc
+        except PhotaError as exc:
+            exc.add_note(f"profile {profile_id} was created; wait for it with wait_ready()")
+            raise
 
     async def get(self, profile_id: str, *, timeout: float | None = None) -> Profile:
         """The current status of a profile.
@@ -171,6 +274,17 @@ class Profiles:
             NotFoundError: the profile does not exist (or was deleted meanwhile).
         """
         proto.check_id(profile_id, "profile_id")
+        return await self._wait(
+            profile_id, wait_deadline(timeout, DEFAULT_TRAINING_WAIT), on_update, None
+        )
+
+    async def _wait(
+        self,
+        profile_id: str,
+        timeout: float,
+        on_update: Callable[[Profile], None] | None,
+        keep_on: Callable[[PhotaError], bool] | None,
+    ) -> Profile:
         policy = self._client.poll_policy
 
         def cadence(profile: Profile | None) -> Cadence:
@@ -182,9 +296,10 @@ class Profiles:
             lambda: self.get(profile_id),
             lambda p: p.is_terminal,
             cadence,
-            wait_deadline(timeout, DEFAULT_TRAINING_WAIT),
+            timeout,
             f"profile {profile_id}",
             on_update,
+            keep_on,
         )
         if profile.is_failed:
             raise ProfileTrainingError(profile)

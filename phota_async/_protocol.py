@@ -102,6 +102,9 @@ class Request:
     headers: Mapping[str, str] = attrs.field(repr=False)
     body: Body | None = attrs.field(default=None, repr=False)
     retry: RetryClass = "safe"
+    # Set by the transport once the current attempt has a connection, after which the request
+    # may reach the server; the client resets it before each attempt.
+    sent: bool = attrs.field(default=False, repr=False, eq=False)
 
 
 @attrs.define

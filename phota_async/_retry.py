@@ -2,18 +2,26 @@
 
 The rules ("retries never bill twice"):
 
-| outcome of an attempt                    | safe (GET, DELETE) | keyed POST | paid POST                 |
-|------------------------------------------|--------------------|------------|---------------------------|
-| ConnectError (not sent)                  | retry              | retry      | retry                     |
-| 429, 503                                 | retry              | retry      | retry (refused unprocessed)|
-| 500, 502                                 | retry              | retry      | raise (502: outcome unknown) |
-| 504                                      | raise              | retry      | raise (refunded)          |
-| connection lost, read timeout, cut body  | retry              | retry      | raise OutcomeUnknownError |
-| unreadable 2xx body                      | retry              | retry      | raise OutcomeUnknownError |
-| every other status                       | raise              | raise      | raise                     |
+| outcome of an attempt                      | safe (GET, DELETE) | keyed POST | paid POST                 |
+|--------------------------------------------|--------------------|------------|---------------------------|
+| ConnectError (not sent)                    | retry              | retry      | retry                     |
+| 429, 503                                   | retry              | retry      | retry (refused unprocessed)|
+| 500, 502                                   | retry              | retry      | raise (502: outcome unknown) |
+| 504                                        | raise              | retry      | raise (refunded)          |
+| connection lost, read timeout, cut body,   | retry              | retry      | raise OutcomeUnknownError |
+| garbled status line or headers             |                    |            |                           |
+| unreadable 2xx body                        | retry              | retry      | raise OutcomeUnknownError |
+| every other status                         | raise              | raise      | raise                     |
+
+A keyed POST (a job submit) whose attempts all lost their answer, or whose retries ended after
+one of them may have created the job, raises ``OutcomeUnknownError`` too: the caller submits
+again with the same key, which the server deduplicates.
 
 ``Retry-After`` (429/503) is honoured up to ``RetryPolicy.max_retry_after``; otherwise the wait
-is capped, jittered exponential backoff. Every attempt's request id is kept on the final error.
+is capped, jittered exponential backoff. The call's deadline lives here too: a wait that the
+time left cannot cover is not started (as stamina's ``stop_before_delay``); the last real error
+is raised at once, saying that the deadline stopped the retries. Every attempt's request id is
+kept on the final error (``Trail``), even when the deadline cuts a later attempt short.
 ``set_testing(True)`` keeps the attempts but removes the waits, for fast test suites.
 """
 
@@ -23,20 +31,21 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 import tenacity
 
+from ._deadline import BACKOFF, Deadline, check_seconds
 from ._protocol import RetryClass
 from .errors import (
     APIError,
     ConnectError,
-    ConnectionLostError,
+    InvalidRequestError,
     OutcomeUnknownError,
     PhotaError,
-    ReadTimeoutError,
     ResponseValidationError,
+    TransportError,
 )
 
 T = TypeVar("T")
@@ -44,7 +53,6 @@ log = logging.getLogger("phota_async")
 
 ALWAYS_RETRIED_STATUSES = frozenset({429, 503})
 IDEMPOTENT_RETRIED_STATUSES = frozenset({500, 502})
-MAYBE_PROCESSED = (ConnectionLostError, ReadTimeoutError, ResponseValidationError)
 
 _testing = False
 
@@ -53,6 +61,17 @@ def set_testing(enabled: bool) -> None:
     """Turn backoff waits off (``True``) or back on. Attempts and their limits are unchanged."""
     global _testing
     _testing = enabled
+
+
+def _seconds(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:
+    check_seconds(value, f"RetryPolicy.{attribute.name}", allow_inf=False)
+
+
+def _count(_: Any, attribute: attrs.Attribute[int], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequestError(
+            f"RetryPolicy.{attribute.name}", f"must be a whole number >= 1, got {value!r}"
+        )
 
 
 @attrs.frozen
@@ -64,12 +83,16 @@ class RetryPolicy:
         initial_backoff: the first wait, in seconds, before jitter.
         max_backoff: the cap of the exponential wait.
         max_retry_after: the longest ``Retry-After`` honoured; a longer hint waits this long.
+
+    Raises:
+        InvalidRequestError: a field is not a whole number >= 1 (``max_attempts``) or a finite
+            number of seconds >= 0 (the others).
     """
 
-    max_attempts: int = 4
-    initial_backoff: float = 0.5
-    max_backoff: float = 8.0
-    max_retry_after: float = 60.0
+    max_attempts: int = attrs.field(default=4, validator=_count)
+    initial_backoff: float = attrs.field(default=0.5, validator=_seconds)
+    max_backoff: float = attrs.field(default=8.0, validator=_seconds)
+    max_retry_after: float = attrs.field(default=60.0, validator=_seconds)
 
     def wait_for(self, attempt: int, error: BaseException | None) -> float:
         """Seconds to wait before attempt ``attempt + 1``."""
@@ -80,6 +103,17 @@ class RetryPolicy:
             return min(hint, self.max_retry_after)
         ceiling = min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
+
+
+def maybe_processed(error: BaseException) -> bool:
+    """Whether the request that failed with ``error`` may have reached and been processed by
+    the server: it was sent, and no definite answer came back (the connection broke, no answer
+    in time, a garbled status line or headers, an unreadable body, or a proxy's 502)."""
+    if isinstance(error, ConnectError):
+        return False
+    if isinstance(error, (TransportError, ResponseValidationError)):
+        return True
+    return isinstance(error, APIError) and error.status == 502
 
 
 def retryable(error: BaseException, retry: RetryClass) -> bool:
@@ -94,21 +128,74 @@ def retryable(error: BaseException, retry: RetryClass) -> bool:
             # server deduplicates, is worth sending again.
             return retry == "keyed"
         return error.status in IDEMPOTENT_RETRIED_STATUSES and retry != "paid"
-    if isinstance(error, MAYBE_PROCESSED):
+    if maybe_processed(error):
         return retry != "paid"
     return False
 
 
-def _outcome_unknown(error: PhotaError) -> PhotaError:
-    """For a paid POST, turn 'the answer was lost' into the error that says so."""
-    if isinstance(error, MAYBE_PROCESSED) or (isinstance(error, APIError) and error.status == 502):
-        unknown = OutcomeUnknownError(
+class Trail:
+    """What the attempts of one call left behind: every request id, how many attempts were
+    made, the last error, and whether any attempt may have been processed. The client keeps
+    it, so that a call cut short by its deadline still reports all of them."""
+
+    __slots__ = ("attempts", "last", "maybe_processed", "request_ids")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.last: PhotaError | None = None
+        self.maybe_processed = False
+        self.request_ids: list[str] = []
+
+    def record(self, error: PhotaError) -> None:
+        """Note a failed attempt."""
+        self.last = error
+        self.request_ids.extend(error.request_ids)
+        if maybe_processed(error):
+            self.maybe_processed = True
+
+    def stamp(self, error: PhotaError) -> PhotaError:
+        """Put every attempt's request id and the attempt count on ``error``; return it."""
+        error.request_ids = tuple(dict.fromkeys([*self.request_ids, *error.request_ids]))
+        error.attempts = max(self.attempts, 1)
+        return error
+
+
+def outcome_unknown(error: PhotaError, retry: RetryClass, trail: Trail) -> PhotaError:
+    """The error to raise for a call that failed with ``error``: ``OutcomeUnknownError`` when
+    the call may have been processed and charged (a paid POST whose answer was lost, or a
+    keyed submit whose retries ended after an attempt that may have created the job)."""
+    if retry == "paid" and maybe_processed(error):
+        message = (
             f"{error}. The call may have been processed and charged, so it was not retried; "
             "run it as a job (phota.jobs.submit_*) to retry safely."
         )
-        unknown.__cause__ = error
-        return unknown
-    return error
+    elif (
+        retry == "keyed"
+        and trail.maybe_processed
+        and (maybe_processed(error) or retryable(error, retry))
+    ):
+        message = (
+            f"{error}. An attempt may have created the job, and no later attempt got a "
+            "definite answer."
+        )
+    else:
+        return error
+    unknown = OutcomeUnknownError(message)
+    unknown.__cause__ = error
+    return unknown
+
+
+def _deadline_stop(deadline: Deadline | None, wait: float) -> str | None:
+    """Why the call must stop instead of waiting ``wait`` seconds, if it must."""
+    if deadline is None:
+        return None
+    left = deadline.remaining()
+    if wait < left:
+        return None
+    return (
+        f"retries stopped by the call's deadline: the next wait of {wait:.3g} s "
+        f"does not fit in the {max(left, 0.0):.3g} s left"
+    )
 
 
 async def call(
@@ -119,42 +206,68 @@ async def call(
     policy: RetryPolicy,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     first_failure: PhotaError | None = None,
+    deadline: Deadline | None = None,
+    trail: Trail | None = None,
 ) -> T:
     """Run ``attempt`` until it succeeds or the rules above say stop.
 
     ``first_failure`` is the error of a first attempt the caller already made itself (the
     client does, so that a call that succeeds at once never builds any retry machinery).
+    ``deadline`` is the call's: no wait is started that the time left cannot cover. ``trail``
+    collects the attempts' request ids where the caller can still read them if the deadline
+    cancels the call mid-attempt.
 
     Raises:
         PhotaError: the last attempt's error, with ``request_ids`` of every attempt;
             ``OutcomeUnknownError`` when a paid POST's outcome cannot be known.
     """
-    request_ids: list[str] = []
-    attempts = 1
-    if first_failure is None:
+    trail = Trail() if trail is None else trail
+
+    async def again() -> T:
+        trail.attempts += 1
         try:
             return await attempt()
         except PhotaError as error:
+            trail.record(error)
+            raise
+
+    if first_failure is None:
+        try:
+            return await again()
+        except PhotaError as error:
             first_failure = error
+    else:
+        trail.attempts += 1
+        trail.record(first_failure)
     if not retryable(first_failure, retry) or policy.max_attempts <= 1:
-        _finish(first_failure, retry, request_ids, attempts)
-    request_ids.extend(first_failure.request_ids)
+        _finish(first_failure, retry, trail)
+    wait = policy.wait_for(1, first_failure)
+    stopped = _deadline_stop(deadline, wait)
+    if stopped is not None:
+        _finish(first_failure, retry, trail, stopped)
     log.debug("retrying %s after attempt 1: %s", endpoint, first_failure)
-    await sleep(policy.wait_for(1, first_failure))
+    if deadline is not None:
+        deadline.phase = BACKOFF
+    await sleep(wait)
+    stopped_by: list[str] = []
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        if state.attempt_number >= policy.max_attempts - 1:
+            return True
+        why = _deadline_stop(deadline, state.upcoming_sleep)
+        if why is not None:
+            stopped_by.append(why)
+            return True
+        return False
 
     def note(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, PhotaError) and error.request_ids:
-            request_ids.extend(error.request_ids)
         log.debug("retrying %s after attempt %d: %s", endpoint, state.attempt_number + 1, error)
-
-    async def again() -> T:
-        nonlocal attempts
-        attempts += 1
-        return await attempt()
+        if deadline is not None:
+            deadline.phase = BACKOFF
 
     retrying = tenacity.AsyncRetrying(
-        stop=tenacity.stop_after_attempt(policy.max_attempts - 1),
+        stop=stop,
         wait=lambda state: policy.wait_for(
             state.attempt_number + 1, state.outcome.exception() if state.outcome else None
         ),
@@ -166,15 +279,14 @@ async def call(
     try:
         return await retrying(again)
     except PhotaError as error:
-        _finish(error, retry, request_ids, attempts)
+        _finish(error, retry, trail, stopped_by[0] if stopped_by else None)
 
 
 def _finish(
-    error: PhotaError, retry: RetryClass, request_ids: list[str], attempts: int
+    error: PhotaError, retry: RetryClass, trail: Trail, stopped: str | None = None
 ) -> NoReturn:
     """Raise the final error of a call, carrying every attempt's request id and their count."""
-    request_ids.extend(error.request_ids)
-    final = _outcome_unknown(error) if retry == "paid" else error
-    final.request_ids = tuple(dict.fromkeys(request_ids))
-    final.attempts = attempts
+    final = trail.stamp(outcome_unknown(error, retry, trail))
+    if stopped is not None:
+        final.stopped_by = stopped
     raise final from final.__cause__

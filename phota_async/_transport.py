@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import socket
 import ssl as ssl_module
@@ -46,12 +47,21 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_DOWNLOAD_REDIRECTS = 5
 MAX_ORIGINS = 64  # per-origin options kept; more (a redirecting server's hosts) start afresh
 
+# The request whose attempt is being sent by this task, for ``_MarkingConnector``.
+_SENDING: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
+    "phota_sending", default=None
+)
+
 
 class Transport(Protocol):
     """Sends requests. Implementations raise only ``PhotaError`` subclasses."""
 
     async def send(self, request: Request) -> Response:
-        """Send one request and read its whole response."""
+        """Send one request and read its whole response.
+
+        Sets ``request.sent = True`` once the request may reach the server (it has a
+        connection); a call whose deadline passes before that is known to be unsent.
+        """
         ...
 
     async def download(self, request: Request, dest: Path) -> Response:
@@ -183,6 +193,33 @@ def _close(handle: BinaryIO) -> None:
     handle.close()
 
 
+def _local_failure(exc: BaseException) -> InvalidRequestError | None:
+    """The input error behind a failed send, if the body itself failed (aiohttp wraps it)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if isinstance(seen, InvalidRequestError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class _MarkingConnector(aiohttp.TCPConnector):
+    """A connector that marks the request being sent once it has a connection: from then on
+    the request may reach the server. Before that (waiting for a pooled connection, DNS,
+    connecting) nothing can have been sent."""
+
+    async def connect(
+        self, req: aiohttp.ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
+    ) -> Any:
+        connection = await super().connect(req, traces, timeout)
+        request = _SENDING.get()
+        if request is not None:
+            request.sent = True
+        return connection
+
+
 def _write_and_close(handle: BinaryIO, chunks: list[bytes]) -> None:
     try:
         handle.writelines(chunks)
@@ -261,7 +298,7 @@ class AiohttpTransport:
             raise PhotaError("the transport is closed")
         if self._session is None:
             session = aiohttp.ClientSession(
-                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=self._limit)
+                timeout=self._timeout, connector=_MarkingConnector(limit=self._limit)
             )
             # aiohttp silently resends an idempotent request once when a pooled connection was
             # closed under it. The SDK has one retry layer, which counts, logs and keeps the
@@ -358,13 +395,20 @@ class AiohttpTransport:
 
     async def send(self, request: Request) -> Response:
         data, headers = _payload(request)
+        if self._owns_session:
+            token = _SENDING.set(request)
+        else:
+            request.sent = True  # a borrowed session's connector cannot tell: assume sent
         try:
             async with self._request(request, data, headers) as resp:
                 body = await resp.read()
                 return Response(resp.status, resp.headers, body)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            error = translate(exc, request)
+            local = _local_failure(exc) if data is not None else None
+            error = local if local is not None else translate(exc, request)
         finally:
+            if self._owns_session:
+                _SENDING.reset(token)
             if isinstance(data, BodyChunks):
                 data.close()
         raise error  # outside the except block: ``exc`` must not become its __context__
@@ -421,6 +465,7 @@ class MockTransport:
         self.closed = False
 
     async def send(self, request: Request) -> Response:
+        request.sent = True
         data, _ = _payload(request)
         if data is not None and not isinstance(data, bytes):
             chunks = [chunk async for chunk in data]

@@ -55,6 +55,12 @@ class PhotaError(Exception):
     request_ids: tuple[str, ...] = ()
     attempts: int = 1
     """How many attempts the call made before this error."""
+    stopped_by: str | None = None
+    """Why retrying ended early (such as the call's deadline); shown in the message."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} ({self.stopped_by})" if self.stopped_by else text
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*scrub_value(args))
@@ -130,7 +136,16 @@ class OutcomeUnknownError(PhotaError):
 
     Re-sending could charge twice. Run long calls as jobs (``phota.jobs.submit_*``): a job
     submit carries an idempotency key and is always safe to retry.
+
+    Attributes:
+        client_request_id: for a job submit, its idempotency key: submitting again with this
+            key returns the original job if there is one, and never charges twice.
+        tag: for ``profiles.create``, the profile's tag: ``profiles.list(tag=...)`` finds the
+            profile if it was created.
     """
+
+    client_request_id: str | None = None
+    tag: str | None = None
 
 
 class ResponseValidationError(PhotaError):
@@ -173,7 +188,8 @@ class APIError(PhotaError):
         return f"{self.status}{code}: {self.detail}{rid}"
 
     def __str__(self) -> str:
-        return self._line()
+        line = self._line()
+        return f"{line} ({self.stopped_by})" if self.stopped_by else line
 
 
 class BadRequestError(APIError):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from phota_async import MockTransport, PhotaClient, RetryPolicy
+from phota_async._deadline import Deadlines
 from phota_async._protocol import Request, Response
 from phota_async.errors import (
     ConnectError,
@@ -15,8 +16,10 @@ from phota_async.errors import (
     GatewayTimeoutError,
     OutcomeUnknownError,
     PhotaError,
+    RateLimitError,
     ReadTimeoutError,
     ServerError,
+    TransportError,
 )
 
 PROFILE = json.dumps({"profile_id": "p1", "status": "READY"}).encode()
@@ -198,3 +201,81 @@ async def test_retry_waits_use_the_hint() -> None:
     finally:
         set_testing(True)
     assert (got, slept) == (7, [3.0])
+
+
+async def test_garbled_answer_to_a_paid_post_is_an_unknown_outcome() -> None:
+    """A paid POST answered with a garbled status line or headers raises OutcomeUnknownError."""
+    transport = scripted(fail(TransportError("POST /generate: BadStatusLine")), ok(RESULT))
+    async with client(transport) as phota:
+        with pytest.raises(OutcomeUnknownError, match="may have been processed"):
+            await phota.generate("a cat")
+    assert len(transport.requests) == 1
+
+
+async def test_garbled_answer_to_a_get_is_retried() -> None:
+    """A GET answered with a garbled status line or headers is sent again."""
+    transport = scripted(fail(TransportError("GET /x: BadStatusLine")), ok(PROFILE))
+    async with client(transport) as phota:
+        assert (await phota.profiles.get("p1")).id == "p1"
+    assert len(transport.requests) == 2
+
+
+async def test_a_submit_whose_every_answer_was_lost_names_its_key() -> None:
+    """A job submit that lost every answer raises OutcomeUnknownError carrying its one key."""
+    transport = scripted(*[fail(ConnectionLostError("lost"))] * 4)
+    async with client(transport) as phota:
+        with pytest.raises(OutcomeUnknownError) as info:
+            await phota.jobs.submit_generate("a cat")
+    keys = {json.loads(r.body)["client_request_id"] for r in transport.requests}  # type: ignore[arg-type]
+    assert len(transport.requests) == 4
+    assert keys == {info.value.client_request_id}
+    assert "client_request_id=" in str(info.value)
+
+
+async def test_a_submit_lost_then_rate_limited_is_an_unknown_outcome() -> None:
+    """A submit whose lost attempt was followed only by 429s may exist: OutcomeUnknownError."""
+    transport = scripted(fail(ConnectionLostError("lost")), *[status(429)] * 3)
+    async with client(transport) as phota:
+        with pytest.raises(OutcomeUnknownError) as info:
+            await phota.jobs.submit_generate("a cat")
+    assert info.value.request_ids == ("req_429",)
+    assert info.value.attempts == 4
+
+
+async def test_a_submit_refused_outright_is_not_an_unknown_outcome() -> None:
+    """A submit that only ever got 429s raises RateLimitError: no job can exist."""
+    transport = scripted(*[status(429)] * 4)
+    async with client(transport) as phota:
+        with pytest.raises(RateLimitError):
+            await phota.jobs.submit_generate("a cat")
+
+
+async def test_retries_stop_before_a_wait_the_deadline_cannot_cover() -> None:
+    """A Retry-After longer than the time left is not slept: the 429 is raised at once."""
+    from phota_async import _protocol as proto
+    from phota_async import _retry, set_testing
+
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def attempt() -> int:
+        raise proto.error_from(Response(429, {"retry-after": "5", "x-request-id": "r1"}, b""))
+
+    set_testing(False)
+    try:
+        with Deadlines().after(1.0) as deadline, pytest.raises(RateLimitError) as info:
+            await _retry.call(
+                attempt,
+                retry="paid",
+                endpoint="/x",
+                policy=RetryPolicy(),
+                sleep=record,
+                deadline=deadline,
+            )
+    finally:
+        set_testing(True)
+    assert slept == []
+    assert info.value.request_ids == ("r1",)
+    assert "deadline" in str(info.value)

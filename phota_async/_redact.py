@@ -72,20 +72,16 @@ class Secret:
 
     def scrub(self, text: str) -> str:
         """``text`` with every echo of the key (whole, encoded, or a long fragment) masked."""
+        return _mask(text, self.spans(text))
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where ``text`` echoes the key (whole, encoded, or a long fragment), unmerged."""
+        found: list[tuple[int, int]] = []
         if self._maybe_encoded(text):
             if self._pattern is None:
                 self._pattern = _whole_key_pattern(self._key)
-            text = self._pattern.sub(MASK, text)
-        spans = self._fragment_spans(text)
-        if not spans:
-            return text
-        out: list[str] = []
-        last = 0
-        for start, end in spans:
-            out += [text[last:start], MASK]
-            last = end
-        out.append(text[last:])
-        return "".join(out)
+            found += (m.span() for m in self._pattern.finditer(text))
+        return found + self._fragment_spans(text)
 
     def _maybe_encoded(self, text: str) -> bool:
         # The whole-key pattern is slower than a plain search; run it only when the text could
@@ -93,7 +89,7 @@ class Secret:
         return self._key[0] in text or "%" in text or "\\" in text or "&#" in text
 
     def _fragment_spans(self, text: str) -> list[tuple[int, int]]:
-        """Merged spans of ``text`` that are runs of ``FRAGMENT`` or more key characters."""
+        """Spans of ``text`` that are runs of ``FRAGMENT`` or more key characters."""
         key = self._key
         spans: list[tuple[int, int]] = []
         for offset, fragment in enumerate(self._fragments):
@@ -108,16 +104,26 @@ class Secret:
                     end, k = end + 1, k + 1
                 spans.append((start, end))
                 at = text.find(fragment, at + 1)
-        if not spans:
-            return spans
-        spans.sort()
-        merged = [spans[0]]
-        for start, end in spans[1:]:
-            if start <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-            else:
-                merged.append((start, end))
-        return merged
+        return spans
+
+
+def _mask(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each run of overlapping or touching ``spans`` replaced by one mask."""
+    if not spans:
+        return text
+    spans.sort()
+    out: list[str] = []
+    last = 0
+    run_start, run_end = spans[0]
+    for start, end in spans[1:]:
+        if start <= run_end:
+            run_end = max(run_end, end)
+            continue
+        out += [text[last:run_start], MASK]
+        last = run_end
+        run_start, run_end = start, end
+    out += [text[last:run_start], MASK, text[run_end:]]
+    return "".join(out)
 
 
 _live: weakref.WeakSet[Secret] = weakref.WeakSet()
@@ -132,10 +138,12 @@ def register(key: str) -> Secret:
 
 
 def scrub(text: str) -> str:
-    """``text`` with every live key masked."""
+    """``text`` with every live key masked. The echoes of all keys are found in the same text
+    and masked at once, so one key's mask cannot hide part of another key's echo."""
+    spans: list[tuple[int, int]] = []
     for secret in list(_live):
-        text = secret.scrub(text)
-    return text
+        spans += secret.spans(text)
+    return _mask(text, spans)
 
 
 def scrub_value(value: Any) -> Any:

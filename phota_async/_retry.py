@@ -44,6 +44,7 @@ from .errors import (
     InvalidRequestError,
     OutcomeUnknownError,
     PhotaError,
+    ResponseRefusedError,
     ResponseValidationError,
     TransportError,
 )
@@ -128,6 +129,8 @@ def retryable(error: BaseException, retry: RetryClass) -> bool:
             # server deduplicates, is worth sending again.
             return retry == "keyed"
         return error.status in IDEMPOTENT_RETRIED_STATUSES and retry != "paid"
+    if isinstance(error, ResponseRefusedError):
+        return False
     if maybe_processed(error):
         return retry != "paid"
     return False

@@ -36,6 +36,7 @@ from .errors import (
     InvalidRequestError,
     PhotaError,
     ReadTimeoutError,
+    ResponseRefusedError,
     TransportError,
 )
 
@@ -362,7 +363,7 @@ class AiohttpTransport:
                     yield resp
                     return
                 url = self._redirect_target(request, url, location)
-        raise TransportError(
+        raise ResponseRefusedError(
             f"{request.method} {request.endpoint}: more than {MAX_DOWNLOAD_REDIRECTS} redirects"
         )
 
@@ -378,15 +379,15 @@ class AiohttpTransport:
             there = URL()
         where = f"{request.method} {request.endpoint}"
         if there.scheme not in ("http", "https") or not there.host:
-            raise TransportError(f"{where}: redirected to an unusable URL; not followed")
+            raise ResponseRefusedError(f"{where}: redirected to an unusable URL; not followed")
         if (there.scheme, there.host, there.port) == (here.scheme, here.host, here.port):
             return str(there)
         if here.scheme == "https" and there.scheme == "http":
-            raise TransportError(
+            raise ResponseRefusedError(
                 f"{where}: redirected from https to http ({there.host}:{there.port}); not followed"
             )
         if not self._follow:
-            raise TransportError(
+            raise ResponseRefusedError(
                 f"{where}: redirected from {here.host}:{here.port} to another host "
                 f"({there.host}:{there.port}); not followed. Pass "
                 "PhotaClient(follow_download_redirects=True) to allow it"

@@ -6,7 +6,9 @@ PhotaError
 ├── TransportError                         no usable response came back
 │   ├── ConnectError                       could not connect; the request was not sent
 │   ├── ConnectionLostError                the connection broke mid-call
-│   └── ReadTimeoutError                   the server did not answer in time
+│   ├── ReadTimeoutError                   the server did not answer in time
+│   └── ResponseRefusedError               an answer the SDK will not take (a redirect
+│                                          to another host); the same again on a retry
 ├── OutcomeUnknownError                    a paid POST may or may not have been processed
 ├── ResponseValidationError                a response did not have the documented shape
 ├── APIError                               the API answered with an error status
@@ -129,6 +131,11 @@ class ConnectionLostError(TransportError):
 
 class ReadTimeoutError(TransportError):
     """The server did not answer within the read timeout."""
+
+
+class ResponseRefusedError(TransportError):
+    """An answer came back that the SDK will not take, such as a download redirected to
+    another host. Sending the request again would get the same answer, so it is not retried."""
 
 
 class OutcomeUnknownError(PhotaError):

@@ -255,3 +255,14 @@ def test_a_huge_error_body_is_kept_only_in_part() -> None:
     assert isinstance(error.body, str)
     assert len(error.body) == proto.ERROR_BODY_LIMIT
     assert len(str(error)) < 1000
+
+
+def test_keys_sharing_a_long_prefix_are_each_masked_whole() -> None:
+    """With two live keys that share a long prefix, each echo is masked whole, not in part."""
+    from phota_async import _redact
+
+    first = _redact.register("sk_test_ABCDEFGHIJKLMNOP_XYZ")
+    second = _redact.register("sk_test_ABCDEFGHIJKLMNOP_QRS")
+    text = "a sk_test_ABCDEFGHIJKLMNOP_XYZ b %73k_test_ABCDEFGHIJKLMNOP_QRS c"
+    assert _redact.scrub(text) == "a *** b *** c"
+    del first, second

@@ -160,13 +160,14 @@ class BatchSummary:
         self.pending_reasons[reason] += 1
 
     def line(self) -> str:
-        """One human line: counts by outcome, pending reasons, images and cost."""
+        """One human line: counts by outcome (pending ones with their reasons), images, cost."""
         cost = f"${self.cost:.2f}" + (" + model-priced calls" if self.cost_unknown else "")
-        pending = f"{self.pending} pending"
-        if self.pending_reasons:
-            pending += " (" + ", ".join(f"{n} {r}" for r, n in self.pending_reasons.items()) + ")"
+        pending = ""
+        if self.pending:
+            reasons = ", ".join(f"{n} {r}" for r, n in self.pending_reasons.most_common())
+            pending = f" {self.pending} pending ({reasons}; a rerun resumes them by key),"
         return (
-            f"{self.done} done, {self.failed} failed, {pending}, {self.skipped} skipped "
+            f"{self.done} done, {self.failed} failed,{pending} {self.skipped} skipped "
             f"of {self.total}; {self.images} images; estimated cost {cost}"
         )
 
@@ -390,7 +391,9 @@ class BatchRun(Generic[I]):
         self._receive.close()
         if task is not None and not task.cancelled() and task.exception() is not None:
             error = task.exception()
-            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            # The task group wraps the failure; the first one is the story (the others, if
+            # any, are the same bug hit by other items at the same time).
+            while isinstance(error, BaseExceptionGroup):
                 error = error.exceptions[0]
             raise error  # type: ignore[misc]
 

@@ -25,10 +25,12 @@ raised to the consumer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -241,6 +243,23 @@ def _all_exist(paths: tuple[str, ...]) -> bool:
     return all(os.path.exists(p) for p in paths)
 
 
+_PART = re.compile(r"^\.(.+)-\d+\.\w+\.[0-9a-f]{12}\.part$", re.DOTALL)
+
+
+def _remove_stale_parts(folder: Path, bases: set[str]) -> None:
+    """Delete temporary files of this run's outputs left by a killed process (SIGKILL cannot
+    clean up after itself); other files are never touched."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        match = _PART.match(entry.name)
+        if match and match.group(1) in bases:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+
+
 def derive_key(run_id: str, identity: str, attempt: int) -> str:
     """The ``client_request_id`` of one attempt at one item of one run (deterministic)."""
     text = f"{run_id}\0{identity}\0{attempt}".encode()
@@ -448,6 +467,8 @@ class BatchRun(Generic[I]):
         self._bases = [Path(b) if b is not None else None for b in planned]
         for i, name in zip(new, names, strict=True):
             self._bases[i] = out / name
+        if self._manifest is not None:
+            await off_loop(_remove_stale_parts, out, {b.name for b in self._bases if b})
 
     def _find_done(self) -> list[bool]:
         """Which inputs are done per the manifest, their outputs still on disk."""

@@ -677,3 +677,18 @@ async def test_rate_counts_only_this_runs_work(
     run = fast.enhance_many(photos, out_dir=tmp_path / "out", manifest=manifest)
     await run.collect()
     assert (run.summary.skipped, run.summary.worked, run.remaining) == (10, 2, 2)
+
+
+async def test_rerun_removes_temporary_files_a_kill_left(
+    fast: PhotaClient, photos: list[Path], tmp_path: Path
+) -> None:
+    """A rerun deletes its own outputs' stale `.part` files (a SIGKILL cannot), nothing else."""
+    out, manifest = tmp_path / "out", tmp_path / "m.jsonl"
+    await fast.enhance_many(photos[:2], out_dir=out, manifest=manifest).collect()
+    stale = out / ".p00-0.jpg.0123456789ab.part"
+    stale.write_bytes(b"half an image")
+    mine = out / ".notes.txt.0123456789ab.part"
+    mine.write_bytes(b"someone else's")
+    await fast.enhance_many(photos[:2], out_dir=out, manifest=manifest).collect()
+    assert not stale.exists()
+    assert mine.exists()

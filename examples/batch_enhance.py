@@ -24,7 +24,7 @@ async def enhance_all(photos: list[Path], target: Path, concurrency: int) -> tup
         # The manifest is a write-ahead log: each photo's idempotency key is on disk before it
         # is paid for, so a rerun after a crash resumes instead of paying again.
         run = phota.enhance_many(
-            photos, concurrency=concurrency, out_dir=target, manifest=target / "manifest.jsonl"
+            photos, concurrency=concurrency, out_dir=target, manifest=target / "run.manifest"
         )
         async for item in run:  # breaking out of the loop cancels the rest
             if item.pending is not None:

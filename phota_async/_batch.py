@@ -267,8 +267,10 @@ def derive_key(run_id: str, identity: str, attempt: int) -> str:
 
 
 def _absolute(value: object) -> str:
+    # ``abspath`` (no system call) rather than ``resolve`` (one per path component): a
+    # million-input resume must plan in seconds. Symlinked inputs keep their own names.
     if isinstance(value, Path):
-        return str(value.resolve())
+        return os.path.abspath(value)
     if isinstance(value, str):
         return value
     raise TypeError("resumable batches need Path or URL inputs")
@@ -291,7 +293,7 @@ class BatchRun(Generic[I]):
 
     The one right way to consume it is ``async for``, optionally inside ``async with``::
 
-        async for item in phota.enhance_many(paths, out_dir="out", manifest="run.jsonl"):
+        async for item in phota.enhance_many(paths, out_dir="out", manifest="run.manifest"):
             ...
 
     Breaking out of the loop (or leaving ``async with``, or ``aclose()``) cancels whatever is
@@ -334,7 +336,7 @@ class BatchRun(Generic[I]):
         self._stopping = False
         self._closed = False
         self._in_flight: set[int] = set()
-        self._bases: list[Path | None] = []
+        self._bases: list[str | None] = []  # absolute; Path objects are slow to make by 1M
         self._records: list[Record | None] = []
         self._keys: list[str] = []
         self._options_digest = ""
@@ -440,6 +442,7 @@ class BatchRun(Generic[I]):
             if self._manifest is not None:
                 with anyio.CancelScope(shield=True):
                     await self._manifest.flush()  # whatever a cancelled writer left queued
+                    await self._manifest.aclose()
 
     async def _prepare(self) -> None:
         """Load the manifest, name every output, and hash the options (off the loop)."""
@@ -448,10 +451,10 @@ class BatchRun(Generic[I]):
         if arg is not None:
             self._manifest = arg if isinstance(arg, Manifest) else Manifest(arg)
             await self._manifest.load()
-            records = self._manifest.records
+            manifest = self._manifest
             self._keys = await off_loop(lambda: [_absolute(v) for v in values])
-            self._records = [records.get(k) for k in self._keys]
-            self._skip = await off_loop(self._find_done)
+            self._records = [manifest.record(k) for k in self._keys]
+            self._skip = await off_loop(manifest.done, self._keys)
             self._done_before = sum(self._skip)
             self._options_digest = await self._digest_options()
         else:
@@ -461,21 +464,17 @@ class BatchRun(Generic[I]):
             return
         planned = [r.base if r is not None and r.base else None for r in self._records]
         new = [i for i, base in enumerate(planned) if base is None]
-        taken = self._manifest.bases() if self._manifest is not None else {}
+        taken: set[str] = set()
+        if new and self._manifest is not None:
+            taken = await off_loop(self._manifest.bases)
         names = output_bases([values[i] for i in new], taken)
         out = self._out_dir
-        self._bases = [Path(b) if b is not None else None for b in planned]
+        self._bases = planned
         for i, name in zip(new, names, strict=True):
-            self._bases[i] = out / name
+            self._bases[i] = str(out / name)
         if self._manifest is not None:
-            await off_loop(_remove_stale_parts, out, {b.name for b in self._bases if b})
-
-    def _find_done(self) -> list[bool]:
-        """Which inputs are done per the manifest, their outputs still on disk."""
-        return [
-            r is not None and r.state == "done" and bool(r.outputs) and _all_exist(r.outputs)
-            for r in self._records
-        ]
+            names = [os.path.basename(b) for b in self._bases if b]
+            await off_loop(_remove_stale_parts, out, set(names))
 
     async def _digest_options(self) -> str:
         canonical: dict[str, Any] = {"kind": self._calls.kind}
@@ -536,7 +535,8 @@ class BatchRun(Generic[I]):
         base = self._bases[index]
         if base is None:
             return ()
-        return tuple(await result.save(base.parent, stem=base.name))
+        folder, stem = os.path.split(base)
+        return tuple(await result.save(folder, stem=stem))
 
     async def _plain(self, index: int, value: I) -> tuple[ImageResult, tuple[Path, ...]]:
         """Without a manifest (or for custom calls): the call as asked; errors classified."""
@@ -578,8 +578,8 @@ class BatchRun(Generic[I]):
         assert calls.submit is not None
         assert calls.resume is not None
         saved_job: dict[str, Any] | None = None
-        if record is not None and record.state in RESUMABLE and record.key:
-            key = record.key  # paid or maybe paid: resume, never a new key
+        if record is not None and record.state in RESUMABLE and (record.key or record.job):
+            key = record.key or ""  # paid or maybe paid: resume, never a new key
             saved_job = record.job
         else:
             attempt = record.attempt if record is not None else 0
@@ -601,7 +601,7 @@ class BatchRun(Generic[I]):
                 "attempt": attempt,
                 "identity": identity,
                 "options": self._options_digest,
-                "base": str(base) if base is not None else None,
+                "base": base,
             }
             await manifest.write([intent])  # durable before the submit is sent
         if saved_job is not None:

@@ -49,7 +49,7 @@ def _batch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--manifest",
         type=Path,
-        help="JSONL write-ahead log: a rerun resumes, paying each input once (items run as jobs)",
+        help="write-ahead log file (SQLite): a rerun resumes, paying each input once (items run as jobs)",
     )
     parser.add_argument("--jobs", action="store_true", help="run each item as a job")
     parser.add_argument("--format", default="jpg", choices=("jpg", "png"), help="output format")

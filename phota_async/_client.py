@@ -507,7 +507,7 @@ class PhotaClient:
             kind: ``enhance``/``remix``/... for the cost summary.
             concurrency: the most items started ahead of those you have taken.
             out_dir: save each result's images there (atomically) as they arrive.
-            manifest: a JSONL file recording finished inputs; a rerun skips them. Needs
+            manifest: a manifest file (SQLite) recording finished inputs; a rerun skips them. Needs
                 ``out_dir`` and ``Path`` or URL inputs. A custom call cannot be resumed by key:
                 prefer ``enhance_many``/``edit_many``/``remix_many`` for paid exactly-once runs.
             on_progress: called as ``on_progress(summary, item)`` after each item.
@@ -569,7 +569,7 @@ class PhotaClient:
 
         The one right way to consume the run::
 
-            async for item in phota.enhance_many(paths, out_dir="out", manifest="run.jsonl"):
+            async for item in phota.enhance_many(paths, out_dir="out", manifest="run.manifest"):
                 if not item.ok:
                     print(item.input, item.pending or item.error)
 
@@ -586,7 +586,7 @@ class PhotaClient:
             inputs: the photos (``Path`` or URL with a manifest; any accepted input otherwise).
             concurrency: the most items started ahead of those you have taken.
             out_dir: write each photo's outputs there as ``{name}-{index}.{ext}``.
-            manifest: a JSONL write-ahead log making the run resumable; needs ``out_dir``.
+            manifest: a write-ahead log file (SQLite) making the run resumable; needs ``out_dir``.
             via_job: without a manifest, run each photo as a job rather than a synchronous call.
             on_progress: called as ``on_progress(summary, item)`` after each item.
             timeout: deadline for each photo's call (with jobs: for its submit and its wait).

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ import pytest
 from PIL import Image
 
 from phota_async._cli import main
+from phota_async._manifest import Manifest
 from phota_async.testing import PhotaEmulator
 from tests.conftest import jpeg_bytes
 
@@ -330,8 +333,9 @@ def _batch_process(emu: PhotaEmulator, photos: Path, tmp_path: Path) -> subproce
 
 def _wait_for_intent(manifest: Path, proc: subprocess.Popen[str]) -> None:
     for _ in range(3000):
-        if manifest.exists() and '"op":"intent"' in manifest.read_text():
-            return
+        with contextlib.suppress(sqlite3.Error):
+            if Manifest.read(manifest):
+                return
         assert proc.poll() is None
         time.sleep(0.01)
     raise AssertionError("the batch never started")

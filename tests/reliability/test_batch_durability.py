@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from phota_async._manifest import Manifest
 from phota_async.testing import PhotaEmulator
 from tests.conftest import jpeg_bytes
 
@@ -61,12 +60,9 @@ def test_kill_nine_and_resume(
         run_batch(emu, photos, out, manifest, kill_after=rng.uniform(0.8, 2.5), flags=flags)
     assert run_batch(emu, photos, out, manifest, kill_after=None, flags=flags) == 0
 
-    entries = [
-        json.loads(line) for line in manifest.read_text().splitlines() if line.strip().endswith("}")
-    ]
-    done = Counter(e["input"] for e in entries if e["op"] == "done")
-    assert sorted(done) == sorted(str(p.resolve()) for p in photos.iterdir())
-    assert set(done.values()) == {1}
+    records = Manifest.read(manifest)
+    assert sorted(records) == sorted(str(p.resolve()) for p in photos.iterdir())
+    assert {r.state for r in records.values()} == {"done"}
     assert len(emu.charges()) == INPUTS
     assert not [p for p in out.iterdir() if p.name.endswith(".part")]
     finals = list(out.iterdir())

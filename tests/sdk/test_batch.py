@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,6 +42,13 @@ async def fast(emu: PhotaEmulator) -> AsyncIterator[PhotaClient]:
         api_key=emu.api_key, base_url=emu.base_url, poll=PollPolicy().scaled(0.01)
     ) as client:
         yield client
+
+
+def jobs_recorded(path: Path) -> int:
+    try:
+        return sum(r.job is not None for r in Manifest.read(path).values())
+    except sqlite3.Error:  # not created yet
+        return 0
 
 
 def enhance_requests(emu: PhotaEmulator) -> int:
@@ -159,8 +167,8 @@ async def test_manifest_records_and_rerun_skips(
     """A rerun with the manifest skips finished inputs and sends nothing for them."""
     manifest = tmp_path / "run.jsonl"
     await fast.enhance_many(photos, out_dir=tmp_path / "out", manifest=manifest).collect()
-    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
-    assert sum(e["op"] == "done" for e in lines) == 12
+    records = Manifest.read(manifest)
+    assert [r.state for r in records.values()] == ["done"] * 12
     before = len(emu.requests)
     items = await fast.enhance_many(photos, out_dir=tmp_path / "out", manifest=manifest).collect()
     assert all(i.skipped for i in items)
@@ -218,9 +226,7 @@ async def test_resume_after_interruption_between_items(
         photos, concurrency=3, out_dir=tmp_path / "out", manifest=manifest
     ).collect()
     assert len(emu.charges()) == 12
-    done = {
-        e["input"] for e in map(json.loads, manifest.read_text().splitlines()) if e["op"] == "done"
-    }
+    done = {name for name, r in Manifest.read(manifest).items() if r.state == "done"}
     assert done == {str(p.resolve()) for p in photos}
 
 
@@ -258,13 +264,13 @@ async def test_job_batches_resume_submitted_jobs(
     )
     task = asyncio.ensure_future(run.collect())
     for _ in range(400):
-        if manifest.exists() and manifest.read_text().count('"op":"job"') == 4:
+        if jobs_recorded(manifest) == 4:
             break
         await asyncio.sleep(0.005)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    submitted = manifest.read_text().count('"op":"job"')
+    submitted = jobs_recorded(manifest)
     items = await fast.enhance_many(
         photos[:4], out_dir=tmp_path / "out", manifest=manifest, via_job=True
     ).collect()
@@ -281,22 +287,25 @@ def test_manifest_needs_out_dir(emu: PhotaEmulator, photos: list[Path], tmp_path
         client.enhance_many(photos, manifest=tmp_path / "m.jsonl")
 
 
-async def test_truncated_manifest_line_is_ignored(tmp_path: Path) -> None:
-    """A last line cut short by a kill is ignored, earlier lines kept."""
+async def test_jsonl_manifest_of_an_earlier_version_is_imported(tmp_path: Path) -> None:
+    """A JSONL manifest from an earlier version is converted; a line cut short is ignored."""
     path = tmp_path / "m.jsonl"
-    path.write_text(
-        json.dumps({"input": "a", "op": "done", "outputs": []}) + "\n" + '{"input": "b", "op'
-    )
+    lines = [
+        {"input": "a", "status": "done", "outputs": ["/o/a-0.jpg"]},
+        {"input": "b", "status": "submitted", "job": {"job_id": "job_1", "status": "QUEUED"}},
+    ]
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines) + '{"input": "c", "sta')
     manifest = await Manifest.open(path)
-    assert list(manifest.records) == ["a"]
-    assert manifest.torn == 1
+    await manifest.aclose()
+    records = Manifest.read(path)
+    assert sorted(records) == ["a", "b"]
+    assert records["a"].outputs == ("/o/a-0.jpg",)
+    assert records["b"].job is not None
+    assert records["b"].job["job_id"] == "job_1"
+    assert manifest.run_id is not None
 
 
 # -- keys before money ---------------------------------------------------------------------
-
-
-def manifest_lines(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 async def test_intent_is_on_disk_before_the_submit_is_sent(
@@ -308,8 +317,8 @@ async def test_intent_is_on_disk_before_the_submit_is_sent(
     submit = fast.jobs.submit_enhance
 
     async def spy(image: Path, *, client_request_id: str, **options: object) -> object:
-        on_disk = manifest.read_text()
-        seen.append(f'"key":"{client_request_id}"' in on_disk and str(image.resolve()) in on_disk)
+        committed = Manifest.read(manifest)  # through another connection: only what is on disk
+        seen.append(committed[str(image.resolve())].key == client_request_id)
         return await submit(image, client_request_id=client_request_id, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(fast.jobs, "submit_enhance", spy)
@@ -324,9 +333,7 @@ async def test_manifest_runs_are_keyed_jobs_with_derived_keys(
     """Without via_job, a manifest run still submits keyed jobs, one key per input per run."""
     manifest = tmp_path / "run.jsonl"
     await fast.enhance_many(photos[:3], out_dir=tmp_path / "out", manifest=manifest).collect()
-    lines = manifest_lines(manifest)
-    assert lines[0]["op"] == "run"
-    keys = {e["key"] for e in lines if e["op"] == "intent"}
+    keys = {r.key for r in Manifest.read(manifest).values()}
     assert keys == {j["client_request_id"] for j in emu.jobs()}
     assert len(keys) == 3
 
@@ -334,25 +341,22 @@ async def test_manifest_runs_are_keyed_jobs_with_derived_keys(
 async def test_intents_that_start_together_share_fsyncs(
     fast: PhotaClient, photos: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Items starting together have their intents made durable by far fewer fsyncs than lines."""
-    import phota_async._manifest as manifest_module
+    """Items starting together have their intents committed (fsynced) together: far fewer
+    commits than changes."""
+    commits: list[int] = []
+    real = Manifest._commit
 
-    calls = 0
-    real = os.fsync
+    def counting(self: Manifest, entries: list[dict[str, object]]) -> None:
+        if entries:
+            commits.append(len(entries))
+        real(self, entries)
 
-    def counting(fd: int) -> None:
-        nonlocal calls
-        calls += 1
-        real(fd)
-
-    monkeypatch.setattr(manifest_module.os, "fsync", counting)
-    manifest = tmp_path / "run.jsonl"
+    monkeypatch.setattr(Manifest, "_commit", counting)
     await fast.enhance_many(
-        photos, concurrency=12, out_dir=tmp_path / "out", manifest=manifest
+        photos, concurrency=12, out_dir=tmp_path / "out", manifest=tmp_path / "run.db"
     ).collect()
-    lines = len(manifest_lines(manifest))
-    assert lines == 1 + 3 * len(photos)
-    assert calls <= lines // 2
+    assert sum(commits) == 3 * len(photos)  # intent, job, done
+    assert len(commits) <= sum(commits) // 2
 
 
 # -- unknown is not failed -----------------------------------------------------------------
@@ -628,7 +632,7 @@ async def test_stop_finishes_what_is_in_flight_and_starts_nothing_new(
     assert all(i.ok for i in items)
     assert len(items) <= 4
     assert len(emu.jobs()) == len(items)
-    assert manifest.read_text().count('"op":"done"') == len(items)
+    assert [r.state for r in Manifest.read(manifest).values()] == ["done"] * len(items)
 
 
 # -- one bad item is one bad item ----------------------------------------------------------

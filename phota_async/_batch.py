@@ -239,25 +239,23 @@ async def _digest(value: object) -> str:
     raise TypeError(f"cannot key a {type(value).__name__} input: use a Path or a URL")
 
 
-def _all_exist(paths: tuple[str, ...]) -> bool:
-    return all(os.path.exists(p) for p in paths)
-
-
 _PART = re.compile(r"^\.(.+)-\d+\.\w+\.[0-9a-f]{12}\.part$", re.DOTALL)
 
 
-def _remove_stale_parts(folder: Path, bases: set[str]) -> None:
+def _remove_stale_parts(folder: Path, bases: list[str | None]) -> None:
     """Delete temporary files of this run's outputs left by a killed process (SIGKILL cannot
     clean up after itself); other files are never touched."""
     try:
-        entries = list(os.scandir(folder))
+        stale = [(e.path, m.group(1)) for e in os.scandir(folder) if (m := _PART.match(e.name))]
     except FileNotFoundError:
         return
-    for entry in entries:
-        match = _PART.match(entry.name)
-        if match and match.group(1) in bases:
+    if not stale:
+        return
+    mine = {os.path.basename(b) for b in bases if b}
+    for path, base in stale:
+        if base in mine:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
+                os.unlink(path)
 
 
 def derive_key(run_id: str, identity: str, attempt: int) -> str:
@@ -270,7 +268,8 @@ def _absolute(value: object) -> str:
     # ``abspath`` (no system call) rather than ``resolve`` (one per path component): a
     # million-input resume must plan in seconds. Symlinked inputs keep their own names.
     if isinstance(value, Path):
-        return os.path.abspath(value)
+        text = str(value)  # pathlib has already dropped "." parts and doubled slashes
+        return text if value.is_absolute() and "/.." not in text else os.path.abspath(text)
     if isinstance(value, str):
         return value
     raise TypeError("resumable batches need Path or URL inputs")
@@ -337,7 +336,6 @@ class BatchRun(Generic[I]):
         self._closed = False
         self._in_flight: set[int] = set()
         self._bases: list[str | None] = []  # absolute; Path objects are slow to make by 1M
-        self._records: list[Record | None] = []
         self._keys: list[str] = []
         self._options_digest = ""
         self._done_before = 0
@@ -453,16 +451,16 @@ class BatchRun(Generic[I]):
             await self._manifest.load()
             manifest = self._manifest
             self._keys = await off_loop(lambda: [_absolute(v) for v in values])
-            self._records = [manifest.record(k) for k in self._keys]
             self._skip = await off_loop(manifest.done, self._keys)
             self._done_before = sum(self._skip)
             self._options_digest = await self._digest_options()
-        else:
-            self._records = [None] * len(values)
         if self._out_dir is None:
             self._bases = [None] * len(values)
             return
-        planned = [r.base if r is not None and r.base else None for r in self._records]
+        if self._manifest is not None:
+            planned = await off_loop(self._manifest.planned, self._keys)
+        else:
+            planned = [None] * len(values)
         new = [i for i, base in enumerate(planned) if base is None]
         taken: set[str] = set()
         if new and self._manifest is not None:
@@ -473,8 +471,7 @@ class BatchRun(Generic[I]):
         for i, name in zip(new, names, strict=True):
             self._bases[i] = str(out / name)
         if self._manifest is not None:
-            names = [os.path.basename(b) for b in self._bases if b]
-            await off_loop(_remove_stale_parts, out, set(names))
+            await off_loop(_remove_stale_parts, out, self._bases)
 
     async def _digest_options(self) -> str:
         canonical: dict[str, Any] = {"kind": self._calls.kind}
@@ -513,11 +510,12 @@ class BatchRun(Generic[I]):
 
     async def _item(self, index: int) -> BatchItem[I]:
         value = self._inputs[index]
-        record = self._records[index]
-        if self._skip and self._skip[index]:
-            assert record is not None
-            paths = tuple(Path(p) for p in record.outputs)
-            return BatchItem(value, index, paths=paths, skipped=True, request_id=record.request_id)
+        manifest = self._manifest
+        if manifest is not None and self._skip[index]:
+            outputs, request_id = manifest.done_item(self._keys[index])
+            paths = tuple(Path(p) for p in outputs)
+            return BatchItem(value, index, paths=paths, skipped=True, request_id=request_id)
+        record = await manifest.record(self._keys[index]) if manifest is not None else None
         try:
             if self._manifest is not None and self._calls.submit is not None:
                 result, paths = await self._keyed(index, value, record)
@@ -605,7 +603,10 @@ class BatchRun(Generic[I]):
             }
             await manifest.write([intent])  # durable before the submit is sent
         if saved_job is not None:
-            job = calls.resume(saved_job)
+            try:
+                job = calls.resume(saved_job)
+            except Exception as exc:
+                await self._pending(name, exc, "recorded job unreadable")
         else:
             try:
                 job = await calls.submit(value, key, calls.timeout)

@@ -23,6 +23,7 @@ A manifest written as JSONL by an earlier version is imported on first open.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -55,7 +56,10 @@ CREATE TABLE IF NOT EXISTS items (
     request_id TEXT, reason TEXT, error TEXT, new_key INTEGER NOT NULL DEFAULT 0, updated REAL
 ) WITHOUT ROWID;
 """
-# Only the short columns a resume needs, in this order (``Record.from_row``).
+# What planning a resume needs for every input: few, short columns (a million-row resume
+# reads these in seconds). The whole record is read only for the items that run.
+_PLAN = "SELECT input, state, base, outputs, request_id FROM items"
+_PLAN_STATE, _PLAN_BASE, _PLAN_OUTPUTS, _PLAN_REQUEST_ID = 1, 2, 3, 4
 _LOAD = (
     "SELECT input, state, key, attempt, base, job_id, job_format, outputs, request_id, "
     "reason, new_key FROM items"
@@ -196,12 +200,23 @@ class Manifest:
             else:
                 run_id = row[0]
             self.run_id = run_id
-            self._rows = {row[0]: row for row in conn.execute(_LOAD)}
+            self._rows = {row[0]: row for row in conn.execute(_PLAN)}
 
-    def record(self, name: str) -> Record | None:
-        """What the manifest said about the input ``name`` when it was loaded."""
-        row = self._rows.get(name)
+    async def record(self, name: str) -> Record | None:
+        """What the manifest says about the input ``name`` (read off the loop)."""
+        if name not in self._rows:
+            return None  # nothing about it when loaded, and only this run writes it since
+        return await off_loop(self._record, name)
+
+    def _record(self, name: str) -> Record | None:
+        with self._thread_lock:
+            row = self._connect().execute(_LOAD + " WHERE input = ?", (name,)).fetchone()
         return Record.from_row(row) if row is not None else None
+
+    def done_item(self, name: str) -> tuple[tuple[str, ...], str | None]:
+        """The outputs and request id recorded for an input loaded as done."""
+        row = self._rows[name]
+        return tuple(row[_PLAN_OUTPUTS].split("\0")), row[_PLAN_REQUEST_ID]
 
     @staticmethod
     def read(path: str | Path) -> dict[str, Record]:
@@ -219,31 +234,41 @@ class Manifest:
         return {row[0]: Record.from_row(row) for row in rows}
 
     def done(self, names: Iterable[str]) -> list[bool]:
-        """Which of ``names`` are done with every output still on disk (one listing per
-        output folder, not one ``stat`` per file)."""
-        listings: dict[str, set[str]] = {}
+        """Which of ``names`` were loaded as done with every output still on disk: one
+        listing per output folder, not one ``stat`` per file."""
+        existing: set[str] = set()
+        listed: set[str] = set()
 
         def exists(path: str) -> bool:
-            folder, name = os.path.split(path)
-            listing = listings.get(folder)
-            if listing is None:
-                try:
-                    listing = listings[folder] = set(os.listdir(folder))
-                except OSError:
-                    listing = listings[folder] = set()
-            return name in listing
+            if path in existing:
+                return True
+            folder = os.path.dirname(path)
+            if folder in listed:
+                return False
+            listed.add(folder)
+            with contextlib.suppress(OSError):
+                existing.update(os.path.join(folder, n) for n in os.listdir(folder))
+            return path in existing
 
         flags = []
+        rows = self._rows
         for name in names:
-            row = self._rows.get(name)
-            outputs: str | None = row[7] if row is not None and row[1] == "done" else None
+            row = rows.get(name)
+            outputs = row[_PLAN_OUTPUTS] if row is not None and row[_PLAN_STATE] == "done" else None
             flags.append(outputs is not None and all(map(exists, outputs.split("\0"))))
         return flags
+
+    def planned(self, names: Iterable[str]) -> list[str | None]:
+        """The output base planned for each of ``names`` (``None`` where there is none)."""
+        rows = self._rows
+        base = _PLAN_BASE
+        return [row[base] if (row := rows.get(name)) is not None else None for name in names]
 
     def bases(self) -> set[str]:
         """Output bases planned by earlier runs, casefolded (new names must avoid them)."""
         basename = os.path.basename
-        return {basename(row[4]).casefold() for row in self._rows.values() if row[4]}
+        base = _PLAN_BASE
+        return {basename(row[base]).casefold() for row in self._rows.values() if row[base]}
 
     # -- writing -------------------------------------------------------------------------
 

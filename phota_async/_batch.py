@@ -10,7 +10,7 @@ through a memory stream, in completion order.
 With a manifest, every item is a keyed job whatever ``via_job`` says (the price is the same):
 its ``client_request_id`` is derived from the manifest's run id and the item's identity (a
 digest of the input's bytes, the call kind and the options), and the intent is fsynced to the
-manifest before the submit is sent. An item whose outcome is unknown stays *pending* and is
+manifest before the submit is sent (job ids and outcomes follow with the next commit). An item whose outcome is unknown stays *pending* and is
 resumed on a rerun by the same key (the server answers with the original job) or by its
 recorded job id; only a refusal (a 4xx before charging, a FAILED job, which is refunded) is
 *failed* and tried again. This relies on the server honouring a key for as long as a batch
@@ -64,6 +64,8 @@ PER_IMAGE_PRICES = {"enhance": (0.12, 0.15), "remix": (0.12, 0.15)}
 # 4xx answers that do not mean "refused before charging".
 _NOT_REFUSALS = frozenset({408, 409, 429})
 _HASH_CHUNK = 1 << 20
+# Job ids and outcomes queued beyond this are committed by the item that finds them.
+_BACKLOG = 64
 
 
 def estimate_cost(kind: str, result: ImageResult) -> float | None:
@@ -408,6 +410,7 @@ class BatchRun(Generic[I]):
             with anyio.CancelScope(shield=True):
                 await asyncio.wait({task})
         self._receive.close()
+        await self._finish_manifest()
         if task is not None and not task.cancelled() and task.exception() is not None:
             error = task.exception()
             # The task group wraps the failure; the first one is the story (the others, if
@@ -425,22 +428,26 @@ class BatchRun(Generic[I]):
     # -- running -------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        try:
-            async with self._send:
-                await self._prepare()
-                async with anyio.create_task_group() as group:
-                    with anyio.CancelScope() as self._starting:
-                        for index in range(len(self._inputs)):
-                            if self._stopping:
-                                break
-                            await self._slots.acquire()
-                            self._in_flight.add(index)
-                            group.start_soon(self._one, index)
-        finally:
-            if self._manifest is not None:
-                with anyio.CancelScope(shield=True):
-                    await self._manifest.flush()  # whatever a cancelled writer left queued
-                    await self._manifest.aclose()
+        async with self._send:
+            await self._prepare()
+            async with anyio.create_task_group() as group:
+                with anyio.CancelScope() as self._starting:
+                    for index in range(len(self._inputs)):
+                        if self._stopping:
+                            break
+                        await self._slots.acquire()
+                        self._in_flight.add(index)
+                        group.start_soon(self._one, index)
+            # Before the consumer sees the end: a finished run is on disk when it says so.
+            await self._finish_manifest()
+
+    async def _finish_manifest(self) -> None:
+        """Commit what is queued and close the database; idempotent (``aclose`` calls it again
+        after a cancelled run, from the consumer's task)."""
+        if self._manifest is not None:
+            with anyio.CancelScope(shield=True):
+                await self._manifest.flush()
+                await self._manifest.aclose()
 
     async def _prepare(self) -> None:
         """Load the manifest, name every output, and hash the options (off the loop)."""
@@ -488,6 +495,9 @@ class BatchRun(Generic[I]):
             raise
         finally:
             self._in_flight.discard(index)
+        manifest = self._manifest
+        if manifest is not None and manifest.backlog >= _BACKLOG:
+            await manifest.flush()  # outcomes need no commit of their own, but not forever
         summary = self.summary
         if item.skipped:
             summary.skipped += 1
@@ -550,13 +560,13 @@ class BatchRun(Generic[I]):
             pending = "outcome unknown" if isinstance(exc, OutcomeUnknownError) else None
             if manifest is not None:
                 op = {"op": "pending", "reason": pending} if pending else {"op": "failed"}
-                await manifest.write([{**op, "input": self._keys[index], "error": str(exc)}])
+                manifest.note([{**op, "input": self._keys[index], "error": str(exc)}])
             raise _Outcome(exc, pending) from exc
         if manifest is not None:
-            await self._record_done(index, result, paths)
+            self._record_done(index, result, paths)
         return result, paths
 
-    async def _record_done(self, index: int, result: ImageResult, paths: tuple[Path, ...]) -> None:
+    def _record_done(self, index: int, result: ImageResult, paths: tuple[Path, ...]) -> None:
         assert self._manifest is not None
         entry = {
             "op": "done",
@@ -564,7 +574,7 @@ class BatchRun(Generic[I]):
             "outputs": [str(p) for p in paths],
             "request_id": result.request_id,
         }
-        await self._manifest.write([entry])
+        self._manifest.note([entry])
 
     async def _keyed(
         self, index: int, value: I, record: Record | None
@@ -588,7 +598,7 @@ class BatchRun(Generic[I]):
                     f"{self._options_digest}\0{await _digest(value)}".encode()
                 ).hexdigest()
             except Exception as exc:  # unreadable input: nothing was sent
-                await manifest.write([{"op": "failed", "input": name, "error": str(exc)}])
+                manifest.note([{"op": "failed", "input": name, "error": str(exc)}])
                 raise _Outcome(exc, None) from exc
             key = derive_key(manifest.run_id, identity, attempt)
             base = self._bases[index]
@@ -606,39 +616,37 @@ class BatchRun(Generic[I]):
             try:
                 job = calls.resume(saved_job)
             except Exception as exc:
-                await self._pending(name, exc, "recorded job unreadable")
+                self._pending(name, exc, "recorded job unreadable")
         else:
             try:
                 job = await calls.submit(value, key, calls.timeout)
             except Exception as exc:
                 if _refused(exc):
                     entry = {"op": "failed", "input": name, "error": str(exc), "new_key": False}
-                    await manifest.write([entry])
+                    manifest.note([entry])
                     raise _Outcome(exc, None) from exc
-                await self._pending(name, exc, "submit answer lost")
-            await manifest.write([{"op": "job", "input": name, "job": job.to_json()}])
+                self._pending(name, exc, "submit answer lost")
+            manifest.note([{"op": "job", "input": name, "job": job.to_json()}])
         try:
             result = await job.wait(timeout=calls.timeout)
         except JobFailedError as exc:  # refunded: a rerun tries again under a new key
             entry = {"op": "failed", "input": name, "error": str(exc), "new_key": True}
-            await manifest.write([entry])
+            manifest.note([entry])
             raise _Outcome(exc, None) from exc
         except WaitTimeoutError as exc:
-            await self._pending(name, exc, "job outlived the wait")
+            self._pending(name, exc, "job outlived the wait")
         except NotFoundError as exc:
-            await self._pending(name, exc, "job not found when polled")
+            self._pending(name, exc, "job not found when polled")
         except Exception as exc:
-            await self._pending(name, exc, "lost while waiting")
+            self._pending(name, exc, "lost while waiting")
         try:
             paths = await self._save(index, result)
         except Exception as exc:
-            await self._pending(name, exc, "outputs not saved")
-        await self._record_done(index, result, paths)
+            self._pending(name, exc, "outputs not saved")
+        self._record_done(index, result, paths)
         return result, paths
 
-    async def _pending(self, name: str, exc: Exception, reason: str) -> NoReturn:
+    def _pending(self, name: str, exc: Exception, reason: str) -> NoReturn:
         assert self._manifest is not None
-        await self._manifest.write(
-            [{"op": "pending", "input": name, "reason": reason, "error": str(exc)}]
-        )
+        self._manifest.note([{"op": "pending", "input": name, "reason": reason, "error": str(exc)}])
         raise _Outcome(exc, reason) from exc

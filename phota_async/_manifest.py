@@ -13,7 +13,9 @@ id and the item's identity, the planned absolute output base) is committed with
 ``pending`` rows are resumed on a rerun by the same key or job id, never paid again.
 
 Writers that arrive together share one commit (group commit): whoever holds the write lock
-commits every change queued so far, so N items starting at once cost one fsync, not N.
+commits every change queued so far, so N items starting at once cost one fsync, not N. Only
+intents are waited for; job ids and outcomes are queued (``note``) and ride along with the
+next commit (or the final flush): losing them to a crash costs a resume by key, not money.
 
 Why SQLite rather than JSONL: measured in ``benchmarks/manifest.py``. Appending JSON lines is
 as cheap to write, but a resume must parse three lines per item; on this project's shared
@@ -290,6 +292,17 @@ class Manifest:
             with anyio.CancelScope(shield=True):
                 await off_loop(self._commit, batch)
             self._flushed = upto
+
+    def note(self, entries: Iterable[dict[str, Any]]) -> None:
+        """Queue ``entries`` without waiting: they are committed with the next ``write`` or
+        ``flush``. For what a crash may lose safely (a job id, an outcome): the item is then
+        resumed by its key, which the server answers with the same job, at no charge."""
+        self._buffer.extend(entries)
+
+    @property
+    def backlog(self) -> int:
+        """Entries queued and not committed yet."""
+        return len(self._buffer)
 
     async def flush(self) -> None:
         """Commit whatever is still queued (entries of a writer cancelled while it waited)."""

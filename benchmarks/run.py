@@ -293,9 +293,10 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="tiny counts, to check the benchmarks run"
     )
-    parser.add_argument("--only", choices=("get", "enhance", "many", "poll"), action="append")
+    names = ("get", "enhance", "many", "poll", "manifest")
+    parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
-    chosen = args.only or ["get", "enhance", "many", "poll"]
+    chosen = args.only or list(names)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in chosen:
@@ -306,6 +307,10 @@ def main() -> int:
                 rows += bench_enhance(args.quick, Path(tmp))
             elif name == "many":
                 rows += bench_many(args.quick, Path(tmp))
+            elif name == "manifest":
+                from manifest import bench_manifest
+
+                rows += bench_manifest(args.quick, Path(tmp), server)
             else:
                 rows += bench_poll(args.quick)
     print()

@@ -1,4 +1,5 @@
-"""Enhance a folder of photos, resumably: rerun it after a crash and it picks up where it was.
+"""Enhance a folder of photos, resumably: rerun it after a crash and it picks up where it was,
+paying for each photo once.
 
     python examples/batch_enhance.py photos/ enhanced/ --concurrency 16
 
@@ -18,22 +19,22 @@ SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic"}
 
 
 async def enhance_all(photos: list[Path], target: Path, concurrency: int) -> tuple[int, int]:
-    """Enhance ``photos`` into ``target``; return (done, failed)."""
+    """Enhance ``photos`` into ``target``; return (done, not done)."""
     async with PhotaClient() as phota:
+        # The manifest is a write-ahead log: each photo's idempotency key is on disk before it
+        # is paid for, so a rerun after a crash resumes instead of paying again.
         run = phota.enhance_many(
-            photos,
-            concurrency=concurrency,
-            out_dir=target,
-            manifest=target / "manifest.jsonl",  # what is done survives a crash
+            photos, concurrency=concurrency, out_dir=target, manifest=target / "run.manifest"
         )
-        async with run:
-            async for item in run:
-                if item.error is not None:
-                    print(f"failed: {item.input.name}: {item.error}")
-                else:
-                    print(f"{run.summary.finished}/{run.summary.total} {item.input.name}")
+        async for item in run:  # breaking out of the loop cancels the rest
+            if item.pending is not None:
+                print(f"pending ({item.pending}): {item.input.name}: rerun to resume")
+            elif item.error is not None:
+                print(f"failed: {item.input.name}: {item.error}")
+            else:
+                print(f"{run.summary.finished}/{run.summary.total} {item.input.name}")
         print(run.summary.line())
-        return run.summary.done + run.summary.skipped, run.summary.failed
+        return run.summary.done + run.summary.skipped, run.summary.failed + run.summary.pending
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,8 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args(argv)
     photos = sorted(p for p in args.source.rglob("*") if p.suffix.lower() in SUFFIXES)
-    _done, failed = asyncio.run(enhance_all(photos, args.target, args.concurrency))
-    return 1 if failed else 0
+    _done, not_done = asyncio.run(enhance_all(photos, args.target, args.concurrency))
+    return 1 if not_done else 0
 
 
 if __name__ == "__main__":

@@ -1,43 +1,71 @@
-"""Many studio calls at once: bounded, results as they complete, resumable from a manifest.
+"""Many studio calls at once: bounded, results as they complete, paid exactly once per input.
 
-``BatchRun`` is an async iterator of ``BatchItem`` and an async context manager. Inside, one
-supervisor task runs an anyio task group; a capacity limiter bounds the calls in flight; each
-finished item goes through a memory stream to the consumer in completion order. One failure is
-one failed item, never the end of the batch. Leaving the ``async with`` block (or ``aclose()``)
-cancels whatever is still running and waits for it, so nothing outlives the run.
+Theory of operation. One supervisor task plans the run (loads the manifest off the loop, names
+every output, finds what is already done), then starts one worker per input under a semaphore
+of ``concurrency`` slots. A slot is taken when an item starts and given back only when the
+consumer *takes* the finished item, so at most ``concurrency`` items are ever paid ahead of
+what the consumer has taken (no prefetch beyond that). Finished items reach the consumer
+through a memory stream, in completion order.
 
-With a ``Manifest`` (a JSONL file), each finished input is recorded as soon as its outputs are
-on disk, and a job's id as soon as it is submitted; a rerun skips what is done, resumes jobs
-already paid for, and retries what failed.
+With a manifest, every item is a keyed job whatever ``via_job`` says (the price is the same):
+its ``client_request_id`` is derived from the manifest's run id and the item's identity (a
+digest of the input's bytes, the call kind and the options), and the intent is fsynced to the
+manifest before the submit is sent (job ids and outcomes follow with the next commit). An item whose outcome is unknown stays *pending* and is
+resumed on a rerun by the same key (the server answers with the original job) or by its
+recorded job id; only a refusal (a 4xx before charging, a FAILED job, which is refunded) is
+*failed* and tried again. This relies on the server honouring a key for as long as a batch
+may be resumed: the emulator keeps keys for its lifetime; Phota documents no expiry, and we
+assume at least the 24 hours its download URLs live.
+
+One input's exception, whatever its type, is that item's ``error``; the batch goes on. An
+exception from the engine itself (the manifest cannot be written, a bug) ends the run and is
+raised to the consumer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
+import math
 import os
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._files import off_loop
-from .errors import PhotaError
-from .models import ImageResult
-
-if TYPE_CHECKING:
-    from ._client import PhotaClient
+from ._manifest import RESUMABLE, Manifest, Record
+from ._naming import output_bases
+from .errors import (
+    APIError,
+    InvalidRequestError,
+    JobFailedError,
+    NotFoundError,
+    OutcomeUnknownError,
+    WaitTimeoutError,
+)
+from .models import ImageResult, Job
 
 I = TypeVar("I")  # noqa: E741 - the conventional name for an input type
 
 # Prices per output image (Phota's documentation); edit and generate depend on the base model,
 # which the documentation does not list, so their cost is reported as unknown.
 PER_IMAGE_PRICES = {"enhance": (0.12, 0.15), "remix": (0.12, 0.15)}
+
+# 4xx answers that do not mean "refused before charging".
+_NOT_REFUSALS = frozenset({408, 409, 429})
+_HASH_CHUNK = 1 << 20
+# Job ids and outcomes queued beyond this are committed by the item that finds them.
+_BACKLOG = 64
 
 
 def estimate_cost(kind: str, result: ImageResult) -> float | None:
@@ -57,186 +85,280 @@ class BatchItem(Generic[I]):
         input: the input as given.
         index: its position in the inputs.
         result: the ``ImageResult`` when it succeeded (``None`` when skipped from a manifest).
-        error: the ``PhotaError`` when it failed.
-        paths: output files written (batch runs with ``out_dir``).
+        error: what went wrong with this input, whatever its type (``None`` when it succeeded).
+        paths: output files written (batch runs with ``out_dir``), absolute with a manifest.
         skipped: already done in an earlier run, per the manifest.
+        request_id: the request id of the answer (or of the error), when known.
+        pending: why the outcome is unknown (the call may have been paid); a rerun with the
+            manifest resumes it by the same key, never paying again. ``None`` otherwise.
     """
 
     input: I
     index: int
     result: ImageResult | None = None
-    error: PhotaError | None = None
+    error: Exception | None = None
     paths: tuple[Path, ...] = ()
     skipped: bool = False
     request_id: str | None = None
+    pending: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        """Done (now or in an earlier run)."""
+        return self.error is None and self.pending is None
+
+    @property
+    def status(self) -> str:
+        """``"done"``, ``"skipped"``, ``"pending"`` or ``"failed"``."""
+        if self.skipped:
+            return "skipped"
+        if self.pending is not None:
+            return "pending"
+        return "done" if self.error is None else "failed"
 
 
 @attrs.define
 class BatchSummary:
-    """Counts and cost of a run so far."""
+    """Counts and cost of a run so far.
+
+    Attributes:
+        total: inputs in the run.
+        done, failed, pending, skipped: items by outcome (``pending``: outcome unknown, resumed
+            by key on a rerun with the manifest).
+        pending_reasons: ``{reason: count}`` of the pending items.
+        images: output images written.
+        cost: estimated cost in dollars of what was done in this run.
+        cost_unknown: done items whose price is not documented.
+    """
 
     total: int = 0
     done: int = 0
     failed: int = 0
+    pending: int = 0
     skipped: int = 0
     images: int = 0
     cost: float = 0.0
     cost_unknown: int = 0
+    pending_reasons: Counter[str] = attrs.Factory(Counter)
     started: float = attrs.Factory(time.monotonic)
 
     @property
     def finished(self) -> int:
-        return self.done + self.failed + self.skipped
+        """Items with an outcome, skipped ones included."""
+        return self.done + self.failed + self.pending + self.skipped
+
+    @property
+    def worked(self) -> int:
+        """Items processed in this run (skipped ones excluded)."""
+        return self.done + self.failed + self.pending
 
     @property
     def rate(self) -> float:
-        """Items finished per second."""
+        """Items processed per second in this run (skipped items do not count)."""
         elapsed = time.monotonic() - self.started
-        return (self.done + self.failed) / elapsed if elapsed > 0 else 0.0
+        return self.worked / elapsed if elapsed > 0 else 0.0
+
+    def add_pending(self, reason: str) -> None:
+        """Count one more pending item."""
+        self.pending += 1
+        self.pending_reasons[reason] += 1
 
     def line(self) -> str:
+        """One human line: counts by outcome (pending ones with their reasons), images, cost."""
         cost = f"${self.cost:.2f}" + (" + model-priced calls" if self.cost_unknown else "")
+        pending = ""
+        if self.pending:
+            reasons = ", ".join(f"{n} {r}" for r, n in self.pending_reasons.most_common())
+            pending = f" {self.pending} pending ({reasons}; a rerun resumes them by key),"
         return (
-            f"{self.done} done, {self.failed} failed, {self.skipped} skipped of {self.total}; "
-            f"{self.images} images; estimated cost {cost}"
+            f"{self.done} done, {self.failed} failed,{pending} {self.skipped} skipped "
+            f"of {self.total}; {self.images} images; estimated cost {cost}"
         )
 
 
-class Manifest:
-    """A JSONL record of a batch: one line per finished input (and per submitted job).
-
-    Lines are appended and flushed to disk one by one, so a run killed at any moment keeps every
-    line written before. Later lines for an input override earlier ones.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.entries: dict[str, dict[str, Any]] = {}
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by a kill: that input simply is not done
-                if isinstance(entry, dict) and isinstance(entry.get("input"), str):
-                    self.entries[entry["input"]] = entry
-        self._lock = anyio.Lock()
-
-    def done(self, key: str) -> dict[str, Any] | None:
-        """The entry of an input finished earlier whose outputs all still exist."""
-        entry = self.entries.get(key)
-        if entry is None or entry.get("status") != "done":
-            return None
-        if not all(Path(p).exists() for p in entry.get("outputs", [])):
-            return None
-        return entry
-
-    def submitted_job(self, key: str) -> dict[str, Any] | None:
-        """The saved job of an input submitted but not finished in an earlier run."""
-        entry = self.entries.get(key)
-        return entry.get("job") if entry and entry.get("status") == "submitted" else None
-
-    async def record(self, key: str, **fields: Any) -> None:
-        entry = {"input": key, **fields, "time": time.time()}
-        line = json.dumps(entry) + "\n"
-        async with self._lock:
-            self.entries[key] = entry
-            await off_loop(self._append, line)
-
-    def _append(self, line: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
 Call = Callable[[I], Awaitable[ImageResult]]
-Submit = Callable[[I], Awaitable[Any]]
+Submit = Callable[[I, "str | None", "float | None"], Awaitable[Job]]
 Progress = Callable[[BatchSummary, BatchItem[Any]], None]
 
 
-def input_key(value: object) -> str:
-    """A stable manifest key for an input."""
+@attrs.frozen
+class Calls(Generic[I]):
+    """What a batch does to one input: the narrow session a ``BatchRun`` is given.
+
+    Attributes:
+        kind: ``enhance``, ``edit``, ``remix`` or ``custom`` (for costs and item identity).
+        call: the synchronous call.
+        submit: a keyed job submit ``(input, client_request_id, timeout) -> Job``, or ``None``
+            for custom calls (which cannot be resumed by key).
+        resume: rebuilds a recorded job (``Job.to_json()`` form), bound to the client.
+        options: the options that make two calls on the same bytes different (hashed into the
+            item's identity); ``Path`` values are hashed by content.
+        via_job: without a manifest, run each item as a job.
+        timeout: deadline for one item's call, or for each of its submit and its wait.
+    """
+
+    kind: str
+    call: Call[I]
+    submit: Submit[I] | None = None
+    resume: Callable[[dict[str, Any]], Job] | None = None
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    via_job: bool = False
+    timeout: float | None = None
+
+
+class _Outcome(Exception):
+    """An item's end, carried out of its stages (never escapes the engine)."""
+
+    def __init__(self, error: Exception, pending: str | None, new_key: bool = False) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.pending = pending
+        self.new_key = new_key
+
+
+def _refused(exc: BaseException) -> bool:
+    return isinstance(exc, InvalidRequestError) or (
+        isinstance(exc, APIError) and 400 <= exc.status < 500 and exc.status not in _NOT_REFUSALS
+    )
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+async def _digest(value: object) -> str:
+    """A digest of an input's content: a file's bytes, a URL's text, raw bytes."""
     if isinstance(value, Path):
-        return str(value.resolve())
+        return await off_loop(_file_digest, value)
+    if isinstance(value, str):
+        return hashlib.sha256(b"url\0" + value.encode()).hexdigest()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(bytes(value)).hexdigest()
+    raise TypeError(f"cannot key a {type(value).__name__} input: use a Path or a URL")
+
+
+_PART = re.compile(r"^\.(.+)-\d+\.\w+\.[0-9a-f]{12}\.part$", re.DOTALL)
+
+
+def _remove_stale_parts(folder: Path, bases: list[str | None]) -> None:
+    """Delete temporary files of this run's outputs left by a killed process (SIGKILL cannot
+    clean up after itself); other files are never touched."""
+    try:
+        stale = [(e.path, m.group(1)) for e in os.scandir(folder) if (m := _PART.match(e.name))]
+    except FileNotFoundError:
+        return
+    if not stale:
+        return
+    mine = {os.path.basename(b) for b in bases if b}
+    for path, base in stale:
+        if base in mine:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def derive_key(run_id: str, identity: str, attempt: int) -> str:
+    """The ``client_request_id`` of one attempt at one item of one run (deterministic)."""
+    text = f"{run_id}\0{identity}\0{attempt}".encode()
+    return "cr_" + hashlib.sha256(text).hexdigest()[:32]
+
+
+def _absolute(value: object) -> str:
+    # ``abspath`` (no system call) rather than ``resolve`` (one per path component): a
+    # million-input resume must plan in seconds. Symlinked inputs keep their own names.
+    if isinstance(value, Path):
+        text = str(value)  # pathlib has already dropped "." parts and doubled slashes
+        return text if value.is_absolute() and "/.." not in text else os.path.abspath(text)
     if isinstance(value, str):
         return value
     raise TypeError("resumable batches need Path or URL inputs")
 
 
-def output_stems(inputs: list[Any]) -> list[str]:
-    """A distinct file stem per input (``photo``, ``photo-2`` ... when names repeat)."""
-    seen: dict[str, int] = {}
-    stems = []
-    for index, value in enumerate(inputs):
-        base = value.stem if isinstance(value, Path) else f"item-{index}"
-        count = seen.get(base, 0) + 1
-        seen[base] = count
-        stems.append(base if count == 1 else f"{base}-{count}")
-    return stems
+async def _iterate(run: BatchRun[I]) -> AsyncIterator[BatchItem[I]]:
+    # What ``async for item in run`` drives. When the consumer breaks out and drops it,
+    # asyncio's async-generator finaliser runs ``aclose()`` on it: the ``finally`` closes the
+    # run, cancelling what is still in flight. The run holds no reference back to this
+    # generator, so no cycle keeps it (and the run's tasks) alive.
+    try:
+        while (item := await run._take()) is not None:
+            yield item
+    finally:
+        await run.aclose()
 
 
 class BatchRun(Generic[I]):
-    """The running batch: iterate it for items as they complete; close it to cancel the rest.
+    """A running batch: iterate it for items as they complete.
 
-    Use it as ``async with phota.enhance_many(paths) as run: async for item in run: ...``;
-    plain ``async for`` works too and closes the run when exhausted.
+    The one right way to consume it is ``async for``, optionally inside ``async with``::
+
+        async for item in phota.enhance_many(paths, out_dir="out", manifest="run.manifest"):
+            ...
+
+    Breaking out of the loop (or leaving ``async with``, or ``aclose()``) cancels whatever is
+    still running at once and waits for it; nothing outlives the run. At most ``concurrency``
+    items are started ahead of what you have taken; no other prefetch.
     """
 
     def __init__(
         self,
-        client: PhotaClient,
-        kind: str,
+        calls: Calls[I],
         inputs: Iterable[I],
-        call: Call[I],
         *,
         concurrency: int,
         out_dir: str | Path | None,
         manifest: str | Path | Manifest | None,
-        submit: Submit[I] | None,
         on_progress: Progress | None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self._client = client
-        self._kind = kind
+        self._calls = calls
         self._inputs = list(inputs)
-        self._call = call
-        self._submit = submit
         self._concurrency = concurrency
-        self._out_dir = Path(out_dir) if out_dir is not None else None
-        self._manifest = Manifest(manifest) if isinstance(manifest, (str, Path)) else manifest
-        if self._manifest is not None:
+        self._out_dir = Path(out_dir).absolute() if out_dir is not None else None
+        self._manifest_arg = manifest
+        self._manifest: Manifest | None = None
+        if manifest is not None:
             if self._out_dir is None:
                 raise ValueError("a manifest needs out_dir: done means written to disk")
             for value in self._inputs:
-                input_key(value)
+                if not isinstance(value, (Path, str)):
+                    raise TypeError("resumable batches need Path or URL inputs")
         self._on_progress = on_progress
         self.summary = BatchSummary(total=len(self._inputs))
         self._send: MemoryObjectSendStream[BatchItem[I]]
         self._receive: MemoryObjectReceiveStream[BatchItem[I]]
-        self._send, self._receive = anyio.create_memory_object_stream[BatchItem[I]](concurrency)
+        self._send, self._receive = anyio.create_memory_object_stream[BatchItem[I]](math.inf)
+        self._slots = anyio.Semaphore(concurrency)
         self._supervisor: asyncio.Task[None] | None = None
+        self._starting: anyio.CancelScope | None = None
+        self._stopping = False
         self._closed = False
+        self._in_flight: set[int] = set()
+        self._bases: list[str | None] = []  # absolute; Path objects are slow to make by 1M
+        self._keys: list[str] = []
+        self._options_digest = ""
+        self._done_before = 0
+        self._skip: list[bool] = []
+
+    # -- consuming -----------------------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[BatchItem[I]]:
-        return self
+        return _iterate(self)
 
-    async def __anext__(self) -> BatchItem[I]:
+    async def _take(self) -> BatchItem[I] | None:
         if self._closed:
-            raise StopAsyncIteration
+            return None
         if self._supervisor is None:
             self._supervisor = asyncio.get_running_loop().create_task(self._run())
         try:
-            return await self._receive.receive()
-        except anyio.EndOfStream:
-            await self.aclose()
-            raise StopAsyncIteration from None
+            item = await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+        self._slots.release()
+        return item
 
     async def __aenter__(self) -> BatchRun[I]:
         return self
@@ -249,21 +371,53 @@ class BatchRun(Generic[I]):
     ) -> None:
         await self.aclose()
 
+    @property
+    def remaining(self) -> int:
+        """Items this run has to work on: all but those already done per the manifest (known
+        once the run has started)."""
+        return self.summary.total - self._done_before
+
+    @property
+    def in_flight(self) -> int:
+        """Items started and not finished yet."""
+        return len(self._in_flight)
+
+    def stop(self) -> None:
+        """Start no new items; those in flight finish, are recorded and delivered, then the
+        iteration ends. Safe to call from a signal handler on the loop."""
+        self._stopping = True
+        if self._starting is not None:
+            self._starting.cancel()
+
+    def abandon(self) -> None:
+        """Cancel every item in flight now (they stay pending in the manifest, resumed by key);
+        the iteration ends. Safe to call from a signal handler on the loop."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+
     async def aclose(self) -> None:
         """Cancel every call still running and wait until they have stopped. Idempotent.
 
         Raises:
-            Exception: a bug inside the run itself (never a per-item ``PhotaError``).
+            Exception: a failure of the run itself (never one input's error).
         """
         self._closed = True
+        self._stopping = True
         task = self._supervisor
         if task is not None and not task.done():
             task.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait({task})
         self._receive.close()
+        await self._finish_manifest()
         if task is not None and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+            error = task.exception()
+            # The task group wraps the failure; the first one is the story (the others, if
+            # any, are the same bug hit by other items at the same time).
+            while isinstance(error, BaseExceptionGroup):
+                error = error.exceptions[0]
+            raise error  # type: ignore[misc]
 
     async def collect(self) -> list[BatchItem[I]]:
         """Run to the end; every item, in input order."""
@@ -271,73 +425,228 @@ class BatchRun(Generic[I]):
             items = [item async for item in self]
         return sorted(items, key=lambda item: item.index)
 
-    async def _run(self) -> None:
-        # A semaphore, not a CapacityLimiter: the slot is taken here and released by the worker.
-        slots = anyio.Semaphore(self._concurrency)
-        stems = output_stems(self._inputs)
-        async with self._send, anyio.create_task_group() as group:
-            for index, value in enumerate(self._inputs):
-                await slots.acquire()
-                group.start_soon(self._one, slots, index, value, stems[index])
+    # -- running -------------------------------------------------------------------------
 
-    async def _one(self, slots: anyio.Semaphore, index: int, value: I, stem: str) -> None:
+    async def _run(self) -> None:
+        async with self._send:
+            await self._prepare()
+            async with anyio.create_task_group() as group:
+                with anyio.CancelScope() as self._starting:
+                    for index in range(len(self._inputs)):
+                        if self._stopping:
+                            break
+                        await self._slots.acquire()
+                        self._in_flight.add(index)
+                        group.start_soon(self._one, index)
+            # Before the consumer sees the end: a finished run is on disk when it says so.
+            await self._finish_manifest()
+
+    async def _finish_manifest(self) -> None:
+        """Commit what is queued and close the database; idempotent (``aclose`` calls it again
+        after a cancelled run, from the consumer's task)."""
+        if self._manifest is not None:
+            with anyio.CancelScope(shield=True):
+                await self._manifest.flush()
+                await self._manifest.aclose()
+
+    async def _prepare(self) -> None:
+        """Load the manifest, name every output, and hash the options (off the loop)."""
+        values = self._inputs
+        arg = self._manifest_arg
+        if arg is not None:
+            self._manifest = arg if isinstance(arg, Manifest) else Manifest(arg)
+            await self._manifest.load()
+            manifest = self._manifest
+            self._keys = await off_loop(lambda: [_absolute(v) for v in values])
+            self._skip = await off_loop(manifest.done, self._keys)
+            self._done_before = sum(self._skip)
+            self._options_digest = await self._digest_options()
+        if self._out_dir is None:
+            self._bases = [None] * len(values)
+            return
+        if self._manifest is not None:
+            planned = await off_loop(self._manifest.planned, self._keys)
+        else:
+            planned = [None] * len(values)
+        new = [i for i, base in enumerate(planned) if base is None]
+        taken: set[str] = set()
+        if new and self._manifest is not None:
+            taken = await off_loop(self._manifest.bases)
+        names = output_bases([values[i] for i in new], taken)
+        out = self._out_dir
+        self._bases = planned
+        for i, name in zip(new, names, strict=True):
+            self._bases[i] = str(out / name)
+        if self._manifest is not None:
+            await off_loop(_remove_stale_parts, out, self._bases)
+
+    async def _digest_options(self) -> str:
+        canonical: dict[str, Any] = {"kind": self._calls.kind}
+        for name, value in sorted(self._calls.options.items()):
+            canonical[name] = await _digest(value) if isinstance(value, Path) else value
+        text = json.dumps(canonical, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    async def _one(self, index: int) -> None:
         try:
-            item = await self._process(index, value, stem)
+            item = await self._item(index)
+        except anyio.get_cancelled_exc_class():
+            self.summary.add_pending("abandoned in flight")
+            raise
         finally:
-            slots.release()
+            self._in_flight.discard(index)
+        manifest = self._manifest
+        if manifest is not None and manifest.backlog >= _BACKLOG:
+            await manifest.flush()  # outcomes need no commit of their own, but not forever
         summary = self.summary
         if item.skipped:
             summary.skipped += 1
+        elif item.pending is not None:
+            summary.add_pending(item.pending)
         elif item.error is not None:
             summary.failed += 1
         else:
             summary.done += 1
             assert item.result is not None
             summary.images += len(item.result)
-            cost = estimate_cost(self._kind, item.result)
+            cost = estimate_cost(self._calls.kind, item.result)
             if cost is None:
                 summary.cost_unknown += 1
             else:
                 summary.cost += cost
         if self._on_progress is not None:
             self._on_progress(summary, item)
-        await self._send.send(item)
+        self._send.send_nowait(item)
 
-    async def _process(self, index: int, value: I, stem: str) -> BatchItem[I]:
+    async def _item(self, index: int) -> BatchItem[I]:
+        value = self._inputs[index]
         manifest = self._manifest
-        key = input_key(value) if manifest is not None else ""
-        if manifest is not None:
-            entry = manifest.done(key)
-            if entry is not None:
-                earlier = tuple(Path(p) for p in entry.get("outputs", []))
-                return BatchItem(
-                    value, index, paths=earlier, skipped=True, request_id=entry.get("request_id")
-                )
+        if manifest is not None and self._skip[index]:
+            outputs, request_id = manifest.done_item(self._keys[index])
+            paths = tuple(Path(p) for p in outputs)
+            return BatchItem(value, index, paths=paths, skipped=True, request_id=request_id)
+        record = await manifest.record(self._keys[index]) if manifest is not None else None
         try:
-            result = await self._result(value, key)
-            paths: tuple[Path, ...] = ()
-            if self._out_dir is not None:
-                paths = tuple(await result.save(self._out_dir, stem=stem))
-        except PhotaError as error:
-            if manifest is not None:
-                await manifest.record(key, status="failed", error=str(error))
-            return BatchItem(value, index, error=error, request_id=error.request_id)
-        if manifest is not None:
-            await manifest.record(
-                key, status="done", outputs=[str(p) for p in paths], request_id=result.request_id
+            if self._manifest is not None and self._calls.submit is not None:
+                result, paths = await self._keyed(index, value, record)
+            else:
+                result, paths = await self._plain(index, value)
+        except _Outcome as outcome:
+            error = outcome.error
+            request_id = getattr(error, "request_id", None)
+            return BatchItem(
+                value, index, error=error, request_id=request_id, pending=outcome.pending
             )
         return BatchItem(value, index, result=result, paths=paths, request_id=result.request_id)
 
-    async def _result(self, value: I, key: str) -> ImageResult:
-        manifest = self._manifest
-        if self._submit is None:
-            return await self._call(value)
-        saved = manifest.submitted_job(key) if manifest is not None else None
-        if saved is not None:
-            job = self._client.jobs.resume(saved)
-        else:
-            job = await self._submit(value)
+    async def _save(self, index: int, result: ImageResult) -> tuple[Path, ...]:
+        base = self._bases[index]
+        if base is None:
+            return ()
+        folder, stem = os.path.split(base)
+        return tuple(await result.save(folder, stem=stem))
+
+    async def _plain(self, index: int, value: I) -> tuple[ImageResult, tuple[Path, ...]]:
+        """Without a manifest (or for custom calls): the call as asked; errors classified."""
+        calls, manifest = self._calls, self._manifest
+        try:
+            if calls.via_job and calls.submit is not None:
+                job = await calls.submit(value, None, calls.timeout)
+                result = await job.wait(timeout=calls.timeout)
+            else:
+                result = await calls.call(value)
+            paths = await self._save(index, result)
+        except Exception as exc:
+            pending = "outcome unknown" if isinstance(exc, OutcomeUnknownError) else None
             if manifest is not None:
-                await manifest.record(key, status="submitted", job=job.to_json())
-        result: ImageResult = await job.wait()
-        return result
+                op = {"op": "pending", "reason": pending} if pending else {"op": "failed"}
+                manifest.note([{**op, "input": self._keys[index], "error": str(exc)}])
+            raise _Outcome(exc, pending) from exc
+        if manifest is not None:
+            self._record_done(index, result, paths)
+        return result, paths
+
+    def _record_done(self, index: int, result: ImageResult, paths: tuple[Path, ...]) -> None:
+        assert self._manifest is not None
+        entry = {
+            "op": "done",
+            "input": self._keys[index],
+            "outputs": [str(p) for p in paths],
+            "request_id": result.request_id,
+        }
+        self._manifest.note([entry])
+
+    async def _keyed(
+        self, index: int, value: I, record: Record | None
+    ) -> tuple[ImageResult, tuple[Path, ...]]:
+        """A manifest item: intent on disk, then a keyed submit (or the recorded job)."""
+        calls, manifest, name = self._calls, self._manifest, self._keys[index]
+        assert manifest is not None
+        assert manifest.run_id is not None
+        assert calls.submit is not None
+        assert calls.resume is not None
+        saved_job: dict[str, Any] | None = None
+        if record is not None and record.state in RESUMABLE and (record.key or record.job):
+            key = record.key or ""  # paid or maybe paid: resume, never a new key
+            saved_job = record.job
+        else:
+            attempt = record.attempt if record is not None else 0
+            if record is None or record.key is None or record.new_key or record.state == "done":
+                attempt += 1
+            try:
+                identity = hashlib.sha256(
+                    f"{self._options_digest}\0{await _digest(value)}".encode()
+                ).hexdigest()
+            except Exception as exc:  # unreadable input: nothing was sent
+                manifest.note([{"op": "failed", "input": name, "error": str(exc)}])
+                raise _Outcome(exc, None) from exc
+            key = derive_key(manifest.run_id, identity, attempt)
+            base = self._bases[index]
+            intent = {
+                "op": "intent",
+                "input": name,
+                "key": key,
+                "attempt": attempt,
+                "identity": identity,
+                "options": self._options_digest,
+                "base": base,
+            }
+            await manifest.write([intent])  # durable before the submit is sent
+        if saved_job is not None:
+            try:
+                job = calls.resume(saved_job)
+            except Exception as exc:
+                self._pending(name, exc, "recorded job unreadable")
+        else:
+            try:
+                job = await calls.submit(value, key, calls.timeout)
+            except Exception as exc:
+                if _refused(exc):
+                    entry = {"op": "failed", "input": name, "error": str(exc), "new_key": False}
+                    manifest.note([entry])
+                    raise _Outcome(exc, None) from exc
+                self._pending(name, exc, "submit answer lost")
+            manifest.note([{"op": "job", "input": name, "job": job.to_json()}])
+        try:
+            result = await job.wait(timeout=calls.timeout)
+        except JobFailedError as exc:  # refunded: a rerun tries again under a new key
+            entry = {"op": "failed", "input": name, "error": str(exc), "new_key": True}
+            manifest.note([entry])
+            raise _Outcome(exc, None) from exc
+        except WaitTimeoutError as exc:
+            self._pending(name, exc, "job outlived the wait")
+        except NotFoundError as exc:
+            self._pending(name, exc, "job not found when polled")
+        except Exception as exc:
+            self._pending(name, exc, "lost while waiting")
+        try:
+            paths = await self._save(index, result)
+        except Exception as exc:
+            self._pending(name, exc, "outputs not saved")
+        self._record_done(index, result, paths)
+        return result, paths
+
+    def _pending(self, name: str, exc: Exception, reason: str) -> NoReturn:
+        assert self._manifest is not None
+        self._manifest.note([{"op": "pending", "input": name, "reason": reason, "error": str(exc)}])
+        raise _Outcome(exc, reason) from exc

@@ -1,7 +1,7 @@
 """The ``phota`` command line (also ``python -m phota_async``).
 
-Exit codes: 0 when everything was done, 1 when some items (or the call) failed, 2 for a usage
-error. Errors are one readable line; ``--debug`` shows the traceback and debug logging.
+Exit codes: 0 when everything was done, 1 when some items (or the call) failed or are pending,
+2 for a usage error, 130 when interrupted (Ctrl-C). Errors are one readable line; ``--debug`` shows the traceback and debug logging.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from ._redact import MIN_KEY, Secret
 from .errors import InvalidRequestError, PhotaError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageError(Exception):
@@ -47,7 +48,11 @@ def _common() -> argparse.ArgumentParser:
 def _batch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="folder for the outputs")
     parser.add_argument("--concurrency", type=int, default=16, help="calls in flight (16)")
-    parser.add_argument("--manifest", type=Path, help="JSONL file to resume an interrupted run")
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        help="write-ahead log file (SQLite): a rerun resumes, paying each input once (items run as jobs)",
+    )
     parser.add_argument("--jobs", action="store_true", help="run each item as a job")
     parser.add_argument("--format", default="jpg", choices=("jpg", "png"), help="output format")
     parser.add_argument("--profile", action="append", default=[], help="profile id (repeatable)")
@@ -165,8 +170,28 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2, default=str) if args.json else text)
 
 
+def _item_line(item: Any) -> str:
+    error = item.error
+    text = str(error) if error is not None else ""
+    if error is not None and not isinstance(error, PhotaError):
+        text = f"{type(error).__name__}: {text}"
+    text = " ".join(text.split())[:300]
+    if item.pending is not None:
+        return f"pending ({item.pending}): {item.input}: {text}"
+    return f"failed: {item.input}: {text}"
+
+
 async def run_batch(args: argparse.Namespace) -> int:
+    """Run an enhance/edit/remix batch.
+
+    The first SIGINT or SIGTERM stops starting new items and lets those in flight finish and
+    be recorded; a second one abandons them (they stay pending in the manifest, resumed by key
+    on the next run). Either way the summary and a resume hint are printed and the exit code
+    is 130.
+    """
     inputs = expand_images(args.inputs)
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
     options: dict[str, Any] = {"output_format": args.format}
     if args.profile:
         options["profile_ids"] = args.profile
@@ -177,15 +202,25 @@ async def run_batch(args: argparse.Namespace) -> int:
         "via_job": args.jobs,
     }
     items: list[dict[str, Any]] = []
+    presses = 0
     with Progress(enabled=not args.json) as progress:
-        bar = progress.task(f"{args.command}", len(inputs))
+        bars: list[Any] = []
+
+        def say(line: str) -> None:
+            if progress.enabled:
+                progress.note(line)
+            else:
+                print(line, file=sys.stderr, flush=True)
 
         def on_progress(summary: Any, item: Any) -> None:
-            bar.update(
-                summary.finished, status=f"{summary.failed} failed" if summary.failed else ""
-            )
-            if item.error is not None:
-                progress.note(f"failed: {item.input}: {item.error}")
+            if item.skipped:
+                return
+            if not bars:  # rate and ETA count only the work of this run
+                bars.append(progress.task(f"{args.command}", run.remaining))
+            bad = summary.failed + summary.pending
+            bars[0].update(summary.worked, status=f"{bad} not done" if bad else "")
+            if not item.ok:
+                say(_item_line(item))
 
         async with open_client(args) as phota:
             if args.command == "enhance":
@@ -200,31 +235,65 @@ async def run_batch(args: argparse.Namespace) -> int:
                 run = phota.remix_many(
                     inputs, reference=args.reference, on_progress=on_progress, **common, **options
                 )
-            async with run:
-                async for item in run:
-                    items.append(
-                        {
-                            "input": str(item.input),
-                            "outputs": [str(p) for p in item.paths],
-                            "request_id": item.request_id,
-                            "skipped": item.skipped,
-                            "error": str(item.error) if item.error else None,
-                        }
+
+            def on_signal() -> None:
+                nonlocal presses
+                presses += 1
+                if presses == 1:
+                    run.stop()
+                    print(
+                        f"finishing {run.in_flight} in flight, Ctrl-C again to abandon",
+                        file=sys.stderr,
+                        flush=True,
                     )
+                else:
+                    run.abandon()
+
+            loop = asyncio.get_running_loop()
+            signals = (signal.SIGINT, signal.SIGTERM)
+            for number in signals:
+                loop.add_signal_handler(number, on_signal)
+            try:
+                async with run:
+                    async for item in run:
+                        items.append(
+                            {
+                                "input": str(item.input),
+                                "status": item.status,
+                                "outputs": [str(p) for p in item.paths],
+                                "request_id": item.request_id,
+                                "skipped": item.skipped,
+                                "pending": item.pending,
+                                "error": _item_line(item) if item.error else None,
+                            }
+                        )
+            finally:
+                for number in signals:
+                    loop.remove_signal_handler(number)
     summary = run.summary
     _emit(
         args,
         {
             "done": summary.done,
             "failed": summary.failed,
+            "pending": summary.pending,
+            "pending_reasons": dict(summary.pending_reasons),
             "skipped": summary.skipped,
             "images": summary.images,
             "estimated_cost": round(summary.cost, 4),
+            "interrupted": presses > 0,
             "items": sorted(items, key=lambda i: i["input"]),
         },
         summary.line(),
     )
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    if presses:
+        if args.manifest is not None:
+            hint = f"rerun the same command to resume (manifest {args.manifest.absolute()})"
+        else:
+            hint = "no --manifest was given: a rerun starts over (pass --manifest to resume)"
+        print(f"interrupted; {hint}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.failed or summary.pending else EXIT_OK
 
 
 async def run_generate(args: argparse.Namespace) -> int:
@@ -390,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(RUNNERS[args.command](args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return EXIT_FAILED if args.command != "emulator" else EXIT_OK
+        return EXIT_INTERRUPTED if args.command != "emulator" else EXIT_OK
     except (UsageError, InvalidRequestError) as exc:
         if args.debug:
             raise

@@ -18,12 +18,13 @@ import aiohttp
 
 from . import _protocol as proto
 from . import _retry
-from ._batch import BatchRun, Manifest, Progress
+from ._batch import BatchRun, Calls, Progress
 from ._bound import Bound
 from ._calls import edit_call, enhance_call, left, remix_call
 from ._deadline import QUEUED, SENDING, Deadline, Deadlines, check_seconds
 from ._files import off_loop, settled, temp_beside
 from ._jobs import Jobs
+from ._manifest import Manifest
 from ._poll import PollBudget, Poller, PollPolicy
 from ._profiles import Profiles
 from ._protocol import FileBody, Request, Response, StudioCall
@@ -346,7 +347,8 @@ class PhotaClient:
         return await self._send(proto.download(url), proto.decode_image)
 
     async def _save(self, url: str, target: Path) -> str:
-        """Stream a signed URL to ``target`` + the real extension, atomically; return the ext.
+        """Stream a signed URL to ``target`` + ``.`` + the real extension, atomically; return
+        the extension. ``target``'s name is kept whole (never ``with_suffix``: dots are names).
 
         A body that is not an image (a cut-short or garbled answer) fails its attempt like any
         other broken download, and is fetched again. Whatever happens, cancellation included,
@@ -356,8 +358,8 @@ class PhotaClient:
         tmp = await settled(temp_beside, target, undo=_unlink)
         try:
             head = await self._send(proto.download(url), proto.decode_image, into=tmp)
-            ext = sniff_extension(head, target.suffix.lstrip(".") or "jpg")
-            await settled(os.replace, tmp, target.with_suffix(f".{ext}"))
+            ext = sniff_extension(head, "jpg")
+            await settled(os.replace, tmp, target.with_name(f"{target.name}.{ext}"))
             return ext
         finally:
             await settled(_unlink, tmp, dropped=lambda: _unlink(tmp))
@@ -613,22 +615,59 @@ class PhotaClient:
     ) -> BatchRun[I]:
         """Run ``call`` on every input, ``concurrency`` at a time; items arrive as they finish.
 
+        Consume the run with ``async for item in phota.map(...)``; breaking out cancels the
+        rest at once. One input's exception is that item's ``.error``; the run goes on.
+
         Args:
             call: an async function of one input returning an ``ImageResult``.
             inputs: the inputs.
             kind: ``enhance``/``remix``/... for the cost summary.
-            concurrency: the most calls in flight.
+            concurrency: the most items started ahead of those you have taken.
             out_dir: save each result's images there (atomically) as they arrive.
-            manifest: a JSONL file recording finished inputs; a rerun skips them. Needs
-                ``out_dir`` and ``Path`` or URL inputs.
+            manifest: a manifest file (SQLite) recording finished inputs; a rerun skips them. Needs
+                ``out_dir`` and ``Path`` or URL inputs. A custom call cannot be resumed by key:
+                prefer ``enhance_many``/``edit_many``/``remix_many`` for paid exactly-once runs.
             on_progress: called as ``on_progress(summary, item)`` after each item.
 
         Returns:
-            A ``BatchRun``: ``async with phota.map(...) as run: async for item in run: ...``.
+            A ``BatchRun`` of ``BatchItem``.
+
+        Raises:
+            ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
+            TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
         return BatchRun(
-            self, kind, inputs, call, concurrency=concurrency, out_dir=out_dir,
-            manifest=manifest, submit=None, on_progress=on_progress,
+            Calls(kind, call), inputs, concurrency=concurrency, out_dir=out_dir,
+            manifest=manifest, on_progress=on_progress,
+        )  # fmt: skip
+
+    def _many(
+        self,
+        kind: str,
+        inputs: Iterable[Any],
+        call: Callable[[Any, float | None], Awaitable[ImageResult]],
+        submit: Callable[[Any, str | None, float | None], Awaitable[Job]],
+        identity: dict[str, Any],
+        *,
+        concurrency: int,
+        out_dir: str | Path | None,
+        manifest: str | Path | Manifest | None,
+        via_job: bool,
+        on_progress: Progress | None,
+        timeout: float | None,
+    ) -> BatchRun[Any]:
+        calls: Calls[Any] = Calls(
+            kind,
+            lambda value: call(value, timeout),
+            submit=submit,
+            resume=self.jobs.resume,
+            options={k: v for k, v in identity.items() if k != "response_mode"},
+            via_job=via_job,
+            timeout=timeout,
+        )
+        return BatchRun(
+            calls, inputs, concurrency=concurrency, out_dir=out_dir, manifest=manifest,
+            on_progress=on_progress,
         )  # fmt: skip
 
     def enhance_many(
@@ -640,23 +679,55 @@ class PhotaClient:
         manifest: str | Path | Manifest | None = None,
         via_job: bool = False,
         on_progress: Progress | None = None,
+        timeout: float | None = None,
         **options: Any,
     ) -> BatchRun[Any]:
-        """Enhance many photos; ``options`` are those of ``enhance``, other arguments of ``map``.
+        """Enhance many photos, ``concurrency`` at a time; items arrive as they finish.
 
-        With ``via_job=True`` each photo runs as a job whose id is recorded in the manifest as
-        soon as it is submitted, so a rerun after a crash resumes it instead of paying again.
+        The one right way to consume the run::
+
+            async for item in phota.enhance_many(paths, out_dir="out", manifest="run.manifest"):
+                if not item.ok:
+                    print(item.input, item.pending or item.error)
+
+        Breaking out of the loop cancels the rest at once. At most ``concurrency`` items are
+        started (and paid) ahead of those you have taken.
+
+        With a manifest, every photo runs as a keyed job whatever ``via_job`` says (same
+        price): its idempotency key is derived from the manifest's run id and the photo's bytes
+        and options, and written to the manifest before the submit is sent, so that no crash,
+        signal or lost answer makes a photo pay twice. A rerun skips what is done, resumes what
+        is pending by the same key or job id, and retries what was refused.
+
+        Args:
+            inputs: the photos (``Path`` or URL with a manifest; any accepted input otherwise).
+            concurrency: the most items started ahead of those you have taken.
+            out_dir: write each photo's outputs there as ``{name}-{index}.{ext}``.
+            manifest: a write-ahead log file (SQLite) making the run resumable; needs ``out_dir``.
+            via_job: without a manifest, run each photo as a job rather than a synchronous call.
+            on_progress: called as ``on_progress(summary, item)`` after each item.
+            timeout: deadline for each photo's call (with jobs: for its submit and its wait).
+            **options: those of ``enhance`` (``profile_ids``, ``prompt``, ``n``, ...).
+
+        Returns:
+            A ``BatchRun`` of ``BatchItem``; ``run.summary`` counts the outcomes.
+
+        Raises:
+            ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
+            TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
 
-        async def one(image: Any) -> ImageResult:
-            return await self.enhance(image, **options)
+        async def one(image: Any, timeout: float | None) -> ImageResult:
+            return await self.enhance(image, timeout=timeout, **options)
 
-        async def submit(image: Any) -> Job:
-            return await self.jobs.submit_enhance(image, **options)
+        async def submit(image: Any, key: str | None, timeout: float | None) -> Job:
+            return await self.jobs.submit_enhance(
+                image, client_request_id=key, timeout=timeout, **options
+            )
 
-        return BatchRun(
-            self, "enhance", inputs, one, concurrency=concurrency, out_dir=out_dir,
-            manifest=manifest, submit=submit if via_job else None, on_progress=on_progress,
+        return self._many(
+            "enhance", inputs, one, submit, options, concurrency=concurrency, out_dir=out_dir,
+            manifest=manifest, via_job=via_job, on_progress=on_progress, timeout=timeout,
         )  # fmt: skip
 
     def edit_many(
@@ -669,19 +740,37 @@ class PhotaClient:
         manifest: str | Path | Manifest | None = None,
         via_job: bool = False,
         on_progress: Progress | None = None,
+        timeout: float | None = None,
         **options: Any,
     ) -> BatchRun[Any]:
-        """Apply one edit prompt to each photo; arguments as for ``enhance_many`` and ``edit``."""
+        """Apply one edit prompt to each photo; consumed and resumed as ``enhance_many``.
 
-        async def one(image: Any) -> ImageResult:
-            return await self.edit(prompt, images=[image], **options)
+        Args:
+            prompt: the instruction (``[[profile_id]]`` names a subject).
+            inputs, concurrency, out_dir, manifest, via_job, on_progress, timeout: as for
+                ``enhance_many``.
+            **options: those of ``edit`` (``profile_ids``, ``n``, ``base_model``, ...).
 
-        async def submit(image: Any) -> Job:
-            return await self.jobs.submit_edit(prompt, images=[image], **options)
+        Returns:
+            A ``BatchRun`` of ``BatchItem``.
 
-        return BatchRun(
-            self, "edit", inputs, one, concurrency=concurrency, out_dir=out_dir,
-            manifest=manifest, submit=submit if via_job else None, on_progress=on_progress,
+        Raises:
+            ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
+            TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
+        """
+
+        async def one(image: Any, timeout: float | None) -> ImageResult:
+            return await self.edit(prompt, images=[image], timeout=timeout, **options)
+
+        async def submit(image: Any, key: str | None, timeout: float | None) -> Job:
+            return await self.jobs.submit_edit(
+                prompt, images=[image], client_request_id=key, timeout=timeout, **options
+            )
+
+        return self._many(
+            "edit", inputs, one, submit, {**options, "prompt": prompt}, concurrency=concurrency,
+            out_dir=out_dir, manifest=manifest, via_job=via_job, on_progress=on_progress,
+            timeout=timeout,
         )  # fmt: skip
 
     def remix_many(
@@ -694,19 +783,38 @@ class PhotaClient:
         manifest: str | Path | Manifest | None = None,
         via_job: bool = False,
         on_progress: Progress | None = None,
+        timeout: float | None = None,
         **options: Any,
     ) -> BatchRun[Any]:
-        """Restyle each photo after one reference; arguments as for ``enhance_many``, ``remix``."""
+        """Restyle each photo after one reference; consumed and resumed as ``enhance_many``.
 
-        async def one(image: Any) -> ImageResult:
-            return await self.remix(image, reference=reference, **options)
+        Args:
+            inputs: the content photos.
+            reference: the style image (a ``Path`` is identified by its bytes).
+            concurrency, out_dir, manifest, via_job, on_progress, timeout: as for
+                ``enhance_many``.
+            **options: those of ``remix`` (``profile_ids``, ``prompt``, ``n``, ...).
 
-        async def submit(image: Any) -> Job:
-            return await self.jobs.submit_remix(image, reference=reference, **options)
+        Returns:
+            A ``BatchRun`` of ``BatchItem``.
 
-        return BatchRun(
-            self, "remix", inputs, one, concurrency=concurrency, out_dir=out_dir,
-            manifest=manifest, submit=submit if via_job else None, on_progress=on_progress,
+        Raises:
+            ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
+            TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
+        """
+
+        async def one(image: Any, timeout: float | None) -> ImageResult:
+            return await self.remix(image, reference=reference, timeout=timeout, **options)
+
+        async def submit(image: Any, key: str | None, timeout: float | None) -> Job:
+            return await self.jobs.submit_remix(
+                image, reference=reference, client_request_id=key, timeout=timeout, **options
+            )
+
+        return self._many(
+            "remix", inputs, one, submit, {**options, "reference": reference},
+            concurrency=concurrency, out_dir=out_dir, manifest=manifest, via_job=via_job,
+            on_progress=on_progress, timeout=timeout,
         )  # fmt: skip
 
     async def webhook_secret(self, *, refresh: bool = False) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -70,9 +70,24 @@ async def settled(
     raise cancelled
 
 
-def _write(path: Path, data: bytes) -> Path:
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Create a fresh, empty temporary file beside ``path``; return its descriptor and name.
+
+    Created with mode 0o666 so that the user's umask decides the permissions, as for any file
+    a program writes (``mkstemp`` would make every output 0600).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.parent / f".{path.name[:200]}.{secrets.token_hex(6)}.part"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+
+
+def _write(path: Path, data: bytes) -> Path:
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -80,7 +95,7 @@ def _write(path: Path, data: bytes) -> Path:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -91,8 +106,7 @@ async def write_atomic(path: Path, data: bytes) -> Path:
 
 
 def temp_beside(path: Path) -> Path:
-    """A fresh temporary file name in ``path``'s folder (created empty)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    """A fresh temporary file name in ``path``'s folder (created empty, umask permissions)."""
+    fd, tmp = _create_temp(path)
     os.close(fd)
-    return Path(tmp)
+    return tmp

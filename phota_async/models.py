@@ -258,22 +258,36 @@ class ImageResult:
     async def save(self, directory: str | Path, *, stem: str = "image") -> list[Path]:
         """Write every output into ``directory`` (created if needed); return the paths.
 
-        Files are named ``{stem}-{index}.{ext}`` with the extension the bytes really have.
-        Each is written to a temporary file and renamed into place, so a crash never leaves a
-        partial image under the final name; URL outputs are streamed to disk.
+        Files are named ``{stem}-{index}.{ext}`` with the extension the bytes really have; the
+        stem is kept whole, dots included (``2024.05.01 beach`` gives
+        ``2024.05.01 beach-0.jpg``). Each file is written to a temporary file and renamed into
+        place, so a crash never leaves a partial image under the final name; URL outputs are
+        streamed to disk. Files get the permissions of the process's umask.
+
+        Args:
+            directory: the folder to write into.
+            stem: the name every output's file name starts with.
+
+        Returns:
+            The paths written, in output order.
+
+        Raises:
+            PhotaError: downloading a URL output failed.
+            OSError: the files could not be written.
         """
         from ._files import write_atomic
 
         folder = Path(directory)
         paths: list[Path] = []
         for output in self.outputs:
-            target = folder / f"{stem}-{output.index}"
             if output.data is not None:
                 ext = sniff_extension(output.data, output.format)
-                paths.append(await write_atomic(target.with_suffix(f".{ext}"), output.data))
+                target = folder / f"{stem}-{output.index}.{ext}"
+                paths.append(await write_atomic(target, output.data))
             elif output.url is not None and self._save is not None:
-                ext = await self._save(output.url, target)
-                paths.append(target.with_suffix(f".{ext}"))
+                # The saver appends the extension the downloaded bytes turn out to have.
+                ext = await self._save(output.url, folder / f"{stem}-{output.index}")
+                paths.append(folder / f"{stem}-{output.index}.{ext}")
             else:
                 raise ValueError(f"output {output.index} has neither bytes nor a download URL")
         return paths

@@ -91,14 +91,22 @@ class Batch:
                 "--manifest", manifest, "--concurrency", str(CONCURRENCY), *extra]  # fmt: skip
         env = {**os.environ, "PHOTA_API_KEY": self.emu.api_key, "PHOTA_BASE_URL": self.emu.base_url}
         env.pop("PHOTA_KEY", None)
-        log = self.stderr_log(len(self.runs))
-        with log.open("wb") as stderr:
+        run = len(self.runs)
+        with (
+            self.log("stdout", run).open("wb") as stdout,
+            self.log("stderr", run).open("wb") as stderr,
+        ):
             return subprocess.Popen(
-                argv, cwd=cwd or self.root, env=env, stdout=subprocess.DEVNULL, stderr=stderr
+                argv, cwd=cwd or self.root, env=env, stdout=stdout, stderr=stderr
             )
 
-    def stderr_log(self, run: int) -> Path:
-        return self.root / f"stderr-{run}.txt"
+    def log(self, stream: str, run: int) -> Path:
+        """Where run number ``run`` wrote ``stream`` (``"stdout"`` or ``"stderr"``)."""
+        return self.root / f"{stream}-{run}.txt"
+
+    def said(self, run: int) -> str:
+        """Everything run number ``run`` printed, stdout then stderr."""
+        return "".join(self.log(s, run).read_text(errors="replace") for s in ("stdout", "stderr"))
 
     def finish(self, proc: subprocess.Popen[bytes], timeout: float = 150) -> int:
         """Wait for a run to end by itself; record and return its exit code."""
@@ -128,7 +136,7 @@ class Batch:
 
     def wait_for_stderr(self, text: str, proc: subprocess.Popen[bytes]) -> None:
         """Wait (bounded) until the current run has written ``text`` on stderr, or ended."""
-        log = self.stderr_log(len(self.runs))
+        log = self.log("stderr", len(self.runs))
         deadline = time.monotonic() + 60
         while text not in log.read_text(errors="replace") and proc.poll() is None:
             if time.monotonic() > deadline:
@@ -205,7 +213,7 @@ def interrupt(batch: Batch, presses: int) -> Interrupted:
         proc.send_signal(signal.SIGINT)
     run = len(batch.runs)
     code = batch.finish(proc, timeout=60)
-    stderr = batch.stderr_log(run).read_text(errors="replace")
+    stderr = batch.log("stderr", run).read_text(errors="replace")
     return Interrupted(batch, code, stderr, batch.charges(), len(batch.outputs()))
 
 
@@ -278,6 +286,8 @@ def test_resume_after_one_ctrl_c_charges_each_input_once(ctrl_c_once: Interrupte
 def test_second_ctrl_c_abandons_with_exit_130(ctrl_c_twice: Interrupted) -> None:
     """A second Ctrl-C abandons the items in flight and still exits 130 naming the manifest."""
     assert ctrl_c_twice.code == 130
+    assert "Ctrl-C again to abandon" in ctrl_c_twice.stderr
+    assert ctrl_c_twice.outputs_at_exit < ctrl_c_twice.charged_at_exit
     assert ctrl_c_twice.batch.manifest.name in ctrl_c_twice.stderr
 
 
@@ -306,4 +316,37 @@ def test_resume_from_another_directory_pays_nothing_twice(
         resumed = batch.start(paths=("../photos", "../out", "../run.jsonl"), cwd=elsewhere)
         assert batch.finish(resumed) == 0
         assert batch.charges() == count
+        assert sorted(output_sizes(batch)) == sorted(batch.inputs)
+
+
+# -- unknown outcomes -------------------------------------------------------------------------
+
+UNKNOWN_INPUTS = 20
+
+
+def test_lost_submit_answers_stay_pending_and_are_not_paid_again(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Submits whose every answer is lost end pending (exit 1); the rerun pays nothing more."""
+    for batch in new_batch(tmp_path_factory, "lost-answers", UNKNOWN_INPUTS):
+        batch.emu.add_fault("/enhance", drop="after", times=100_000)
+        assert batch.finish(batch.start()) == 1
+        assert "pending" in batch.said(0)
+        batch.emu.clear_faults()
+        assert batch.finish(batch.start()) == 0
+        assert batch.charges() == UNKNOWN_INPUTS
+        assert sorted(output_sizes(batch)) == sorted(batch.inputs)
+
+
+def test_poll_404s_stay_pending_and_are_not_paid_again(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Jobs whose polls answer 404 end pending (exit 1); the rerun pays nothing more."""
+    for batch in new_batch(tmp_path_factory, "poll-404", UNKNOWN_INPUTS):
+        batch.emu.add_fault("/jobs/*", status=404, times=100_000)
+        assert batch.finish(batch.start()) == 1
+        assert "pending" in batch.said(0)
+        batch.emu.clear_faults()
+        assert batch.finish(batch.start()) == 0
+        assert batch.charges() == UNKNOWN_INPUTS
         assert sorted(output_sizes(batch)) == sorted(batch.inputs)

@@ -5,20 +5,25 @@ subprocess against an emulator in this process's thread that holds every answer 
 charging, so a kill often lands between the charge and the answer. Inputs differ in size (and
 enhance keeps the size), so every output maps back to exactly one input; their names include
 the shapes that used to collide (dots, equal stems in two folders, a stem ending in ``-2``).
-A scenario runs once per module; its tests each check one promise on the recorded outcome.
+The four 300-input scenarios are played once per module, side by side; each test checks one
+promise on a recorded outcome.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -69,6 +74,7 @@ class Batch:
     root: Path
     inputs: dict[tuple[int, int], Path]
     runs: list[int | None] = field(default_factory=list)  # exit codes; None when killed
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def photos(self) -> Path:
@@ -96,9 +102,11 @@ class Batch:
             self.log("stdout", run).open("wb") as stdout,
             self.log("stderr", run).open("wb") as stderr,
         ):
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 argv, cwd=cwd or self.root, env=env, stdout=stdout, stderr=stderr
             )
+        self.procs.append(proc)
+        return proc
 
     def log(self, stream: str, run: int) -> Path:
         """Where run number ``run`` wrote ``stream`` (``"stdout"`` or ``"stderr"``)."""
@@ -150,12 +158,19 @@ class Batch:
         )
 
 
+@contextlib.contextmanager
 def new_batch(factory: pytest.TempPathFactory, name: str, count: int = INPUTS) -> Iterator[Batch]:
     """A fresh batch directory with ``count`` inputs and its own slow emulator."""
     root = factory.mktemp(name)
     inputs = make_inputs(root / "photos", count, seed=count)
     with PhotaEmulator(latency=LATENCY, max_output_side=64, balance=1e6) as emu:
-        yield Batch(emu, root, inputs)
+        batch = Batch(emu, root, inputs)
+        try:
+            yield batch
+        finally:
+            for proc in batch.procs:  # a failed scenario leaves no CLI behind
+                proc.kill()
+                proc.wait()
 
 
 def output_sizes(batch: Batch) -> list[tuple[int, int]]:
@@ -168,28 +183,23 @@ def output_sizes(batch: Batch) -> list[tuple[int, int]]:
     return sizes
 
 
-# -- scenarios (each runs once per module) ------------------------------------------------------
+# -- scenarios (played once per module, side by side) -----------------------------------------
 
 
-@pytest.fixture(scope="module", params=["keyed by the manifest", "--jobs"])
-def killed(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Batch]:
-    """300 inputs; SIGKILL the CLI 10 times at random moments spread over the run; run to the end.
+def kill_repeatedly(batch: Batch, *extra: str) -> Batch:
+    """SIGKILL the CLI 10 times at random moments spread over the run, then run it to the end.
 
     Each kill comes once the ledger reaches a random charge count (spread over the whole batch),
     plus a random part of the latency, so kills land between charging and answering.
     """
-    extra = ("--jobs",) if request.param == "--jobs" else ()
-    for batch in new_batch(tmp_path_factory, "killed"):
-        rng = random.Random(2026 + len(extra))
-        for threshold in sorted(rng.sample(range(8, INPUTS - 8), KILLS)):
-            proc = batch.start(*extra)
-            batch.wait_for_charges(threshold, proc)
-            time.sleep(rng.uniform(0, 2 * LATENCY))  # a random moment, not an assertion
-            batch.kill(proc)
-        batch.finish(batch.start(*extra))
-        yield batch
+    rng = random.Random(2026 + len(extra))
+    for threshold in sorted(rng.sample(range(8, INPUTS - 8), KILLS)):
+        proc = batch.start(*extra)
+        batch.wait_for_charges(threshold, proc)
+        time.sleep(rng.uniform(0, 2 * LATENCY))  # a random moment, not an assertion
+        batch.kill(proc)
+    batch.finish(batch.start(*extra))
+    return batch
 
 
 @dataclass
@@ -203,8 +213,8 @@ class Interrupted:
     outputs_at_exit: int
 
 
-def interrupt(batch: Batch, presses: int) -> Interrupted:
-    """Press Ctrl-C ``presses`` times once a third of the batch is paid; record the exit."""
+def interrupt_then_resume(batch: Batch, presses: int) -> Interrupted:
+    """Press Ctrl-C ``presses`` times once a third is paid, record the exit, then run to the end."""
     proc = batch.start()
     batch.wait_for_charges(INPUTS // 3, proc)
     proc.send_signal(signal.SIGINT)
@@ -214,25 +224,52 @@ def interrupt(batch: Batch, presses: int) -> Interrupted:
     run = len(batch.runs)
     code = batch.finish(proc, timeout=60)
     stderr = batch.log("stderr", run).read_text(errors="replace")
-    return Interrupted(batch, code, stderr, batch.charges(), len(batch.outputs()))
+    state = Interrupted(batch, code, stderr, batch.charges(), len(batch.outputs()))
+    batch.finish(batch.start())
+    return state
 
 
 @pytest.fixture(scope="module")
-def ctrl_c_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interrupted]:
+def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Future[Any]]]:
+    """The four 300-input scenarios, each on its own server, played side by side.
+
+    Each one mostly waits on its server's latency, so playing them together keeps the module
+    short; kills and presses are placed by each ledger's progress, not by the clock.
+    """
+    with contextlib.ExitStack() as stack:
+        names = ("killed", "killed-jobs", "ctrl-c-once", "ctrl-c-twice")
+        batches = {name: stack.enter_context(new_batch(tmp_path_factory, name)) for name in names}
+        plays: dict[str, Callable[[], Any]] = {
+            "killed": partial(kill_repeatedly, batches["killed"]),
+            "killed-jobs": partial(kill_repeatedly, batches["killed-jobs"], "--jobs"),
+            "ctrl-c-once": partial(interrupt_then_resume, batches["ctrl-c-once"], 1),
+            "ctrl-c-twice": partial(interrupt_then_resume, batches["ctrl-c-twice"], 2),
+        }
+        with ThreadPoolExecutor(len(plays)) as pool:
+            futures = {name: pool.submit(play) for name, play in plays.items()}
+        # Each scenario's own failure surfaces in its own tests, through .result().
+        yield futures
+
+
+@pytest.fixture(params=["killed", "killed-jobs"], ids=["keyed by the manifest", "--jobs"])
+def killed(request: pytest.FixtureRequest, played: dict[str, Future[Any]]) -> Batch:
+    """300 inputs, 10 SIGKILLs at random moments, then a run to the end (with and without --jobs)."""
+    batch: Batch = played[request.param].result()
+    return batch
+
+
+@pytest.fixture
+def ctrl_c_once(played: dict[str, Future[Any]]) -> Interrupted:
     """300 inputs; one Ctrl-C a third of the way in; then a resumed run to the end."""
-    for batch in new_batch(tmp_path_factory, "ctrl-c-once"):
-        state = interrupt(batch, presses=1)
-        batch.finish(batch.start())
-        yield state
+    state: Interrupted = played["ctrl-c-once"].result()
+    return state
 
 
-@pytest.fixture(scope="module")
-def ctrl_c_twice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interrupted]:
+@pytest.fixture
+def ctrl_c_twice(played: dict[str, Future[Any]]) -> Interrupted:
     """300 inputs; Ctrl-C twice a third of the way in (abandon); then a resumed run to the end."""
-    for batch in new_batch(tmp_path_factory, "ctrl-c-twice"):
-        state = interrupt(batch, presses=2)
-        batch.finish(batch.start())
-        yield state
+    state: Interrupted = played["ctrl-c-twice"].result()
+    return state
 
 
 # -- SIGKILL ----------------------------------------------------------------------------------
@@ -307,7 +344,7 @@ def test_resume_from_another_directory_pays_nothing_twice(
 ) -> None:
     """A run started with relative paths and resumed from a sibling directory pays each input once."""
     count = 60
-    for batch in new_batch(tmp_path_factory, "elsewhere", count):
+    with new_batch(tmp_path_factory, "elsewhere", count) as batch:
         first = batch.start(paths=("photos", "out", "run.jsonl"), cwd=batch.root)
         batch.wait_for_charges(count // 2, first)
         batch.kill(first)
@@ -328,7 +365,7 @@ def test_lost_submit_answers_stay_pending_and_are_not_paid_again(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Submits whose every answer is lost end pending (exit 1); the rerun pays nothing more."""
-    for batch in new_batch(tmp_path_factory, "lost-answers", UNKNOWN_INPUTS):
+    with new_batch(tmp_path_factory, "lost-answers", UNKNOWN_INPUTS) as batch:
         batch.emu.add_fault("/enhance", drop="after", times=100_000)
         assert batch.finish(batch.start()) == 1
         assert "pending" in batch.said(0)
@@ -342,7 +379,7 @@ def test_poll_404s_stay_pending_and_are_not_paid_again(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """Jobs whose polls answer 404 end pending (exit 1); the rerun pays nothing more."""
-    for batch in new_batch(tmp_path_factory, "poll-404", UNKNOWN_INPUTS):
+    with new_batch(tmp_path_factory, "poll-404", UNKNOWN_INPUTS) as batch:
         batch.emu.add_fault("/jobs/*", status=404, times=100_000)
         assert batch.finish(batch.start()) == 1
         assert "pending" in batch.said(0)

@@ -387,3 +387,17 @@ def test_poll_404s_stay_pending_and_are_not_paid_again(
         assert batch.finish(batch.start()) == 0
         assert batch.charges() == UNKNOWN_INPUTS
         assert sorted(output_sizes(batch)) == sorted(batch.inputs)
+
+
+def test_sigterm_stops_like_a_first_ctrl_c(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """SIGTERM lets paid items finish and exits 130; the resumed run pays each input once."""
+    count = 60
+    with new_batch(tmp_path_factory, "sigterm", count) as batch:
+        proc = batch.start()
+        batch.wait_for_charges(count // 3, proc)
+        proc.send_signal(signal.SIGTERM)
+        assert batch.finish(proc, timeout=60) == 130
+        assert len(batch.outputs()) == batch.charges() < count
+        assert batch.finish(batch.start()) == 0
+        assert batch.charges() == count
+        assert sorted(output_sizes(batch)) == sorted(batch.inputs)

@@ -86,7 +86,7 @@ class Batch:
 
     @property
     def manifest(self) -> Path:
-        return self.root / "run.jsonl"
+        return self.root / "run.manifest"
 
     def start(
         self, *extra: str, cwd: Path | None = None, paths: tuple[str, str, str] | None = None
@@ -345,12 +345,12 @@ def test_resume_from_another_directory_pays_nothing_twice(
     """A run started with relative paths and resumed from a sibling directory pays each input once."""
     count = 60
     with new_batch(tmp_path_factory, "elsewhere", count) as batch:
-        first = batch.start(paths=("photos", "out", "run.jsonl"), cwd=batch.root)
+        first = batch.start(paths=("photos", "out", "run.manifest"), cwd=batch.root)
         batch.wait_for_charges(count // 2, first)
         batch.kill(first)
         elsewhere = batch.root / "elsewhere"
         elsewhere.mkdir()
-        resumed = batch.start(paths=("../photos", "../out", "../run.jsonl"), cwd=elsewhere)
+        resumed = batch.start(paths=("../photos", "../out", "../run.manifest"), cwd=elsewhere)
         assert batch.finish(resumed) == 0
         assert batch.charges() == count
         assert sorted(output_sizes(batch)) == sorted(batch.inputs)

@@ -76,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument(
         "--training-seconds", type=float, default=20.0, help="training time after validation"
     )
+    emulator.add_argument(
+        "--latency",
+        type=_latency,
+        default=(0.0, 0.0),
+        metavar="SECONDS",
+        help="hold each API answer this long after charging (LOW:HIGH draws from a range)",
+    )
+    emulator.add_argument(
+        "--max-output-side", type=_pixels, metavar="PX", help="cap output images (faster, smaller)"
+    )
 
     enhance = commands.add_parser("enhance", parents=[common], help="enhance photos")
     enhance.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
@@ -402,11 +412,35 @@ async def run_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _latency(text: str) -> tuple[float, float]:
+    """``--latency 0.3`` or ``--latency 0.2:0.4`` (seconds)."""
+    try:
+        low, _, high = text.partition(":")
+        pair = (float(low), float(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not SECONDS or LOW:HIGH: {text!r}") from None
+    if not (0 <= pair[0] <= pair[1] < float("inf")):
+        raise argparse.ArgumentTypeError(f"need 0 <= LOW <= HIGH: {text!r}")
+    return pair
+
+
+def _pixels(text: str) -> int:
+    """``--max-output-side 64``: a whole number of pixels, at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive number of pixels: {text!r}")
+    return int(text)
+
+
 async def run_emulator(args: argparse.Namespace) -> int:
     from .testing import PhotaEmulator
 
     emulator = PhotaEmulator(
-        host=args.host, port=args.port, api_key=args.api_key, training_seconds=args.training_seconds
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        training_seconds=args.training_seconds,
+        latency=args.latency,
+        max_output_side=args.max_output_side,
     )
     async with emulator:
         print(f"Phota emulator listening on {emulator.base_url}", flush=True)

@@ -14,6 +14,11 @@ Emulator decisions beyond that document:
 - ``callback_url`` must be https, except for loopback hosts (tests run receivers locally).
 - The profile picture is available once validation has passed.
 - Emulator-only routes live under ``/_emulator/``: the file store and signed output downloads.
+- ``latency`` delays every answer on API routes *after* the request has been processed (and
+  charged) and *before* the answer is sent, like a server far away: the window in which a client
+  can die knowing nothing of a charge is as wide as the latency. A ``(low, high)`` pair draws each
+  delay uniformly from that range. Scripted status faults (a proxy answering) are not delayed;
+  a shutting-down emulator cuts the remaining delays short.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import contextvars
 import hashlib
 import hmac
 import itertools
 import json
+import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -177,6 +184,7 @@ class EmulatorConfig:
     max_body_bytes: int
     max_output_side: int | None
     blocked_words: tuple[str, ...]
+    latency: tuple[float, float] = (0.0, 0.0)  # (low, high) seconds before each API answer
 
 
 class EmulatorState:
@@ -202,6 +210,8 @@ class EmulatorState:
         self._counter = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._random = random.Random()
+        self.stopping = asyncio.Event()  # set on shutdown: answers still in latency go out now
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -219,6 +229,15 @@ class EmulatorState:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+
+    async def answer_latency(self) -> None:
+        """Hold a processed answer for the configured latency (cut short on shutdown)."""
+        low, high = self.config.latency
+        delay = low if high <= low else self._random.uniform(low, high)
+        if delay <= 0 or self.stopping.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), delay)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -650,6 +669,9 @@ async def _outer(request: web.Request, handler: Handler) -> web.StreamResponse:
     entry["status"] = response.status
     entry["json"] = _JSON_LOG.get()
     response.headers["X-Request-Id"] = request_id
+    if request.path.startswith(API_PREFIX):
+        # Processed and charged already: the client may vanish meanwhile, the charge stands.
+        await state.answer_latency()
     if fault is not None and fault.processes and fault.delay is None:
         return await _spoil(request, response, fault)
     return response
@@ -952,6 +974,10 @@ async def _get_output(request: web.Request) -> web.StreamResponse:
     return web.Response(body=entry[0], content_type=entry[1])
 
 
+async def _on_shutdown(app: web.Application) -> None:
+    app[STATE_KEY].stopping.set()
+
+
 async def _on_cleanup(app: web.Application) -> None:
     await app[STATE_KEY].close()
 
@@ -974,5 +1000,6 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_put("/_emulator/files/{key}", _put_file)
     app.router.add_get("/_emulator/files/{key}", _get_file)
     app.router.add_get("/_emulator/outputs/{key}.{fmt}", _get_output)
+    app.on_shutdown.append(_on_shutdown)
     app.on_cleanup.append(_on_cleanup)
     return app

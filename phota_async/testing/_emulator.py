@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import threading
 from collections.abc import Mapping
@@ -43,6 +44,11 @@ class PhotaEmulator:
         max_output_side: cap on the longer side of output images (keeps tests fast); ``None``
             gives the real sizes (1K = 1024 px and so on).
         blocked_words: prompt words refused with 400 ``CONTENT_MODERATION``.
+        latency: seconds every answer on an API route is held *after* the request has been
+            processed and charged and *before* it is sent (a far-away server); a
+            ``(low, high)`` pair draws each delay uniformly from that range. A client killed
+            in this window has been charged without learning it. Can be changed while running
+            through the ``latency`` property.
         host: interface to listen on; loopback by default.
         port: port to listen on; 0 picks a free one.
     """
@@ -62,6 +68,7 @@ class PhotaEmulator:
         max_body_bytes: int = 64 * 1024 * 1024,
         max_output_side: int | None = None,
         blocked_words: tuple[str, ...] = ("forbidden-content",),
+        latency: float | tuple[float, float] = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -85,6 +92,7 @@ class PhotaEmulator:
             max_body_bytes=max_body_bytes,
             max_output_side=max_output_side,
             blocked_words=tuple(w.lower() for w in blocked_words),
+            latency=_latency_range(latency),
         )
         self._host = host
         self._port = port
@@ -120,6 +128,7 @@ class PhotaEmulator:
         """Start serving from the running event loop."""
         if self._runner is not None:
             raise RuntimeError("the emulator is already running")
+        self._state.stopping = asyncio.Event()  # bound to this loop; a restart gets a new one
         runner = web.AppRunner(build_app(self._state), handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
@@ -259,6 +268,15 @@ class PhotaEmulator:
         self._state.balance = value
 
     @property
+    def latency(self) -> tuple[float, float]:
+        """The ``(low, high)`` range, in seconds, of the delay before each API answer."""
+        return self._config.latency
+
+    @latency.setter
+    def latency(self, value: float | tuple[float, float]) -> None:
+        self._config.latency = _latency_range(value)
+
+    @property
     def webhook_secret(self) -> str:
         """The account's webhook signing secret."""
         return self._state.webhook_secret
@@ -332,3 +350,12 @@ class PhotaEmulator:
         if not self._state.origin:
             raise RuntimeError("the emulator is not running")
         return self._state.store_file(data, content_type)
+
+
+def _latency_range(value: float | tuple[float, float]) -> tuple[float, float]:
+    """``0.3`` -> ``(0.3, 0.3)``; ``(0.2, 0.4)`` stays; negative or reversed ranges are refused."""
+    low, high = (value, value) if isinstance(value, (int, float)) else value
+    low, high = float(low), float(high)
+    if not (0 <= low <= high and math.isfinite(high)):
+        raise ValueError(f"latency must be >= 0 seconds, low <= high; got {value!r}")
+    return low, high

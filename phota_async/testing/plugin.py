@@ -20,7 +20,10 @@ def phota_emulator(request: pytest.FixtureRequest) -> Iterator[PhotaEmulator]:
     """A running Phota emulator on a free loopback port, stopped after the test.
 
     Options come from the ``phota_emulator`` marker, for instance
-    ``@pytest.mark.phota_emulator(training_seconds=0.2, balance=5.0)``.
+    ``@pytest.mark.phota_emulator(training_seconds=0.2, balance=5.0)``, or
+    ``@pytest.mark.phota_emulator(latency=0.3)`` for a server that holds every answer 0.3 s
+    after charging (``latency=(0.2, 0.4)`` draws each delay from a range). Outputs are capped
+    at 256 px unless ``max_output_side`` says otherwise.
     """
     from . import PhotaEmulator
 

@@ -28,7 +28,7 @@ from ._poll import PollBudget, Poller, PollPolicy
 from ._profiles import Profiles
 from ._protocol import FileBody, Request, Response, StudioCall
 from ._retry import RetryPolicy
-from ._transport import AiohttpTransport, Transport
+from ._transport import MAX_IMAGE_BYTES, MAX_RESPONSE_BYTES, AiohttpTransport, Transport
 from .errors import (
     InvalidRequestError,
     OutcomeUnknownError,
@@ -77,9 +77,15 @@ class PhotaClient:
         poll: the ``PollPolicy`` for waits (intervals and the client-wide poll budget).
         ssl: passed to aiohttp (``True``, ``False`` or an ``ssl.SSLContext``).
         trust_env: honour proxy environment variables.
+        max_response_bytes: the largest response body held in memory, counted after
+            decompression (default 64 MiB); for a bytes-mode studio result, its JSON besides
+            the images. Past it: ``ResponseTooLargeError``.
+        max_image_bytes: the largest output image (default 64 MiB): each one decoded from a
+            bytes-mode result (large ones go to temporary files, not memory) and each
+            download. Past it: ``ResponseTooLargeError``.
 
     Raises:
-        InvalidRequestError: no API key was given or found.
+        InvalidRequestError: no API key was given or found, or a limit is not positive.
     """
 
     def __init__(
@@ -97,6 +103,8 @@ class PhotaClient:
         poll: PollPolicy | None = None,
         ssl: bool | ssl_module.SSLContext = True,
         trust_env: bool = True,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
     ) -> None:
         self._api_key = _find_key(api_key)
         self.base_url = (base_url or os.environ.get("PHOTA_BASE_URL") or DEFAULT_BASE_URL).rstrip(
@@ -114,6 +122,8 @@ class PhotaClient:
             ssl=ssl,
             trust_env=trust_env,
             limit=max(100, max_concurrency),
+            max_response_bytes=max_response_bytes,
+            max_image_bytes=max_image_bytes,
         )
         self.timeout = timeout
         self._retry = retry or RetryPolicy()

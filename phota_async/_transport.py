@@ -5,6 +5,13 @@ aiohttp or asyncio can raise while sending is translated here, once, into ``phot
 with ``raise ... from exc``; the distinction that matters downstream is whether the request
 can have reached the server (``ConnectError``: certainly not) or not.
 
+Every body is read against a cap, counted after decompression (aiohttp decompresses in
+bounded steps as the body is read), so an endless body or a compression bomb is refused with
+``ResponseTooLargeError`` without ever being held: ``max_response_bytes`` for what is held in
+memory, ``max_image_bytes`` for each image streamed to a file or decoded out of a studio
+result. Studio results are decoded as they stream in (``_decode``), yielding to the event loop
+at least every ``YIELD_BYTES`` so that the loop never stalls on a large answer.
+
 ``MockTransport(handler)`` serves unit tests: the handler receives each ``Request`` and returns
 a ``Response`` (or raises a ``PhotaError``).
 """
@@ -22,6 +29,7 @@ import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
+from ._decode import Decoded, ResultDecoder, too_large
 from ._files import off_loop
 from ._inputs import encoded_chunks, read_chunks
 from ._protocol import FileBody, Request, Response, StreamedBody
@@ -38,6 +46,9 @@ DOWNLOAD_CHUNK = 256 * 1024
 WRITE_BATCH = 1024 * 1024
 HEAD_BYTES = 16  # what a download hands back: enough to tell the image format
 UPLOAD_CHUNK = 1024 * 1024
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+YIELD_BYTES = 1024 * 1024  # bytes of body handled between two yields to the event loop
 
 
 class Transport(Protocol):
@@ -78,6 +89,41 @@ def translate(exc: BaseException, request: Request) -> PhotaError:
     if isinstance(exc, aiohttp.ClientError):
         return TransportError(f"{where}: {type(exc).__name__}")
     raise exc
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int, what: str) -> bytes:
+    """The whole (decompressed) body, or ``ResponseTooLargeError`` once it passes ``cap``."""
+    content = resp.content
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await content.readany():
+        total += len(chunk)
+        if total > cap:
+            resp.close()  # the rest is never read: the connection cannot be reused
+            raise too_large(what, cap)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _decode_result(
+    resp: aiohttp.ClientResponse, decoder: ResultDecoder
+) -> tuple[Any, Decoded]:
+    """Feed a studio result to ``decoder`` as it arrives, yielding to the loop between
+    slices (a fast server keeps aiohttp's buffer full, and ``readany`` then never waits)."""
+    content = resp.content
+    since_yield = 0
+    try:
+        while chunk := await content.readany():
+            decoder.feed(chunk)
+            since_yield += len(chunk)
+            if since_yield >= YIELD_BYTES:
+                since_yield = 0
+                await asyncio.sleep(0)
+        return decoder.close()
+    except BaseException:
+        decoder.discard()
+        resp.close()
+        raise
 
 
 async def _stream(body: StreamedBody) -> AsyncIterator[bytes]:
@@ -128,6 +174,10 @@ class AiohttpTransport:
             ...), resolved once per scheme and host. Unlike aiohttp's own ``trust_env`` this
             never reads ``~/.netrc`` and costs no thread hop per request.
         limit: the connection pool size.
+        max_response_bytes: the largest body held in memory (JSON answers, error bodies),
+            counted after decompression; for a studio result, its JSON besides the images.
+        max_image_bytes: the largest image: each one decoded from a bytes-mode result, each
+            signed-URL output fetched or streamed to a file.
     """
 
     def __init__(
@@ -139,7 +189,19 @@ class AiohttpTransport:
         ssl: bool | ssl_module.SSLContext = True,
         trust_env: bool = True,
         limit: int = 100,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
     ) -> None:
+        for name, value in (
+            ("max_response_bytes", max_response_bytes),
+            ("max_image_bytes", max_image_bytes),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidRequestError(
+                    name, f"must be a positive number of bytes, got {value!r}"
+                )
+        self._max_response = max_response_bytes
+        self._max_image = max_image_bytes
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(
@@ -197,7 +259,15 @@ class AiohttpTransport:
                 allow_redirects=False,
                 **self._options(request.url),
             ) as resp:
-                body = await resp.read()
+                expect = request.expect
+                if expect == "json" or not 200 <= resp.status < 300:
+                    body = await _read_capped(resp, self._max_response, "the response body")
+                elif expect == "image":
+                    body = await _read_capped(resp, self._max_image, "the image")
+                else:
+                    decoder = ResultDecoder(self._max_response, self._max_image)
+                    decoded = await _decode_result(resp, decoder)
+                    return Response(resp.status, resp.headers, b"", decoded)
                 return Response(resp.status, resp.headers, body)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc, request) from exc
@@ -208,8 +278,10 @@ class AiohttpTransport:
                 request.method, request.url, headers=request.headers, **self._options(request.url)
             ) as resp:
                 if resp.status != 200:
-                    return Response(resp.status, resp.headers, await resp.read())
+                    body = await _read_capped(resp, self._max_response, "the response body")
+                    return Response(resp.status, resp.headers, body)
                 head = b""
+                total = 0
                 # Chunks are written in batches of WRITE_BATCH bytes, one worker-thread hop per
                 # batch (a hop costs more CPU than writing a chunk); the last batch is written
                 # and the file closed in one hop.
@@ -218,6 +290,10 @@ class AiohttpTransport:
                 handle = await off_loop(dest.open, "wb")
                 try:
                     async for chunk in resp.content.iter_chunked(DOWNLOAD_CHUNK):
+                        total += len(chunk)
+                        if total > self._max_image:
+                            resp.close()
+                            raise too_large("the download", self._max_image)
                         if len(head) < HEAD_BYTES:
                             head += chunk[: HEAD_BYTES - len(head)]
                         batch.append(chunk)

@@ -24,9 +24,11 @@ import os
 import re
 import secrets
 import tempfile
+import threading
 import weakref
 from binascii import Error as BinasciiError
 from binascii import a2b_base64
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -40,7 +42,6 @@ MAX_SPOOLED: Final = 16
 """The most large strings one answer may hold (the API returns at most 4 images)."""
 COPY_CHUNK: Final = 1024 * 1024
 
-_SPECIAL = re.compile(rb'["\\]')
 _NOT_BASE64 = "result: an output image is not valid base64"
 
 
@@ -49,6 +50,15 @@ def too_large(what: str, limit: int) -> ResponseTooLargeError:
     error = ResponseTooLargeError(f"{what} is larger than the {limit:,} byte limit")
     error.limit = limit
     return error
+
+
+def _special(chunk: bytes, start: int, n: int) -> int:
+    """The index of the first quote or backslash from ``start`` (``n`` if none): two C-speed
+    ``find`` calls, twenty times faster than a regular expression over base64 text."""
+    quote = chunk.find(b'"', start)
+    end = n if quote < 0 else quote
+    backslash = chunk.find(b"\\", start, end)
+    return end if backslash < 0 else backslash
 
 
 class SpooledImage:
@@ -110,11 +120,16 @@ class SpooledImage:
         return path
 
 
-class _Base64Sink:
-    """An incremental base64 decoder writing into memory, then into a temporary file."""
+Queue = Callable[[IO[bytes], bytes], None]
 
-    def __init__(self, max_bytes: int) -> None:
+
+class _Base64Sink:
+    """An incremental base64 decoder writing into memory, then into a temporary file (through
+    ``queue``, which batches the writes so that they can run off the event loop)."""
+
+    def __init__(self, max_bytes: int, queue: Queue) -> None:
         self._max_bytes = max_bytes
+        self._queue = queue
         self._pending = b""  # the 0-3 characters of an incomplete quantum
         self._ended = False  # a padded quantum was seen: nothing may follow
         self._memory = bytearray()
@@ -148,9 +163,9 @@ class _Base64Sink:
                 return
             self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by discard/SpooledImage
             self._head = bytes(self._memory[:16])
-            self._file.write(self._memory)
+            self._queue(self._file, bytes(self._memory))
             self._memory = bytearray()
-        self._file.write(data)
+        self._queue(self._file, data)
 
     def finish(self) -> bytes | SpooledImage:
         """The decoded image: bytes when it stayed small, else a ``SpooledImage``."""
@@ -158,7 +173,6 @@ class _Base64Sink:
             raise ResponseValidationError(_NOT_BASE64)
         if self._file is None:
             return bytes(self._memory)
-        self._file.flush()
         file, self._file = self._file, None
         return SpooledImage(file, self.size, self._head)
 
@@ -178,6 +192,10 @@ class ResultDecoder:
     each large string is replaced by a marker, and the decoded image of each marker. On any
     error (or when the caller gives up, ``discard()``) every temporary file is closed.
 
+    Decoded bytes bound for temporary files wait in a backlog (``backlog_bytes``) until
+    ``write_backlog()``, which blocks and belongs in a worker thread: a write into the page
+    cache can wait for the disk. ``close()`` writes what is left itself.
+
     Args:
         max_json_bytes: the most bytes of JSON held besides the large strings.
         max_image_bytes: the most bytes of one decoded image.
@@ -192,6 +210,26 @@ class ResultDecoder:
         self._escape = False  # the previous byte was a backslash inside a string
         self._marker = "\x00spool-" + secrets.token_hex(6) + "-"
         self.images: Decoded = {}
+        self._backlog: list[tuple[IO[bytes], bytes]] = []
+        self.backlog_bytes = 0
+        self._lock = threading.Lock()  # a backlog write in a thread, against discard()
+        self._discarded = False
+
+    def _queue(self, file: IO[bytes], data: bytes) -> None:
+        self._backlog.append((file, data))
+        self.backlog_bytes += len(data)
+
+    def write_backlog(self) -> None:
+        """Write the decoded bytes waiting for temporary files (blocking: call it off the loop
+        when ``backlog_bytes`` has grown; nothing is fed meanwhile)."""
+        with self._lock:
+            if self._discarded:
+                return
+            backlog, self._backlog, self.backlog_bytes = self._backlog, [], 0
+            for file, data in backlog:
+                file.write(data)
+            for file in {id(file): file for file, _ in backlog}.values():
+                file.flush()
 
     def feed(self, chunk: bytes) -> None:
         """Take the next piece of the body (bounded work: one scan, one decode, one write)."""
@@ -227,8 +265,7 @@ class ResultDecoder:
                     raise ResponseValidationError(_NOT_BASE64)
                 i += 1
                 continue
-            found = _SPECIAL.search(chunk, i)
-            end = n if found is None else found.start()
+            end = _special(chunk, i, n)
             if string is not None:
                 string += chunk[i:end]
                 if len(string) > INLINE_STRING:
@@ -236,7 +273,7 @@ class ResultDecoder:
             elif end > i:
                 assert sink is not None
                 sink.feed(chunk[i:end])
-            if found is None:
+            if end == n:
                 return
             i = end + 1
             if chunk[end] == 0x5C:  # a backslash: the next byte is escaped
@@ -253,7 +290,7 @@ class ResultDecoder:
             if re.search(rb"\\[^/]", string):
                 raise ResponseValidationError(_NOT_BASE64)
             string = bytearray(string.replace(b"\\/", b"/"))
-        sink = _Base64Sink(self._max_image)
+        sink = _Base64Sink(self._max_image, self._queue)
         sink.feed(bytes(string))
         self._string, self._sink = None, sink
         return sink
@@ -274,7 +311,7 @@ class ResultDecoder:
         except BaseException:
             sink.discard()
             raise
-        self._skeleton += marker.encode() + b'"'
+        self._skeleton += json.dumps(marker)[1:-1].encode() + b'"'  # "\u0000spool-..."
 
     def close(self) -> tuple[Any, Decoded]:
         """The parsed answer and its decoded images.
@@ -283,6 +320,7 @@ class ResultDecoder:
             ResponseValidationError: the body was not complete, valid JSON.
         """
         try:
+            self.write_backlog()
             if self._string is not None or self._sink is not None:
                 raise ResponseValidationError("result: the response is not valid JSON (cut short)")
             try:
@@ -298,12 +336,16 @@ class ResultDecoder:
         return value, self.images
 
     def discard(self) -> None:
-        """Close every temporary file this decoder made (idempotent)."""
-        if self._sink is not None:
-            self._sink.discard()
-            self._sink = None
-        close_images(self.images.values())
-        self.images = {}
+        """Close every temporary file this decoder made (idempotent). A backlog write under
+        way in a thread is waited for first (it is at most a few MiB)."""
+        with self._lock:
+            self._discarded = True
+            self._backlog, self.backlog_bytes = [], 0
+            if self._sink is not None:
+                self._sink.discard()
+                self._sink = None
+            close_images(self.images.values())
+            self.images = {}
 
 
 def close_images(images: Any) -> None:

@@ -303,9 +303,11 @@ class ImageResult:
 
     async def aclose(self) -> None:
         """Release the temporary files of large bytes-mode images. Idempotent."""
+        from ._files import off_loop
+
         for output in self.outputs:
-            if output._spool is not None:
-                output._spool.close()
+            if output._spool is not None and not output._spool.closed:
+                await off_loop(output._spool.close)  # freeing a large file's pages takes time
 
     async def __aenter__(self) -> ImageResult:
         return self

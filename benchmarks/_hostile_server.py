@@ -46,16 +46,19 @@ async def big_result(request: web.Request) -> web.StreamResponse:
     blocks = mib * 4 // 3  # 1 MiB of base64 decodes to 0.75 MiB
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
-    await resp.write(b'{"known_subjects": {"counts": {}}, "images": [')
-    for i in range(n):
-        await resp.write(b'"' if i == 0 else b', "')
-        for b in range(blocks):
-            block = HEAD if b == 0 else BLOCK
-            for start in range(0, len(block), WRITE):
-                await resp.write(block[start : start + WRITE])
-        await resp.write(b'"')
-    await resp.write(b'], "download_urls": []}')
-    await resp.write_eof()
+    try:
+        await resp.write(b'{"known_subjects": {"counts": {}}, "images": [')
+        for i in range(n):
+            await resp.write(b'"' if i == 0 else b', "')
+            for b in range(blocks):
+                block = HEAD if b == 0 else BLOCK
+                for start in range(0, len(block), WRITE):
+                    await resp.write(block[start : start + WRITE])
+            await resp.write(b'"')
+        await resp.write(b'], "download_urls": []}')
+        await resp.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass  # the client refused the answer and hung up
     return resp
 
 

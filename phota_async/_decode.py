@@ -28,7 +28,7 @@ import threading
 import weakref
 from binascii import Error as BinasciiError
 from binascii import a2b_base64
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -86,7 +86,7 @@ class SpooledImage:
         """Close the file (idempotent)."""
         self._close()
 
-    def _chunks(self) -> Any:
+    def _chunks(self) -> Iterator[bytes]:
         if self.closed:
             raise ValueError("this image's data was released by ImageResult.aclose()")
         fd = self._file.fileno()

@@ -9,8 +9,11 @@ Every body is read against a cap, counted after decompression (aiohttp decompres
 bounded steps as the body is read), so an endless body or a compression bomb is refused with
 ``ResponseTooLargeError`` without ever being held: ``max_response_bytes`` for what is held in
 memory, ``max_image_bytes`` for each image streamed to a file or decoded out of a studio
-result. Studio results are decoded as they stream in (``_decode``), yielding to the event loop
-at least every ``YIELD_BYTES`` so that the loop never stalls on a large answer.
+result. Studio results are decoded as they stream in (``_decode``).
+
+No stall: one piece of body work (encoding and sending an upload chunk, decoding a chunk of a
+result) takes a turn from the loop's ``_Pacer``, which grants ``TURNS_PER_ITERATION`` turns per
+event-loop iteration, however many bodies are under way; the rest wait for the next iteration.
 
 ``MockTransport(handler)`` serves unit tests: the handler receives each ``Request`` and returns
 a ``Response`` (or raises a ``PhotaError``).
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import ssl as ssl_module
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -48,8 +52,59 @@ HEAD_BYTES = 16  # what a download hands back: enough to tell the image format
 UPLOAD_CHUNK = 1024 * 1024
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
-SEND_SLICE = 64 * 1024  # bytes of an upload sent between two yields to the event loop
-YIELD_BYTES = 256 * 1024  # bytes of body handled between two yields to the event loop
+TURNS_PER_ITERATION = 4  # pieces of body work (each up to 256 KiB) per event-loop iteration
+
+
+class _Pacer:
+    """Bounds the body work one iteration of an event loop does, across all tasks.
+
+    Without it, a chunk of work between two awaits is short, but every task ready in an
+    iteration runs its chunk before the loop looks at its timers again: ten uploads at once
+    held the loop for ten chunks at a time. A yield after each chunk (``asyncio.sleep(0)``)
+    does not help, since the ten tasks are all ready again in the next iteration; finer slices
+    cost CPU on every call. Instead each chunk takes a turn: the first ``TURNS_PER_ITERATION``
+    of an iteration go straight on; later ones wait for the next iteration, where the turns are
+    handed out again. A lone body yields every ``TURNS_PER_ITERATION`` chunks.
+    """
+
+    __slots__ = ("__weakref__", "_loop", "_reset_due", "_used", "_waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._used = 0
+        self._reset_due = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def turn(self) -> None:
+        """Return when this iteration has a turn left (at once, nearly always)."""
+        while self._used >= TURNS_PER_ITERATION:
+            waiter = self._loop.create_future()
+            self._waiters.append(waiter)
+            await waiter
+        self._used += 1
+        if not self._reset_due:
+            self._reset_due = True
+            self._loop.call_soon(self._reset)  # runs in the next iteration
+
+    def _reset(self) -> None:
+        self._used = 0
+        self._reset_due = False
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+_pacers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pacer] = weakref.WeakKeyDictionary()
+
+
+def _pacer() -> _Pacer:
+    """The running loop's pacer."""
+    loop = asyncio.get_running_loop()
+    pacer = _pacers.get(loop)
+    if pacer is None:
+        pacer = _pacers[loop] = _Pacer(loop)
+    return pacer
 
 
 class Transport(Protocol):
@@ -109,24 +164,20 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int, what: str) -> byt
 async def _decode_result(
     resp: aiohttp.ClientResponse, decoder: ResultDecoder
 ) -> tuple[Any, Decoded]:
-    """Feed a studio result to ``decoder`` as it arrives, yielding to the loop between
-    slices (a fast server keeps aiohttp's buffer full, and ``readany`` then never waits)."""
+    """Feed a studio result to ``decoder`` as it arrives, a turn of the loop's pacer per
+    chunk (a fast server keeps aiohttp's buffer full, and ``readany`` then never waits)."""
     content = resp.content
-    since_yield = 0
+    pacer = _pacer()
     try:
         while chunk := await content.readany():
+            await pacer.turn()
             decoder.feed(chunk)
             if decoder.backlog_bytes >= WRITE_BATCH:
                 # Bytes bound for temporary files are written in a worker thread, a batch at
                 # a time: a write into the page cache can wait for the disk.
                 await off_loop(decoder.write_backlog)
-                since_yield = 0
-                continue
-            since_yield += len(chunk)
-            if since_yield >= YIELD_BYTES:
-                since_yield = 0
-                await asyncio.sleep(0)
-        await off_loop(decoder.write_backlog)
+        if decoder.backlog_bytes:
+            await off_loop(decoder.write_backlog)
         return decoder.close()
     except BaseException:
         decoder.discard()
@@ -134,31 +185,30 @@ async def _decode_result(
         raise
 
 
-async def _stream(body: StreamedBody) -> AsyncIterator[bytes | memoryview]:
+async def _stream(body: StreamedBody) -> AsyncIterator[bytes]:
     """Yield the body's bytes; blobs as base64, chunk by chunk (``_inputs.encoded_chunks``).
 
-    Every ``SEND_SLICE`` bytes are followed by a yield to the event loop: aiohttp's writer
-    waits only when the socket's buffer is full, and a fast reader never fills it, so without
-    this one upload of 50 MB held the loop for 200 ms. One loop iteration runs one slice of
-    every upload under way, so the slice, not the chunk, bounds the lag when ten run at once.
+    Each chunk takes a turn of the loop's pacer: aiohttp's writer waits only when the socket's
+    buffer is full, and a fast reader never fills it, so without the turns one upload of 50 MB
+    held the loop for 200 ms, and ten at once for a second.
     """
+    pacer = _pacer()
     for part in body.parts:
         if isinstance(part, bytes):
             yield part
             continue
         async for chunk in encoded_chunks(part):
-            view = memoryview(chunk)
-            for start in range(0, len(view), SEND_SLICE):
-                yield view[start : start + SEND_SLICE]
-                await asyncio.sleep(0)
+            await pacer.turn()
+            yield chunk
 
 
-async def _stream_file(body: FileBody) -> AsyncIterator[bytes | memoryview]:
-    """Yield a file's raw bytes, chunk by chunk (``_inputs.read_chunks``), yielding to the
-    event loop after each (see ``_stream``)."""
+async def _stream_file(body: FileBody) -> AsyncIterator[bytes]:
+    """Yield a file's raw bytes, chunk by chunk (``_inputs.read_chunks``), a turn of the
+    loop's pacer each (see ``_stream``)."""
+    pacer = _pacer()
     async for view in read_chunks(body.path, body.size, UPLOAD_CHUNK):
+        await pacer.turn()
         yield bytes(view)
-        await asyncio.sleep(0)
 
 
 def _write_and_close(handle: BinaryIO, chunks: list[bytes]) -> None:
@@ -170,7 +220,7 @@ def _write_and_close(handle: BinaryIO, chunks: list[bytes]) -> None:
 
 def _payload(
     request: Request,
-) -> tuple[bytes | AsyncIterator[bytes | memoryview] | None, Mapping[str, str]]:
+) -> tuple[bytes | AsyncIterator[bytes] | None, Mapping[str, str]]:
     body = request.body
     if isinstance(body, StreamedBody):
         return _stream(body), {**request.headers, "Content-Length": str(body.length)}

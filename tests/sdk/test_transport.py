@@ -18,9 +18,9 @@ from aiohttp import web
 from phota_async import AiohttpTransport, MockTransport
 from phota_async import _protocol as proto
 from phota_async._decode import MAX_SPOOLED, Decoded, ResultDecoder, SpooledImage
-from phota_async._inputs import ImageBlob
+from phota_async._inputs import CHUNK, ImageBlob
 from phota_async._protocol import Request, Response
-from phota_async._transport import SEND_SLICE, YIELD_BYTES, _decode_result, _stream, translate
+from phota_async._transport import TURNS_PER_ITERATION, _decode_result, _stream, translate
 from phota_async.errors import (
     ConnectError,
     ConnectionLostError,
@@ -300,20 +300,48 @@ async def test_result_decoding_yields_to_the_loop_between_slices() -> None:
     fake: Any = _Instant(body, 64 * 1024)
     decoder = ResultDecoder(1 << 20, 1 << 24)
     ticks, (value, decoded) = await _ticks_during(_decode_result(fake, decoder))
-    assert ticks >= len(body) // YIELD_BYTES - 1
+    assert ticks >= len(body) // (64 * 1024) // TURNS_PER_ITERATION - 1
     assert [decoded[marker] for marker in value["images"]] == images
 
 
-async def test_uploads_yield_to_the_loop_between_slices() -> None:
-    """Sending a 3 MiB image from memory lets other tasks run between 64 KiB slices."""
+async def test_uploads_yield_to_the_loop_between_chunks() -> None:
+    """Sending a 3 MiB image from memory lets other tasks run every few chunks."""
     raw = os.urandom(3 * 1024 * 1024)
     body = proto.json_body({"image": ImageBlob(size=len(raw), format="jpeg", data=raw)})
     assert isinstance(body, proto.StreamedBody)
 
     async def drain() -> bytes:
-        return b"".join([bytes(piece) async for piece in _stream(body)])
+        return b"".join([piece async for piece in _stream(body)])
 
     ticks, sent = await _ticks_during(drain())
     assert isinstance(sent, bytes)
     assert base64.b64decode(json.loads(sent)["image"]) == raw
-    assert ticks >= len(sent) // SEND_SLICE - 1
+    assert ticks >= len(raw) // CHUNK // TURNS_PER_ITERATION - 1
+
+
+async def test_many_uploads_share_the_loop_iteration_budget() -> None:
+    """Sixteen uploads at once do no more chunks per loop iteration than one would."""
+    raw = os.urandom(2 * 1024 * 1024)
+    body = proto.json_body({"image": ImageBlob(size=len(raw), format="jpeg", data=raw)})
+    assert isinstance(body, proto.StreamedBody)
+    since_tick = worst = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal since_tick, worst
+        while not done:
+            worst = max(worst, since_tick)
+            since_tick = 0
+            await asyncio.sleep(0)
+
+    async def drain() -> None:
+        nonlocal since_tick
+        async for piece in _stream(body):
+            since_tick += len(piece) > 1024  # image chunks, not the JSON around them
+
+    task = asyncio.create_task(ticker())
+    await asyncio.gather(*(drain() for _ in range(16)))
+    done = True
+    await task
+    # Between two ticks lie the end of one iteration and the start of the next.
+    assert 0 < worst <= 2 * TURNS_PER_ITERATION

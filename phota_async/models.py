@@ -262,7 +262,9 @@ class ImageResult:
 
         Raises:
             IndexError: there is no output at ``index``.
-            PhotaError: the download failed.
+            ValueError: the image was held in a temporary file that ``aclose()`` released.
+            PhotaError: the download failed (``ResponseTooLargeError`` past
+                ``max_image_bytes``).
         """
         output = self.outputs[index]
         if output.data is not None:

@@ -7,6 +7,9 @@ Each client runs in its own process, the emulator in another, and the figures ar
 time (user+sys) per call and peak RSS of the client process, printed as ratios against a bare
 aiohttp loop (and httpx) measured in the same run. Absolute times on a shared machine are
 noise; ratios hold. Nothing here passes or fails: the table says which targets are met.
+
+``hostile`` (``hostile.py``) adds absolute figures: the worst event-loop lag while large bodies
+go up and come down, and the growth of RSS while hostile answers are refused.
 """
 
 from __future__ import annotations
@@ -96,16 +99,17 @@ class Runs:
         return statistics.median(self.ratios(impl, baseline, key))
 
 
-Row = tuple[str, float, str, bool]
-"""One line of the table: the figure, its ratio, the target as text, whether it is met."""
+Row = tuple[str, float, str, bool, str]
+"""One line of the table: the figure, its value (a ratio unless ``shown`` says otherwise), the
+target as text, whether it is met, and the unit the value is shown in."""
 
 
-def at_most(figure: str, ratio: float, limit: float, unit: str = "x") -> Row:
-    return (figure, ratio, f"<= {limit:g}{unit}", ratio <= limit)
+def at_most(figure: str, ratio: float, limit: float, unit: str = "x", shown: str = "x") -> Row:
+    return (figure, ratio, f"<= {limit:g}{unit}", ratio <= limit, shown)
 
 
 def at_least(figure: str, ratio: float, limit: float) -> Row:
-    return (figure, ratio, f">= {limit:g}x", ratio >= limit)
+    return (figure, ratio, f">= {limit:g}x", ratio >= limit, "x")
 
 
 def show_rounds(what: str, ratios: list[float]) -> None:
@@ -286,6 +290,32 @@ def bench_poll(quick: bool) -> list[Row]:
     ]
 
 
+def bench_hostile(quick: bool) -> list[Row]:
+    import hostile
+
+    found = hostile.figures(quick)
+    rows: list[Row] = []
+    for case, what in hostile.LAG_CASES.items():
+        f = found[case]
+        print(
+            f"  {what}: worst loop lag {f['lag_ms']:.1f} ms (rounds {f['lag_ms_all']}), "
+            f"loop CPU between ticks {f['held_ms']:.1f} ms, {f['seconds']:.2f} s, {f['outcome']}"
+        )
+        if case != "idle":
+            rows.append(at_most(f"worst loop lag: {what}", f["lag_ms"], 20, " ms", " ms"))
+            rows.append(at_most("  loop CPU between two ticks", f["held_ms"], 20, " ms", " ms"))
+    for case, what in hostile.MEMORY_CASES.items():
+        f = found[case]
+        print(f"  {what}: {f['outcome']} after {f['seconds']:.2f} s, RSS +{f['rss_mib']:.1f} MiB")
+        # What is refused from memory may be held up to its cap (64 MiB by default) first;
+        # what is decoded or downloaded into files must not grow memory at all.
+        limit = 72 if case in ("endless_get", "gzip_bomb") else 16
+        met = f["outcome"] == "ResponseTooLargeError"
+        row = at_most(f"RSS growth refusing: {what}", f["rss_mib"], limit, " MiB", " MiB")
+        rows.append((*row[:3], row[3] and met, row[4]))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -293,7 +323,7 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="tiny counts, to check the benchmarks run"
     )
-    names = ("get", "enhance", "many", "poll", "manifest")
+    names = ("get", "enhance", "many", "poll", "manifest", "hostile")
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
     chosen = args.only or list(names)
@@ -311,13 +341,15 @@ def main() -> int:
                 from manifest import bench_manifest
 
                 rows += bench_manifest(args.quick, Path(tmp), server)
+            elif name == "hostile":
+                rows += bench_hostile(args.quick)
             else:
                 rows += bench_poll(args.quick)
     print()
-    print("| figure | ratio | target | met |")
+    print("| figure | value | target | met |")
     print("|---|---|---|---|")
-    for figure, ratio, target, met in rows:
-        print(f"| {figure} | {ratio:.2f}x | {target} | {'yes' if met else 'no'} |")
+    for figure, value, target, met, shown in rows:
+        print(f"| {figure} | {value:.2f}{shown} | {target} | {'yes' if met else 'no'} |")
     if args.quick:
         print("\n(quick mode: tiny counts, figures are not meaningful)")
     return 0

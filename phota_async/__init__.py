@@ -26,6 +26,7 @@ from .errors import (
     PhotaError,
     ProfileTrainingError,
     RateLimitError,
+    ResponseTooLargeError,
     WaitTimeoutError,
 )
 from .models import ImageResult, Job, JobStatus, OutputImage, Profile, ProfileStatus
@@ -52,6 +53,7 @@ __all__ = [
     "ProfileTrainingError",
     "Profiles",
     "RateLimitError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "Transport",
     "Uploader",

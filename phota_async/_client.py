@@ -29,7 +29,13 @@ from ._poll import PollBudget, Poller, PollPolicy
 from ._profiles import Profiles
 from ._protocol import FileBody, Request, Response, StudioCall
 from ._retry import RetryPolicy
-from ._transport import AiohttpTransport, MockTransport, Transport
+from ._transport import (
+    MAX_IMAGE_BYTES,
+    MAX_RESPONSE_BYTES,
+    AiohttpTransport,
+    MockTransport,
+    Transport,
+)
 from .errors import (
     InvalidRequestError,
     OutcomeUnknownError,
@@ -87,11 +93,17 @@ class PhotaClient:
             another host (by default only redirects within the URL's own scheme, host and
             port are followed, and never one from https to http). Downloads send no API key,
             wherever they go. Ignored with ``transport=``.
+        max_response_bytes: the largest response body held in memory, counted after
+            decompression (default 64 MiB); for a bytes-mode studio result, its JSON besides
+            the images. Past it: ``ResponseTooLargeError``.
+        max_image_bytes: the largest output image (default 64 MiB): each one decoded from a
+            bytes-mode result (large ones go to temporary files, not memory) and each
+            download. Past it: ``ResponseTooLargeError``.
 
     Raises:
         InvalidRequestError: no API key was given or found, or an option is out of range
             (a timeout that is not a number of seconds >= 0, ``nan``, or ``inf`` where a limit
-            is needed; ``max_concurrency`` not a whole number >= 1).
+            is needed; ``max_concurrency`` not a whole number >= 1; a size cap not positive).
     """
 
     def __init__(
@@ -110,6 +122,8 @@ class PhotaClient:
         ssl: bool | ssl_module.SSLContext = True,
         trust_env: bool = True,
         follow_download_redirects: bool = False,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
     ) -> None:
         self._api_key = _find_key(api_key)
         self.base_url = (base_url or os.environ.get("PHOTA_BASE_URL") or DEFAULT_BASE_URL).rstrip(
@@ -141,6 +155,8 @@ class PhotaClient:
             trust_env=trust_env,
             limit=max(100, max_concurrency),
             follow_download_redirects=follow_download_redirects,
+            max_response_bytes=max_response_bytes,
+            max_image_bytes=max_image_bytes,
         )
         self._timeout = timeout
         self._retry = retry or RetryPolicy()

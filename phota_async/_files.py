@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -86,11 +86,13 @@ def _create_temp(path: Path) -> tuple[int, Path]:
             continue
 
 
-def _write(path: Path, data: bytes) -> Path:
+def write_chunks(path: Path, chunks: Iterable[bytes]) -> Path:
+    """Write ``chunks`` to a temporary file beside ``path``, fsync it, rename it into place
+    (blocking: run it off the event loop). A failure leaves no temporary file."""
     fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            handle.writelines(chunks)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -102,7 +104,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 async def write_atomic(path: Path, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
-    return await off_loop(_write, path, data)
+    return await off_loop(write_chunks, path, (data,))
 
 
 def temp_beside(path: Path) -> Path:

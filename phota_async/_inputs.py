@@ -37,7 +37,7 @@ import struct
 import threading
 import weakref
 from binascii import b2a_base64
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
@@ -335,20 +335,31 @@ class BodyChunks:
         parts: ``bytes`` sent as they are, and blobs sent as their base64 text.
         raw: when not 0, send files' raw bytes in chunks of this size instead (an upload of
             one file as the whole body).
+        pace: awaited before each chunk of a blob is handed out (the transport's pacer, which
+            bounds the body work of one event-loop iteration across all sends).
     """
 
-    __slots__ = ("_current", "_name", "_parts", "_raw")
+    __slots__ = ("_current", "_name", "_pace", "_parts", "_raw")
 
-    def __init__(self, parts: tuple[bytes | ImageBlob, ...], *, raw: int = 0) -> None:
+    def __init__(
+        self,
+        parts: tuple[bytes | ImageBlob, ...],
+        *,
+        raw: int = 0,
+        pace: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._parts = list(reversed(parts))
+        self._pace = pace
         self._current: FileChunks | _Encoded | AsyncIterator[bytes] | None = None
         self._name: object = "an image file"
         self._raw = raw
 
     @classmethod
-    def of_file(cls, path: Path, size: int, chunk: int) -> BodyChunks:
+    def of_file(
+        cls, path: Path, size: int, chunk: int, pace: Callable[[], Awaitable[None]] | None = None
+    ) -> BodyChunks:
         """A whole body that is one file's raw bytes, ``chunk`` bytes at a time."""
-        return cls((ImageBlob(size=size, format="raw", path=path),), raw=chunk)
+        return cls((ImageBlob(size=size, format="raw", path=path),), raw=chunk, pace=pace)
 
     def __aiter__(self) -> BodyChunks:
         return self
@@ -363,6 +374,8 @@ class BodyChunks:
                     continue
                 except OSError as exc:
                     raise _unreadable(self._name, exc) from exc
+                if self._pace is not None:
+                    await self._pace()
                 return bytes(chunk) if isinstance(chunk, memoryview) else chunk
             if not self._parts:
                 raise StopAsyncIteration

@@ -23,6 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from . import __version__
 from ._converter import structure
+from ._decode import Decoded, close_images
 from ._inputs import ImageBlob, sniff_format
 from ._redact import register as register_secret
 from ._redact import scrub
@@ -35,6 +36,12 @@ from .errors import (
     ServerError,
 )
 from .models import Job, JobHandle, Profile, ResultBody
+
+Expect = Literal["json", "result", "image"]
+"""What a 2xx body should be, which says how a transport reads it: ``json`` (held in memory up to
+the response cap), ``result`` (a studio result, decoded as it streams in, see ``_decode``),
+``image`` (an image download, held to the per-image cap)."""
+RESULT_PATHS: Final = frozenset({"/generate", "/edit", "/enhance", "/remix"})
 
 RetryClass = Literal["safe", "paid", "keyed"]
 """How a request may be retried: ``safe`` (GET/DELETE), ``paid`` (a POST that costs money and
@@ -102,6 +109,7 @@ class Request:
     headers: Mapping[str, str] = attrs.field(repr=False)
     body: Body | None = attrs.field(default=None, repr=False)
     retry: RetryClass = "safe"
+    expect: Expect = "json"
     # Set by the transport once the current attempt has a connection, after which the request
     # may reach the server; the client resets it before each attempt.
     sent: bool = attrs.field(default=False, repr=False, eq=False)
@@ -115,6 +123,9 @@ class Response:
     status: int
     headers: Mapping[str, str] = attrs.field(repr=False)
     body: bytes = attrs.field(repr=False)
+    decoded: tuple[Any, Decoded] | None = attrs.field(default=None, repr=False)
+    """A studio result the transport decoded as it streamed in (``body`` is then empty): the
+    JSON value and the images its markers stand for (``_decode.ResultDecoder``)."""
 
     @property
     def request_id(self) -> str | None:
@@ -279,9 +290,11 @@ class Api:
         return Request("DELETE", self.base_url + path, path, self.headers)
 
     def post(self, path: str, fields: Mapping[str, Any], retry: RetryClass) -> Request:
-        """A POST with a JSON body (image blobs streamed, see ``json_body``)."""
+        """A POST with a JSON body (image blobs streamed, see ``json_body``). A synchronous
+        studio call's answer is read as a result (``Expect``); a job submit's is not."""
+        expect: Expect = "result" if path in RESULT_PATHS and not fields.get("async") else "json"
         return Request(
-            "POST", self.base_url + path, path, self.json_headers, json_body(fields), retry
+            "POST", self.base_url + path, path, self.json_headers, json_body(fields), retry, expect
         )
 
 
@@ -290,7 +303,7 @@ DOWNLOAD_HEADERS: Final = _header_set({"User-Agent": USER_AGENT})
 
 def download(signed_url: str) -> Request:
     """A GET of a signed output URL. It carries no API key: the URL is its own credential."""
-    return Request("GET", signed_url, "download", DOWNLOAD_HEADERS)
+    return Request("GET", signed_url, "download", DOWNLOAD_HEADERS, expect="image")
 
 
 def profile_path(profile_id: str, suffix: str = "") -> str:
@@ -422,6 +435,8 @@ def _describe_422(entry: Any) -> str:
 
 def json_of(response: Response, what: str) -> Any:
     """The JSON of a success response, or ``ResponseValidationError``."""
+    if response.decoded is not None:
+        return response.decoded[0]
     try:
         return json.loads(response.body)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -480,7 +495,17 @@ def decode_image(response: Response) -> bytes:
 
 
 def decode_result(response: Response) -> ResultBody:
-    return structure(json_of(check(response), "result"), ResultBody, "result")
+    """A studio result; images the transport decoded as they streamed in ride along with it
+    (and are closed if the answer turns out invalid)."""
+    if response.decoded is None:
+        return structure(json_of(check(response), "result"), ResultBody, "result")
+    value, images = response.decoded
+    try:
+        body = structure(value, ResultBody, "result")
+    except BaseException:
+        close_images(images.values())
+        raise
+    return attrs.evolve(body, decoded=images) if images else body
 
 
 def decode_job_handle(response: Response) -> JobHandle:

@@ -110,7 +110,7 @@ def maybe_processed(error: BaseException) -> bool:
     """Whether the request that failed with ``error`` may have reached and been processed by
     the server: it was sent, and no definite answer came back (the connection broke, no answer
     in time, a garbled status line or headers, an unreadable body, or a proxy's 502)."""
-    if isinstance(error, ConnectError):
+    if isinstance(error, (ConnectError, ResponseRefusedError)):
         return False
     if isinstance(error, (TransportError, ResponseValidationError)):
         return True
@@ -129,8 +129,6 @@ def retryable(error: BaseException, retry: RetryClass) -> bool:
             # server deduplicates, is worth sending again.
             return retry == "keyed"
         return error.status in IDEMPOTENT_RETRIED_STATUSES and retry != "paid"
-    if isinstance(error, ResponseRefusedError):
-        return False
     if maybe_processed(error):
         return retry != "paid"
     return False

@@ -6,6 +6,16 @@ chained to a ``ForeignError`` that describes it without the request headers that
 own exceptions carry (the API key among them). The distinction that matters downstream is
 whether the request can have reached the server (``ConnectError``: certainly not) or not.
 
+Every body is read against a cap, counted after decompression (aiohttp decompresses in
+bounded steps as the body is read), so an endless body or a compression bomb is refused with
+``ResponseTooLargeError`` without ever being held: ``max_response_bytes`` for what is held in
+memory, ``max_image_bytes`` for each image streamed to a file or decoded out of a studio
+result. Studio results are decoded as they stream in (``_decode``).
+
+No stall: one piece of body work (encoding and sending an upload chunk, decoding a chunk of a
+result) takes a turn from the loop's ``_Pacer``, which grants ``TURNS_PER_ITERATION`` turns per
+event-loop iteration, however many bodies are under way; the rest wait for the next iteration.
+
 ``MockTransport(handler)`` serves unit tests: the handler receives each ``Request`` and returns
 a ``Response`` (or raises a ``PhotaError``).
 """
@@ -18,6 +28,7 @@ import contextvars
 import inspect
 import socket
 import ssl as ssl_module
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -27,7 +38,8 @@ import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
-from ._files import settled
+from ._decode import Decoded, ResultDecoder, too_large
+from ._files import off_loop, settled
 from ._inputs import BodyChunks
 from ._protocol import FileBody, Request, Response, StreamedBody
 from .errors import (
@@ -52,6 +64,62 @@ MAX_ORIGINS = 64  # per-origin options kept; more (a redirecting server's hosts)
 _SENDING: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
     "phota_sending", default=None
 )
+
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+TURNS_PER_ITERATION = 4  # pieces of body work (each up to 256 KiB) per event-loop iteration
+
+
+class _Pacer:
+    """Bounds the body work one iteration of an event loop does, across all tasks.
+
+    Without it, a chunk of work between two awaits is short, but every task ready in an
+    iteration runs its chunk before the loop looks at its timers again: ten uploads at once
+    held the loop for ten chunks at a time. A yield after each chunk (``asyncio.sleep(0)``)
+    does not help, since the ten tasks are all ready again in the next iteration; finer slices
+    cost CPU on every call. Instead each chunk takes a turn: the first ``TURNS_PER_ITERATION``
+    of an iteration go straight on; later ones wait for the next iteration, where the turns are
+    handed out again. A lone body yields every ``TURNS_PER_ITERATION`` chunks.
+    """
+
+    __slots__ = ("__weakref__", "_loop", "_reset_due", "_used", "_waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._used = 0
+        self._reset_due = False
+        self._waiters: list[asyncio.Future[None]] = []
+
+    async def turn(self) -> None:
+        """Return when this iteration has a turn left (at once, nearly always)."""
+        while self._used >= TURNS_PER_ITERATION:
+            waiter = self._loop.create_future()
+            self._waiters.append(waiter)
+            await waiter
+        self._used += 1
+        if not self._reset_due:
+            self._reset_due = True
+            self._loop.call_soon(self._reset)  # runs in the next iteration
+
+    def _reset(self) -> None:
+        self._used = 0
+        self._reset_due = False
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+_pacers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pacer] = weakref.WeakKeyDictionary()
+
+
+def _pacer() -> _Pacer:
+    """The running loop's pacer."""
+    loop = asyncio.get_running_loop()
+    pacer = _pacers.get(loop)
+    if pacer is None:
+        pacer = _pacers[loop] = _Pacer(loop)
+    return pacer
 
 
 class Transport(Protocol):
@@ -221,6 +289,44 @@ class _MarkingConnector(aiohttp.TCPConnector):
         return connection
 
 
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int, what: str) -> bytes:
+    """The whole (decompressed) body, or ``ResponseTooLargeError`` once it passes ``cap``."""
+    content = resp.content
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await content.readany():
+        total += len(chunk)
+        if total > cap:
+            resp.close()  # the rest is never read: the connection cannot be reused
+            raise too_large(what, cap)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _decode_result(
+    resp: aiohttp.ClientResponse, decoder: ResultDecoder
+) -> tuple[Any, Decoded]:
+    """Feed a studio result to ``decoder`` as it arrives, a turn of the loop's pacer per
+    chunk (a fast server keeps aiohttp's buffer full, and ``readany`` then never waits)."""
+    content = resp.content
+    pacer = _pacer()
+    try:
+        while chunk := await content.readany():
+            await pacer.turn()
+            decoder.feed(chunk)
+            if decoder.backlog_bytes >= WRITE_BATCH:
+                # Bytes bound for temporary files are written in a worker thread, a batch at
+                # a time: a write into the page cache can wait for the disk.
+                await off_loop(decoder.write_backlog)
+        if decoder.backlog_bytes:
+            await off_loop(decoder.write_backlog)
+        return decoder.close()
+    except BaseException:
+        decoder.discard()
+        resp.close()
+        raise
+
+
 def _write_and_close(handle: BinaryIO, chunks: list[bytes]) -> None:
     try:
         handle.writelines(chunks)
@@ -233,11 +339,15 @@ def _payload(
 ) -> tuple[bytes | AsyncIterator[bytes] | None, Mapping[str, str]]:
     body = request.body
     # Streamed bodies are BodyChunks, which send() closes however it ends: a cancelled upload
-    # closes its input file at once, not when the event loop gets round to it.
+    # closes its input file at once, not when the event loop gets round to it. Each chunk of
+    # a file takes a turn of the loop's pacer: aiohttp's writer waits only when the socket's
+    # buffer is full, and a fast reader never fills it, so without the turns one upload of
+    # 50 MB held the loop for 200 ms, and ten at once for a second.
     if isinstance(body, StreamedBody):
-        return BodyChunks(body.parts), {**request.headers, "Content-Length": str(body.length)}
+        stream = BodyChunks(body.parts, pace=_pacer().turn)
+        return stream, {**request.headers, "Content-Length": str(body.length)}
     if isinstance(body, FileBody):
-        stream = BodyChunks.of_file(body.path, body.size, UPLOAD_CHUNK)
+        stream = BodyChunks.of_file(body.path, body.size, UPLOAD_CHUNK, pace=_pacer().turn)
         return stream, {**request.headers, "Content-Length": str(body.size)}
     return body, request.headers
 
@@ -266,6 +376,10 @@ class AiohttpTransport:
             never reads ``~/.netrc`` and costs no thread hop per request.
         limit: the connection pool size.
         follow_download_redirects: let downloads follow redirects to another host.
+        max_response_bytes: the largest body held in memory (JSON answers, error bodies),
+            counted after decompression; for a studio result, its JSON besides the images.
+        max_image_bytes: the largest image: each one decoded from a bytes-mode result, each
+            signed-URL output fetched or streamed to a file.
     """
 
     def __init__(
@@ -278,7 +392,19 @@ class AiohttpTransport:
         trust_env: bool = True,
         limit: int = 100,
         follow_download_redirects: bool = False,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
     ) -> None:
+        for name, value in (
+            ("max_response_bytes", max_response_bytes),
+            ("max_image_bytes", max_image_bytes),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidRequestError(
+                    name, f"must be a positive number of bytes, got {value!r}"
+                )
+        self._max_response = max_response_bytes
+        self._max_image = max_image_bytes
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(
@@ -402,7 +528,15 @@ class AiohttpTransport:
             request.sent = True  # a borrowed session's connector cannot tell: assume sent
         try:
             async with self._request(request, data, headers) as resp:
-                body = await resp.read()
+                expect = request.expect
+                if expect == "json" or not 200 <= resp.status < 300:
+                    body = await _read_capped(resp, self._max_response, "the response body")
+                elif expect == "image":
+                    body = await _read_capped(resp, self._max_image, "the image")
+                else:
+                    decoder = ResultDecoder(self._max_response, self._max_image)
+                    decoded = await _decode_result(resp, decoder)
+                    return Response(resp.status, resp.headers, b"", decoded)
                 return Response(resp.status, resp.headers, body)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             local = _local_failure(exc) if data is not None else None
@@ -418,8 +552,10 @@ class AiohttpTransport:
         try:
             async with self._request(request, None, request.headers) as resp:
                 if resp.status != 200:
-                    return Response(resp.status, resp.headers, await resp.read())
+                    body = await _read_capped(resp, self._max_response, "the response body")
+                    return Response(resp.status, resp.headers, body)
                 head = b""
+                total = 0
                 # Chunks are written in batches of WRITE_BATCH bytes, one worker-thread hop per
                 # batch (a hop costs more CPU than writing a chunk); the last batch is written
                 # and the file closed in one hop. Each hop is settled: a cancellation waits
@@ -429,6 +565,10 @@ class AiohttpTransport:
                 handle = await settled(_create, dest, undo=_close)
                 try:
                     async for chunk in resp.content.iter_chunked(DOWNLOAD_CHUNK):
+                        total += len(chunk)
+                        if total > self._max_image:
+                            resp.close()
+                            raise too_large("the download", self._max_image)
                         if len(head) < HEAD_BYTES:
                             head += chunk[: HEAD_BYTES - len(head)]
                         batch.append(chunk)

@@ -8,7 +8,8 @@ PhotaError
 │   ├── ConnectionLostError                the connection broke mid-call
 │   ├── ReadTimeoutError                   the server did not answer in time
 │   └── ResponseRefusedError               an answer the SDK will not take (a redirect
-│                                          to another host); the same again on a retry
+│       │                                  to another host); the same again on a retry
+│       └── ResponseTooLargeError          a body or image passed its size cap (``.limit``)
 ├── OutcomeUnknownError                    a paid POST may or may not have been processed
 ├── ResponseValidationError                a response did not have the documented shape
 ├── APIError                               the API answered with an error status
@@ -135,7 +136,25 @@ class ReadTimeoutError(TransportError):
 
 class ResponseRefusedError(TransportError):
     """An answer came back that the SDK will not take, such as a download redirected to
-    another host. Sending the request again would get the same answer, so it is not retried."""
+    another host. Sending the request again would get the same answer, so it is not retried,
+    and it is never reported as an unknown outcome: the answer did come."""
+
+
+class ResponseTooLargeError(ResponseRefusedError):
+    """A response body, an output image or a download passed its size cap; it was refused.
+
+    The caps are ``PhotaClient(max_response_bytes=..., max_image_bytes=...)``; they count bytes
+    after decompression, so neither an endless body nor a compression bomb is ever held.
+    It is never retried: the same request would get the same answer. For a studio call this
+    error means the server *did* answer 200, so the call was processed and charged; only its
+    result was refused. Raise ``max_image_bytes``, or ask for ``response_mode="urls"``, rather
+    than sending the call again blindly.
+
+    Attributes:
+        limit: the cap that was passed, in bytes (or a count, for too many images).
+    """
+
+    limit: int | None = None
 
 
 class OutcomeUnknownError(PhotaError):

@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
+
+from ._decode import SpooledImage
 
 if TYPE_CHECKING:
     from ._client import PhotaClient
@@ -94,6 +97,11 @@ class ResultBody:
     known_subjects: KnownSubjects = attrs.Factory(KnownSubjects)
     images: list[str] = attrs.field(factory=list, repr=False)
     download_urls: list[str] = attrs.field(factory=list, repr=False)
+    # Images decoded while the answer streamed in, by the marker that stands for each in
+    # ``images`` (never read from the wire: the converter skips private fields).
+    _decoded: Mapping[str, bytes | SpooledImage] = attrs.field(
+        factory=dict, repr=False, eq=False, alias="decoded"
+    )
 
 
 @attrs.frozen
@@ -207,11 +215,13 @@ Saver = Callable[[str, Path], Awaitable[str]]
 
 @attrs.frozen
 class OutputImage:
-    """One output image: inline bytes, or a signed URL downloaded on demand.
+    """One output image: inline bytes, a decoded image in a temporary file, or a signed URL
+    downloaded on demand. ``ImageResult.read()`` and ``save()`` handle all three.
 
     Attributes:
         index: position among the call's outputs.
-        data: the image bytes when the call used ``response_mode="bytes"``.
+        data: the image bytes when the call used ``response_mode="bytes"`` and the image is
+            at most 1 MiB; a larger one is kept in a temporary file (``data`` is ``None``).
         url: the signed download URL when it used ``"urls"`` (kept out of ``repr``).
         format: ``"jpg"`` or ``"png"``, as requested.
     """
@@ -220,11 +230,17 @@ class OutputImage:
     format: str
     data: bytes | None = attrs.field(default=None, repr=False)
     url: str | None = attrs.field(default=None, repr=False)
+    _spool: SpooledImage | None = attrs.field(default=None, repr=False, eq=False, alias="spool")
 
 
 @attrs.frozen
 class ImageResult:
     """The outcome of a studio call (or of a finished job).
+
+    Large bytes-mode images (over 1 MiB) are held in unlinked temporary files, not in memory.
+    ``aclose()`` (or ``async with result:``) closes them once the result is done with; after
+    that ``read()`` and ``save()`` of those images raise ``ValueError``. A result that is never
+    closed releases its files when it is garbage-collected.
 
     Attributes:
         outputs: every output image, in order.
@@ -246,11 +262,17 @@ class ImageResult:
 
         Raises:
             IndexError: there is no output at ``index``.
-            PhotaError: the download failed.
+            ValueError: the image was held in a temporary file that ``aclose()`` released.
+            PhotaError: the download failed (``ResponseTooLargeError`` past
+                ``max_image_bytes``).
         """
         output = self.outputs[index]
         if output.data is not None:
             return output.data
+        if output._spool is not None:
+            from ._files import off_loop
+
+            return await off_loop(output._spool.read)
         if output.url is None or self._fetch is None:
             raise ValueError(f"output {index} has neither bytes nor a download URL")
         return await self._fetch(output.url)
@@ -275,7 +297,7 @@ class ImageResult:
             PhotaError: downloading a URL output failed.
             OSError: the files could not be written.
         """
-        from ._files import write_atomic
+        from ._files import off_loop, write_atomic
 
         folder = Path(directory)
         paths: list[Path] = []
@@ -284,6 +306,10 @@ class ImageResult:
                 ext = sniff_extension(output.data, output.format)
                 target = folder / f"{stem}-{output.index}.{ext}"
                 paths.append(await write_atomic(target, output.data))
+            elif output._spool is not None:
+                ext = sniff_extension(output._spool.head, output.format)
+                target = folder / f"{stem}-{output.index}.{ext}"
+                paths.append(await off_loop(output._spool.save, target))
             elif output.url is not None and self._save is not None:
                 # The saver appends the extension the downloaded bytes turn out to have.
                 ext = await self._save(output.url, folder / f"{stem}-{output.index}")
@@ -291,6 +317,25 @@ class ImageResult:
             else:
                 raise ValueError(f"output {output.index} has neither bytes nor a download URL")
         return paths
+
+    async def aclose(self) -> None:
+        """Release the temporary files of large bytes-mode images. Idempotent."""
+        from ._files import off_loop
+
+        for output in self.outputs:
+            if output._spool is not None and not output._spool.closed:
+                await off_loop(output._spool.close)  # freeing a large file's pages takes time
+
+    async def __aenter__(self) -> ImageResult:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 def image_result(
@@ -302,10 +347,19 @@ def image_result(
     save: Saver | None = None,
 ) -> ImageResult:
     """Build an ``ImageResult`` from a wire body (base64 images or signed URLs alike)."""
-    outputs: list[OutputImage] = [
-        OutputImage(index=i, format=output_format, data=decode(s))
-        for i, s in enumerate(body.images)
-    ]
+    outputs: list[OutputImage] = []
+    for i, s in enumerate(body.images):
+        found = body._decoded.get(s)
+        if found is None:
+            outputs.append(OutputImage(index=i, format=output_format, data=decode(s)))
+        elif isinstance(found, bytes):
+            outputs.append(OutputImage(index=i, format=output_format, data=found))
+        else:
+            outputs.append(OutputImage(index=i, format=output_format, spool=found))
+    used = set(body.images)
+    for marker, unused in body._decoded.items():
+        if marker not in used and not isinstance(unused, bytes):
+            unused.close()  # a long string outside ``images``: an unknown field, ignored
     outputs += [
         OutputImage(index=len(outputs) + i, format=output_format, url=u)
         for i, u in enumerate(body.download_urls)

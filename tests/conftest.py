@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+import phota_async
 from phota_async.testing import PhotaEmulator
 from phota_async.testing._images import sample_photo
 
@@ -86,3 +87,11 @@ async def anon(emu: PhotaEmulator) -> AsyncIterator[aiohttp.ClientSession]:
     """A plain aiohttp session with no API key."""
     async with aiohttp.ClientSession(base_url=emu.origin) as session:
         yield session
+
+
+@pytest.fixture
+def no_backoff() -> Iterator[None]:
+    """Retries still happen, without their waits (for suites that do not time them)."""
+    phota_async.set_testing(True)
+    yield
+    phota_async.set_testing(False)

@@ -21,7 +21,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-import phota_async
 from phota_async import PhotaClient, RetryPolicy
 from phota_async.errors import (
     ConnectError,
@@ -38,12 +37,7 @@ KEY = "sk-live-0123456789abcdef-SECRET"
 JPEG = jpeg_bytes()
 
 
-@pytest.fixture(autouse=True)
-def _no_backoff() -> Iterator[None]:
-    """Retries still happen, without their waits."""
-    phota_async.set_testing(True)
-    yield
-    phota_async.set_testing(False)
+pytestmark = pytest.mark.usefixtures("no_backoff")
 
 
 def free_port() -> int:

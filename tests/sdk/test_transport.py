@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import socket
 import warnings
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,14 +19,23 @@ from aiohttp.client_reqrep import ConnectionKey
 
 from phota_async import AiohttpTransport, MockTransport
 from phota_async import _protocol as proto
-from phota_async._inputs import ImageBlob
+from phota_async._decode import MAX_SPOOLED, Decoded, ResultDecoder, SpooledImage
+from phota_async._inputs import CHUNK, ImageBlob
 from phota_async._protocol import Request, Response
-from phota_async._transport import ForeignError, translate
+from phota_async._transport import (
+    TURNS_PER_ITERATION,
+    ForeignError,
+    _decode_result,
+    _payload,
+    translate,
+)
 from phota_async.errors import (
     ConnectError,
     ConnectionLostError,
     InvalidRequestError,
     ReadTimeoutError,
+    ResponseTooLargeError,
+    ResponseValidationError,
     TransportError,
 )
 from tests.conftest import local_server
@@ -238,3 +250,198 @@ async def test_mock_transport_download_writes_the_file(tmp_path: Path) -> None:
     response = await transport.download(proto.download("http://x/y"), dest)
     assert dest.read_bytes() == raw
     assert response.body == raw[:16]
+
+
+# -- studio results decoded as they stream in (``_decode.ResultDecoder``) -----------------
+
+
+def _result_json(image: bytes) -> bytes:
+    """A studio answer with one long image (``/`` written as ``\\/``, as some encoders do),
+    one short one, and short strings full of escapes around them."""
+    text = base64.b64encode(image).decode().replace("/", "\\/")
+    return (
+        '{"known_subjects": {"counts": {"a\\"b": 1}}, "note": "caf\\u00e9 \\\\ \\"q\\"", '
+        f'"images": ["{text}", "{base64.b64encode(b"tiny").decode()}"], "download_urls": []}}'
+    ).encode()
+
+
+def _decode_in_chunks(body: bytes, size: int, **caps: int) -> tuple[object, Decoded]:
+    decoder = ResultDecoder(caps.get("json", 1 << 20), caps.get("image", 1 << 24))
+    for start in range(0, len(body), size):
+        decoder.feed(body[start : start + size])
+    return decoder.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("size", [1, 3, 4096, 65_537, 1 << 30])
+def test_result_decoder_reads_the_same_json_whatever_the_chunking(size: int) -> None:
+    """Chunk boundaries anywhere (inside escapes, quanta, quotes) give the same answer."""
+    image = os.urandom(300_000) if size > 1 else os.urandom(90_000)
+    body = _result_json(image)
+    value, images = _decode_in_chunks(body, size)
+    expected = json.loads(body)
+    assert isinstance(value, dict)
+    marker = value["images"][0]
+    assert images == {marker: image}
+    assert value["images"][1] == expected["images"][1]
+    assert {k: v for k, v in value.items() if k != "images"} == {
+        k: v for k, v in expected.items() if k != "images"
+    }
+
+
+def test_result_decoder_spools_a_large_image_to_a_file() -> None:
+    """An image over 1 MiB is held in a file that reads back byte for byte."""
+    image = os.urandom(3 * 1024 * 1024)
+    value, images = _decode_in_chunks(_result_json(image), 200_000)
+    assert isinstance(value, dict)
+    spooled = images[value["images"][0]]
+    assert isinstance(spooled, SpooledImage)
+    assert (spooled.size, spooled.read()) == (len(image), image)
+    spooled.close()
+    assert spooled.closed
+
+
+@pytest.mark.parametrize(
+    "text", ["QUJD!ERF", "QUJD\\nREVG", "QUI=QUJD", "QUJDRA"], ids=["char", "escape", "pad", "cut"]
+)
+def test_result_decoder_refuses_a_long_string_that_is_not_base64(text: str) -> None:
+    """Invalid base64 in a long string, even past a spooled megabyte, fails and closes files."""
+    fds = _open_fds()
+    good = base64.b64encode(os.urandom(3 * 1024 * 1024)).decode()
+    body = f'{{"images": ["{good}{text}"]}}'.encode()
+    with pytest.raises(ResponseValidationError, match="base64"):
+        _decode_in_chunks(body, 65_536)
+    assert _open_fds() == fds
+
+
+def test_result_decoder_caps_each_image() -> None:
+    """A long string decoding past max_image_bytes is refused."""
+    body = _result_json(os.urandom(200_000))
+    with pytest.raises(ResponseTooLargeError) as caught:
+        _decode_in_chunks(body, 65_536, image=100_000)
+    assert caught.value.limit == 100_000
+
+
+def test_result_decoder_caps_the_json_besides_images() -> None:
+    """The JSON around the long strings is held to max_json_bytes."""
+    body = b"[" + b"0," * 100_000 + b"0]"
+    with pytest.raises(ResponseTooLargeError):
+        _decode_in_chunks(body, 65_536, json=50_000)
+
+
+def test_result_decoder_caps_the_number_of_long_strings() -> None:
+    """More long strings than any result has is refused, whatever their size."""
+    one = '"' + "A" * 70_000 + '"'
+    body = ("[" + ",".join([one] * (MAX_SPOOLED + 1)) + "]").encode()
+    with pytest.raises(ResponseTooLargeError):
+        _decode_in_chunks(body, 65_536)
+
+
+def test_result_decoder_refuses_a_body_cut_inside_a_long_string() -> None:
+    """A body that ends inside a long string is invalid JSON, and its file is closed."""
+    fds = _open_fds()
+    body = _result_json(os.urandom(2_000_000))
+    with pytest.raises(ResponseValidationError, match="cut short"):
+        _decode_in_chunks(body[: len(body) // 2], 65_536)
+    assert _open_fds() == fds
+
+
+def _stream(body: proto.StreamedBody) -> AsyncIterator[bytes]:
+    """The chunks the transport sends for ``body``."""
+    data, _ = _payload(Request("POST", "http://127.0.0.1:1/x", "/x", {}, body, "paid"))
+    assert data is not None
+    assert not isinstance(data, bytes)
+    return data
+
+
+class _Instant:
+    """A response whose whole body is already buffered: ``readany`` never waits."""
+
+    def __init__(self, body: bytes, chunk: int) -> None:
+        self._chunks = [body[i : i + chunk] for i in range(0, len(body), chunk)]
+        self.content = self
+
+    async def readany(self) -> bytes:
+        return self._chunks.pop(0) if self._chunks else b""
+
+    def close(self) -> None:
+        pass
+
+
+async def _ticks_during(work: Awaitable[object]) -> tuple[int, object]:
+    ticks = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    started = ticks
+    try:
+        result = await work
+    finally:
+        done = True
+        await task
+    return ticks - started, result
+
+
+async def test_result_decoding_yields_to_the_loop_between_slices() -> None:
+    """Decoding a 7.5 MiB result that is already buffered still lets other tasks run."""
+    images = [os.urandom(384 * 1024) for _ in range(15)]  # each kept in memory: no file writes
+    texts = ", ".join(f'"{base64.b64encode(image).decode()}"' for image in images)
+    body = f'{{"images": [{texts}]}}'.encode()
+    fake: Any = _Instant(body, 64 * 1024)
+    decoder = ResultDecoder(1 << 20, 1 << 24)
+    ticks, (value, decoded) = await _ticks_during(_decode_result(fake, decoder))
+    assert ticks >= len(body) // (64 * 1024) // TURNS_PER_ITERATION - 1
+    assert [decoded[marker] for marker in value["images"]] == images
+
+
+async def test_uploads_yield_to_the_loop_between_chunks() -> None:
+    """Sending a 3 MiB image from memory lets other tasks run every few chunks."""
+    raw = os.urandom(3 * 1024 * 1024)
+    body = proto.json_body({"image": ImageBlob(size=len(raw), format="jpeg", data=raw)})
+    assert isinstance(body, proto.StreamedBody)
+
+    async def drain() -> bytes:
+        return b"".join([piece async for piece in _stream(body)])
+
+    ticks, sent = await _ticks_during(drain())
+    assert isinstance(sent, bytes)
+    assert base64.b64decode(json.loads(sent)["image"]) == raw
+    assert ticks >= len(raw) // CHUNK // TURNS_PER_ITERATION - 1
+
+
+async def test_many_uploads_share_the_loop_iteration_budget() -> None:
+    """Sixteen uploads at once do no more chunks per loop iteration than one would."""
+    raw = os.urandom(2 * 1024 * 1024)
+    body = proto.json_body({"image": ImageBlob(size=len(raw), format="jpeg", data=raw)})
+    assert isinstance(body, proto.StreamedBody)
+    since_tick = worst = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal since_tick, worst
+        while not done:
+            worst = max(worst, since_tick)
+            since_tick = 0
+            await asyncio.sleep(0)
+
+    async def drain() -> None:
+        nonlocal since_tick
+        async for piece in _stream(body):
+            since_tick += len(piece) > 1024  # image chunks, not the JSON around them
+
+    task = asyncio.create_task(ticker())
+    await asyncio.gather(*(drain() for _ in range(16)))
+    done = True
+    await task
+    # Between two ticks lie the end of one iteration and the start of the next.
+    assert 0 < worst <= 2 * TURNS_PER_ITERATION

@@ -34,6 +34,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, NoReturn, TypeVar
@@ -170,6 +171,9 @@ class BatchSummary:
         if self.pending:
             reasons = ", ".join(f"{n} {r}" for r, n in self.pending_reasons.most_common())
             pending = f" {self.pending} pending ({reasons}; a rerun resumes them by key),"
+            # Their calls may have been charged already; the rerun that resumes them does not
+            # pay again, so their price belongs to this run's estimate as an upper bound.
+            cost += f" + up to the price of {self.pending} pending"
         return (
             f"{self.done} done, {self.failed} failed,{pending} {self.skipped} skipped "
             f"of {self.total}; {self.images} images; estimated cost {cost}"
@@ -195,6 +199,9 @@ class Calls(Generic[I]):
             item's identity); ``Path`` values are hashed by content.
         via_job: without a manifest, run each item as a job.
         timeout: deadline for one item's call, or for each of its submit and its wait.
+        room_for_jobs: makes room in the client's poll budget for this many jobs awaited at
+            once, while the block runs (keyed runs use it, so that polling does not hold a
+            batch below its concurrency).
     """
 
     kind: str
@@ -204,6 +211,7 @@ class Calls(Generic[I]):
     options: Mapping[str, Any] = attrs.field(factory=dict)
     via_job: bool = False
     timeout: float | None = None
+    room_for_jobs: Callable[[int], AbstractContextManager[None]] | None = None
 
 
 class _Outcome(Exception):
@@ -428,6 +436,14 @@ class BatchRun(Generic[I]):
     # -- running -------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        room = self._calls.room_for_jobs
+        keyed = self._calls.submit is not None and (
+            self._manifest_arg is not None or self._calls.via_job
+        )
+        with room(self._concurrency) if room and keyed else contextlib.nullcontext():
+            await self._run_items()
+
+    async def _run_items(self) -> None:
         async with self._send:
             await self._prepare()
             async with anyio.create_task_group() as group:

@@ -10,6 +10,7 @@ import os
 import ssl as ssl_module
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -657,6 +658,10 @@ class PhotaClient:
             manifest=manifest, on_progress=on_progress,
         )  # fmt: skip
 
+    def _room_for_jobs(self, jobs: int) -> AbstractContextManager[None]:
+        """Widen the poll budget by what ``jobs`` awaited at once poll at their first pace."""
+        return self.poller.budget.widened(jobs / self.poll_policy.job.first)
+
     def _many(
         self,
         kind: str,
@@ -680,6 +685,7 @@ class PhotaClient:
             options={k: v for k, v in identity.items() if k != "response_mode"},
             via_job=via_job,
             timeout=timeout,
+            room_for_jobs=self._room_for_jobs,
         )
         return BatchRun(
             calls, inputs, concurrency=concurrency, out_dir=out_dir, manifest=manifest,

@@ -27,10 +27,11 @@ awaited, so nothing is left running: cancelling a waiting task stops its polling
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -144,10 +145,24 @@ class PollBudget:
             raise InvalidRequestError(
                 "max_polls_per_second", f"must be a positive number, got {rate!r}"
             )
+        self.rate = float(rate)
         self.interval = 1.0 / rate
+        self._extra = 0.0
         self._clock = clock
         self._last = -math.inf
         self._gate: asyncio.Lock | None = None
+
+    @contextlib.contextmanager
+    def widened(self, rate: float) -> Iterator[None]:
+        """Allow ``rate`` more polls a second while the block runs (a batch of jobs makes room
+        for its own polls, so that polling never holds it below its concurrency)."""
+        self._extra += rate
+        self.interval = 1.0 / (self.rate + self._extra)
+        try:
+            yield
+        finally:
+            self._extra -= rate
+            self.interval = 1.0 / (self.rate + self._extra)
 
     def delay(self) -> float:
         """How long the next poll must still wait."""
@@ -197,6 +212,7 @@ class Poller:
 
     def __init__(self, budget: PollBudget) -> None:
         self._budget = budget
+        self.budget = budget
         self._watches: dict[Hashable, _Watch[object]] = {}
         self.polls = 0  # poll requests made, for introspection and benchmarks
 

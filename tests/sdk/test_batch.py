@@ -687,3 +687,33 @@ async def test_rerun_removes_temporary_files_a_kill_left(
     await fast.enhance_many(photos[:2], out_dir=out, manifest=manifest).collect()
     assert not stale.exists()
     assert mine.exists()
+
+
+async def test_keyed_run_widens_the_poll_budget_while_it_runs(
+    fast: PhotaClient, photos: list[Path], tmp_path: Path
+) -> None:
+    """A manifest run makes room in the poll budget for its jobs, and gives it back at the end."""
+    budget = fast.poller.budget
+    base = budget.interval
+    seen: list[float] = []
+    run = fast.enhance_many(
+        photos,
+        concurrency=8,
+        out_dir=tmp_path / "out",
+        manifest=tmp_path / "run.manifest",
+        on_progress=lambda *_: seen.append(budget.interval),
+    )
+    items = await run.collect()
+    assert all(item.ok for item in items)
+    expected = 1 / (1 / base + 8 / fast.poll_policy.job.first)
+    assert seen == [pytest.approx(expected)] * len(photos)
+    assert budget.interval == base
+
+
+def test_summary_line_counts_pending_items_in_the_cost() -> None:
+    """The summary line says pending items may already be charged and how a rerun treats them."""
+    summary = BatchSummary(total=3, done=2, pending=1, cost=0.24)
+    summary.pending_reasons["submit answer lost"] += 1
+    line = summary.line()
+    assert "1 pending (1 submit answer lost; a rerun resumes them by key)" in line
+    assert line.endswith("estimated cost $0.24 + up to the price of 1 pending")

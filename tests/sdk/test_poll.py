@@ -173,3 +173,14 @@ async def test_retry_after_counts_from_the_answer() -> None:
     poller = Poller(PollBudget(rate=1000))
     await poller.wait("k", busy_then_done, lambda n: n == 1, lambda _: every, 10.0, "thing")
     assert starts[1] - answered[0] >= 0.29
+
+
+def test_widened_budget_allows_more_polls_only_inside_the_block() -> None:
+    """A widened budget passes polls faster inside the block and returns to its rate after."""
+    budget = PollBudget(rate=10)
+    with budget.widened(30):
+        assert budget.interval == pytest.approx(1 / 40)
+        with budget.widened(10):
+            assert budget.interval == pytest.approx(1 / 50)
+        assert budget.interval == pytest.approx(1 / 40)
+    assert budget.interval == pytest.approx(1 / 10)

@@ -154,16 +154,24 @@ def resume_seconds(tmp: Path, quick: bool) -> tuple[int, float, int]:
     return n, time.perf_counter() - started, path.stat().st_size
 
 
-def bench_manifest(quick: bool, tmp: Path, server: Server) -> list[tuple[str, float, str, bool]]:
+def bench_manifest(
+    quick: bool, tmp: Path, server: Server
+) -> list[tuple[str, float, str, bool, str]]:
     """The manifest's rows for ``run.py``'s table."""
     share, ratio, ratios = write_ahead_cost(server, tmp, quick)
     print("  wall ratio by round (noisy): " + ", ".join(f"{r:.3f}" for r in sorted(ratios)))
     n, seconds, size = resume_seconds(tmp, quick)
     print(f"  resume of {n:,} items ({size / 1e6:.0f} MB manifest): {seconds:.2f} s")
     return [
-        ("share of item time waiting for the manifest", share, "<= 0.05", share <= 0.05),
-        ("batch wall time with a manifest vs keyed jobs without", ratio, "<= 1.05x", ratio <= 1.05),
-        (f"load + plan a {n:,}-item manifest, seconds", seconds, "<= 10 s", seconds <= 10),
+        ("share of item time waiting for the manifest", share, "<= 0.05", share <= 0.05, ""),
+        (
+            "batch wall time with a manifest vs keyed jobs without",
+            ratio,
+            "<= 1.05x",
+            ratio <= 1.05,
+            "x",
+        ),
+        (f"load + plan a {n:,}-item manifest", seconds, "<= 10 s", seconds <= 10, " s"),
     ]
 
 
@@ -172,8 +180,8 @@ def main() -> int:
 
     quick = "--quick" in sys.argv
     with tempfile.TemporaryDirectory() as tmp:
-        for figure, value, target, met in bench_manifest(quick, Path(tmp), server):
-            print(f"| {figure} | {value:.3f} | {target} | {'yes' if met else 'no'} |")
+        for figure, value, target, met, shown in bench_manifest(quick, Path(tmp), server):
+            print(f"| {figure} | {value:.3f}{shown} | {target} | {'yes' if met else 'no'} |")
     return 0
 
 

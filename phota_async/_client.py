@@ -171,7 +171,9 @@ class PhotaClient:
         self._closed = False
         self._secret: str | None = None
         self.poll_policy = poll or PollPolicy()
-        self.poller = Poller(PollBudget(self.poll_policy.max_polls_per_second))
+        self.poller = Poller(
+            PollBudget(self.poll_policy.max_polls_per_second), self._retry.max_retry_after
+        )
         self.profiles = Profiles(self)
         self.jobs = Jobs(self)
 

@@ -210,8 +210,11 @@ class _Watch(Generic[S]):
 class Poller:
     """Shared poll loops, keyed by what they watch. One per client."""
 
-    def __init__(self, budget: PollBudget) -> None:
+    def __init__(self, budget: PollBudget, max_retry_after: float = 60.0) -> None:
         self._budget = budget
+        # A server's Retry-After is honoured up to this many seconds (the retry policy's cap):
+        # an uncapped hint (``1e308``, a far-off date) would stop the loop for good.
+        self._max_retry_after = max_retry_after
         self.budget = budget
         self._watches: dict[Hashable, _Watch[object]] = {}
         self.polls = 0  # poll requests made, for introspection and benchmarks
@@ -310,7 +313,8 @@ class Poller:
                     watch.failure = exc
                     watch.publish()
                     return
-                hint = exc.retry_after if isinstance(exc, APIError) else None
+                if isinstance(exc, APIError) and exc.retry_after is not None:
+                    hint = min(exc.retry_after, self._max_retry_after)
             else:
                 watch.snapshot = snapshot
                 if watch.done(snapshot):

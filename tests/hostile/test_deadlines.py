@@ -174,6 +174,28 @@ async def test_a_retry_after_that_fits_the_deadline_is_honoured() -> None:
     assert took >= 0.2
 
 
+async def test_a_huge_retry_after_on_a_job_poll_is_capped() -> None:
+    """A poll answered 503 with Retry-After 1e308 waits only max_retry_after before polling again."""
+    server = Hostile()
+    polls: list[int] = []
+    done = {"job_id": "j1", "status": "SUCCEEDED", "result": RESULT, "error": None}
+
+    async def job(_: web.Request) -> web.StreamResponse:
+        polls.append(1)
+        if len(polls) == 1:
+            return await _json({**done, "status": "RUNNING", "result": None})
+        if len(polls) == 2:
+            busy = {"code": "UNAVAILABLE", "detail": "busy"}
+            return await _json(busy, 503, {"Retry-After": "1e308"})
+        return await _json(done)
+
+    server.routes["/jobs/j1"] = job
+    async with server.serve(retry=RetryPolicy(max_attempts=1, max_retry_after=0.05)) as phota:
+        job = await phota.jobs.get("j1")
+        await job.wait(timeout=10)
+    assert len(polls) == 3
+
+
 async def test_backoff_stops_at_the_deadline_with_every_request_id() -> None:
     """Repeated 503s end before the deadline with the last 503 and every attempt's id."""
     server = Hostile()

@@ -350,6 +350,8 @@ def parse_retry_after(value: str | None) -> float | None:
             return None
         from datetime import datetime
 
+        if when.tzinfo is None:  # "-0000": RFC 5322's "UTC, origin unknown"; HTTP dates are UTC
+            when = when.replace(tzinfo=UTC)
         seconds = (when - datetime.now(UTC)).total_seconds()
     return max(0.0, seconds) if seconds == seconds else None  # NaN guard
 

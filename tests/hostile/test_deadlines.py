@@ -174,6 +174,21 @@ async def test_a_retry_after_that_fits_the_deadline_is_honoured() -> None:
     assert took >= 0.2
 
 
+async def test_a_retry_after_date_in_minus_zero_zone_is_a_rate_limit_error() -> None:
+    """A 429 whose Retry-After is an HTTP date in zone -0000 is honoured, not a TypeError."""
+    server = Hostile()
+    server.routes["/profiles/p1/status"] = lambda _: _json(
+        {"code": "RATE_LIMITED", "detail": "slow down"},
+        429,
+        {"Retry-After": "Wed, 21 Oct 2015 07:28:00 -0000"},
+    )
+    async with server.serve(retry=RetryPolicy(max_attempts=2)) as phota:
+        with pytest.raises(RateLimitError) as info:
+            await phota.profiles.get("p1", timeout=10)
+    assert info.value.retry_after == 0.0
+    assert server.hits == {"/profiles/p1/status": 2}
+
+
 async def test_a_huge_retry_after_on_a_job_poll_is_capped() -> None:
     """A poll answered 503 with Retry-After 1e308 waits only max_retry_after before polling again."""
     server = Hostile()

@@ -314,7 +314,7 @@ class ResultDecoder:
                 raise ResponseValidationError("result: the response is not valid JSON (cut short)")
             try:
                 value = json.loads(self._skeleton)
-            except (UnicodeDecodeError, ValueError) as exc:
+            except (UnicodeDecodeError, ValueError, RecursionError) as exc:
                 raise ResponseValidationError(
                     f"result: the response is not valid JSON ({exc})"
                 ) from None

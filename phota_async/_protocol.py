@@ -377,7 +377,7 @@ def error_from(response: Response) -> APIError:
         if len(raw) > ERROR_BODY_LIMIT:
             raise ValueError("too long to keep whole")
         body = json.loads(raw) if raw else None
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         body = raw[:ERROR_BODY_LIMIT].decode("utf-8", "replace")
     code: str | None = None
     detail: str
@@ -441,7 +441,7 @@ def json_of(response: Response, what: str) -> Any:
         return response.decoded[0]
     try:
         return json.loads(response.body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ResponseValidationError(
             f"{what}: the {response.status} response is not valid JSON ({exc})"
         ) from None

@@ -139,7 +139,7 @@ def parse_event(body: bytes) -> Job:
     """
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ResponseValidationError(f"callback: the body is not JSON ({exc})") from None
     return structure(data, Job, "callback")
 

@@ -23,10 +23,13 @@ from aiohttp import web
 
 from phota_async import PhotaClient, RetryPolicy
 from phota_async.errors import (
+    BadRequestError,
     ConnectError,
     NotFoundError,
+    OutcomeUnknownError,
     PhotaError,
     ReadTimeoutError,
+    ResponseValidationError,
     TransportError,
 )
 from phota_async.testing import PhotaEmulator
@@ -566,3 +569,41 @@ async def test_failed_save_leaves_no_part_file(tmp_path: Path) -> None:
             with pytest.raises(TransportError):
                 await result.save(tmp_path)
     assert os.listdir(tmp_path) == []
+
+
+# -- bodies nested deeper than Python's recursion limit ----------------------------------
+
+DEEP = b"[" * 30_000 + b"]" * 30_000  # valid JSON of 60 KB, deeper than any recursion limit
+
+
+def deep_app(status: int) -> web.Application:
+    """Every route answers ``status`` with a body that nests ``DEEP`` inside an object."""
+
+    async def answer(_: web.Request) -> web.Response:
+        body = b'{"known_subjects": {"counts": {}}, "images": [], "x": ' + DEEP + b"}"
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+async def test_deeply_nested_answer_to_a_paid_call_is_an_unknown_outcome() -> None:
+    """A 200 studio result nested too deeply to parse is OutcomeUnknownError, not RecursionError."""
+    async with serve_on(deep_app(200), "127.0.0.1") as origin, client(origin) as phota:
+        with pytest.raises(OutcomeUnknownError, match="not valid JSON"):
+            await phota.generate("x")
+
+
+async def test_deeply_nested_answer_to_a_get_is_a_validation_error() -> None:
+    """A 200 profile answer nested too deeply to parse is ResponseValidationError."""
+    async with serve_on(deep_app(200), "127.0.0.1") as origin, client(origin) as phota:
+        with pytest.raises(ResponseValidationError, match="not valid JSON"):
+            await phota.profiles.get("p1")
+
+
+async def test_deeply_nested_error_body_is_an_api_error() -> None:
+    """A 400 whose body is nested too deeply to parse is still a typed APIError."""
+    async with serve_on(deep_app(400), "127.0.0.1") as origin, client(origin) as phota:
+        with pytest.raises(BadRequestError):
+            await phota.profiles.get("p1")

@@ -299,3 +299,17 @@ async def test_delivery_whose_handler_failed_is_handled_on_retry() -> None:
         assert await _deliver(f"{origin}/hook", BODY, header) == 500
         assert await _deliver(f"{origin}/hook", BODY, header) == 204
     assert calls == ["SUCCEEDED", "SUCCEEDED"]
+
+
+async def test_handler_answers_400_to_a_signed_body_nested_too_deeply(
+    received: tuple[list[Job], str],
+) -> None:
+    """A signed delivery nested deeper than the recursion limit is a 400, not a 500."""
+    jobs, url = received
+    body = b"[" * 50_000 + b"]" * 50_000
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers={"X-Phota-Signature": sign(body, SECRET)}) as resp,
+    ):
+        assert resp.status == 400
+    assert jobs == []

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import attrs
 
-from ._decode import SpooledImage
+from ._decode import SpooledImage, close_images
 
 if TYPE_CHECKING:
     from ._client import PhotaClient
@@ -348,14 +348,20 @@ def image_result(
 ) -> ImageResult:
     """Build an ``ImageResult`` from a wire body (base64 images or signed URLs alike)."""
     outputs: list[OutputImage] = []
-    for i, s in enumerate(body.images):
-        found = body._decoded.get(s)
-        if found is None:
-            outputs.append(OutputImage(index=i, format=output_format, data=decode(s)))
-        elif isinstance(found, bytes):
-            outputs.append(OutputImage(index=i, format=output_format, data=found))
-        else:
-            outputs.append(OutputImage(index=i, format=output_format, spool=found))
+    try:
+        for i, s in enumerate(body.images):
+            found = body._decoded.get(s)
+            if found is None:
+                outputs.append(OutputImage(index=i, format=output_format, data=decode(s)))
+            elif isinstance(found, bytes):
+                outputs.append(OutputImage(index=i, format=output_format, data=found))
+            else:
+                outputs.append(OutputImage(index=i, format=output_format, spool=found))
+    except BaseException:
+        # A later image that does not decode: the spooled ones are closed now, not whenever
+        # the error's traceback (which holds them) is dropped.
+        close_images(body._decoded.values())
+        raise
     used = set(body.images)
     for marker, unused in body._decoded.items():
         if marker not in used and not isinstance(unused, bytes):

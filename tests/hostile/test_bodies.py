@@ -366,6 +366,26 @@ async def test_unclosed_result_releases_its_files_without_a_warning(
     assert file.closed
 
 
+def open_temp_files() -> int:
+    """How many unlinked files this process holds open (spooled images among them)."""
+    fds = Path("/proc/self/fd")
+    return sum("(deleted)" in os.readlink(fd) for fd in fds.iterdir() if fd.exists())
+
+
+async def test_a_bad_later_image_closes_the_spooled_ones_at_once(
+    hostile: tuple[str, State],
+) -> None:
+    """A result whose second image is not base64 closes the first one's file before raising."""
+    origin, state = hostile
+    state.images = [base64.b64encode(_image(3 * MIB)), b"!!!!"]
+    before = open_temp_files()
+    async with PhotaClient(api_key="k", base_url=f"{origin}/large") as phota:
+        with pytest.raises(OutcomeUnknownError, match="not valid base64") as info:
+            await phota.generate("a portrait")
+        assert open_temp_files() == before
+    del info
+
+
 @pytest.mark.parametrize("limit", ["max_response_bytes", "max_image_bytes"])
 def test_caps_must_be_positive(limit: str) -> None:
     """A zero or negative cap is refused when the client is built."""

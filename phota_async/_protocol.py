@@ -26,7 +26,7 @@ from ._converter import structure
 from ._decode import Decoded, close_images
 from ._inputs import ImageBlob, sniff_format
 from ._redact import register as register_secret
-from ._redact import scrub
+from ._redact import scrub, scrub_value
 from .errors import (
     CODE_ERRORS,
     STATUS_ERRORS,
@@ -129,7 +129,9 @@ class Response:
 
     @property
     def request_id(self) -> str | None:
-        return self.headers.get("x-request-id")
+        # Scrubbed: a server that echoes the key here would put it in every result's repr.
+        found = self.headers.get("x-request-id")
+        return None if found is None else scrub(found)
 
 
 # -- request building ---------------------------------------------------------------------
@@ -455,7 +457,11 @@ def check(response: Response) -> Response:
 
 
 def decode_profile(response: Response) -> Profile:
-    return structure(json_of(check(response), "profile"), Profile, "profile")
+    # A status message is server text that may echo the key: kept scrubbed, like errors.
+    profile: Profile = scrub_value(
+        structure(json_of(check(response), "profile"), Profile, "profile")
+    )
+    return profile
 
 
 def decode_profiles(response: Response) -> list[Profile]:
@@ -515,7 +521,8 @@ def decode_job_handle(response: Response) -> JobHandle:
 
 
 def decode_job(response: Response) -> Job:
-    return structure(json_of(check(response), "job"), Job, "job")
+    job: Job = scrub_value(structure(json_of(check(response), "job"), Job, "job"))
+    return job
 
 
 def decode_secret(response: Response) -> str:

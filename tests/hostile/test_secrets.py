@@ -21,7 +21,7 @@ from phota_async._redact import Secret
 from phota_async.errors import PhotaError
 from phota_async.models import Job, JobError, Profile
 from phota_async.testing import PhotaEmulator
-from tests.conftest import local_server
+from tests.conftest import jpeg_bytes, local_server
 
 KEY = "sk_live_Hostile0123456789abcdefXYZ"
 JSON_ESCAPED = "".join(f"\\u{ord(c):04x}" for c in KEY)  # as a server may write it in JSON
@@ -66,8 +66,13 @@ def _hostile_app() -> web.Application:
         message = "trained with " + request.headers["X-API-Key"]
         return web.json_response({"profile_id": "p_1", "status": "ERROR", "message": message})
 
+    async def echoed_success(request: web.Request) -> web.Response:
+        result = {"known_subjects": {"counts": {}}, "images": [], "download_urls": []}
+        return web.json_response(result, headers={"X-Request-Id": request.headers["X-API-Key"]})
+
     app = web.Application()
     app.router.add_post("/generate", raw)
+    app.router.add_post("/enhance", echoed_success)
     app.router.add_post("/edit", escaped)
     app.router.add_get("/profiles/ids", url_encoded)
     app.router.add_delete("/profiles/cut", cut)
@@ -148,6 +153,15 @@ async def test_profile_failure_message_is_scrubbed(hostile: PhotaClient) -> None
     assert isinstance(error, errors.ProfileTrainingError)
     assert error.profile.message == "trained with ***"
     assert [t for t in _texts(error) if KEY in t] == []
+
+
+async def test_snapshots_and_results_never_show_the_key(hostile: PhotaClient) -> None:
+    """A successful answer echoing the key in X-Request-Id or a status message shows it nowhere."""
+    result = await hostile.enhance(jpeg_bytes())
+    profile = await hostile.profiles.get("p_1")
+    job = await hostile.jobs.get("job_1")
+    texts = [repr(result), str(result.request_id), repr(profile), repr(job), str(job.error)]
+    assert [t for t in texts if KEY in t] == []
 
 
 async def test_debug_log_lines_never_show_the_key(

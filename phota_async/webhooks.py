@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ._converter import structure
+from ._deadline import check_seconds
 from .errors import PhotaError, ResponseValidationError
 from .models import Job, JobStatus
 
@@ -109,7 +110,10 @@ def verify_signature(
     Raises:
         WebhookVerificationError: the header is missing or malformed, the timestamp is too old
             or too far in the future, or no signature matches.
+        InvalidRequestError: ``tolerance`` is not a number of seconds >= 0.
     """
+    # nan would make both age comparisons false and accept a delivery of any age.
+    tolerance = check_seconds(tolerance, "tolerance")
     if not header:
         raise WebhookVerificationError("the signature header is missing")
     stamp, signatures = _parse_header(header)
@@ -217,6 +221,7 @@ def webhook_handler(
     Returns:
         The handler, for ``app.router.add_post(path, handler)``.
     """
+    check_seconds(tolerance, "tolerance")  # refused now, not as a 401 for every delivery
     deliveries = _Deliveries(max(1, remember))
 
     async def handle(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from phota_async import Cadence, Job, PhotaClient, PollPolicy
-from phota_async.errors import PhotaError, ResponseValidationError
+from phota_async.errors import InvalidRequestError, PhotaError, ResponseValidationError
 from phota_async.testing import PhotaEmulator
 from phota_async.webhooks import (
     WebhookVerificationError,
@@ -313,3 +314,13 @@ async def test_handler_answers_400_to_a_signed_body_nested_too_deeply(
     ):
         assert resp.status == 400
     assert jobs == []
+
+
+@pytest.mark.parametrize("tolerance", [math.nan, -1.0])
+def test_a_tolerance_that_is_not_a_number_of_seconds_is_refused(tolerance: float) -> None:
+    """tolerance=nan (which would accept a delivery of any age) or negative is refused."""
+    old = sign(BODY, SECRET, NOW - 10**9)
+    with pytest.raises(InvalidRequestError, match="tolerance"):
+        verify_signature(BODY, old, SECRET, tolerance, now=NOW)
+    with pytest.raises(InvalidRequestError, match="tolerance"):
+        webhook_handler(SECRET, tolerance=tolerance)

@@ -156,7 +156,10 @@ class Profiles:
         found: list[Profile] = []
         if generated:
             try:
-                found = await self.list(tag=tag, timeout=timeout)
+                listed = await self.list(tag=tag, timeout=timeout)
+                # A server that ignores the filter must not pass off another profile as this
+                # one (plain id strings carry no tag: the filter is all there is to go by).
+                found = [p for p in listed if p.tag in (tag, None)]
             except PhotaError as exc:
                 log.debug("looking up the profile tagged %s failed: %s", tag, exc)
             if len(found) == 1:

@@ -354,6 +354,25 @@ async def test_a_bad_status_line_after_a_paid_post_is_an_unknown_outcome() -> No
     assert hits == 1
 
 
+async def test_a_lost_creation_is_not_matched_to_a_profile_with_another_tag() -> None:
+    """When the tag look-up lists only a profile with another tag, create raises OutcomeUnknownError."""
+    server = Hostile()
+
+    async def lost(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()
+
+    old = {"profile_id": "old", "status": "READY", "tag": "someone-else"}
+    server.routes["/profiles/add"] = lost
+    server.routes["/profiles/ids"] = lambda _: _json({"profiles": [old]})
+    urls = [f"https://example.com/{i}.jpg" for i in range(5)]
+    async with server.serve() as phota:
+        with pytest.raises(OutcomeUnknownError):
+            await phota.profiles.create(urls, tier="fast", timeout=10)
+    assert server.hits["/profiles/ids"] == 1
+
+
 async def test_a_job_submit_whose_answers_were_all_lost_names_its_key(
     emu: PhotaEmulator,
 ) -> None:

@@ -280,3 +280,11 @@ def test_keys_sharing_a_long_prefix_are_each_masked_whole() -> None:
     text = "a sk_test_ABCDEFGHIJKLMNOP_XYZ b %73k_test_ABCDEFGHIJKLMNOP_QRS c"
     assert _redact.scrub(text) == "a *** b *** c"
     del first, second
+
+
+def test_repeated_echoes_are_each_found_once() -> None:
+    """64 KiB of back-to-back echoes is scanned one step per echo, not one per key fragment."""
+    echoes = 64 * 1024 // len(KEY)
+    secret = Secret(KEY)
+    assert len(secret._fragment_spans(KEY * echoes)) == echoes
+    assert secret.scrub(f"a {KEY * echoes} b {KEY[3:20]} c") == "a *** b *** c"

@@ -177,6 +177,8 @@ class Jobs:
 
         def decode(response: Response) -> Job:
             fresh = proto.decode_job(response)
+            if fresh.id != job.id:  # another job's answer must not pass for this one's result
+                raise ResponseValidationError(f"job {job.id}: the answer is about job {fresh.id}")
             return attrs.evolve(
                 fresh,
                 client_request_id=job.client_request_id,

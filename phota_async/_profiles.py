@@ -25,6 +25,7 @@ from ._deadline import check_seconds
 from ._files import off_loop
 from ._inputs import ImageBlob, check_url, prepare_image
 from ._poll import Cadence, transient, wait_deadline
+from ._protocol import Response
 from ._uploads import Uploader
 from .errors import (
     InvalidRequestError,
@@ -33,6 +34,7 @@ from .errors import (
     PhotaError,
     ProfileTrainingError,
     ReadTimeoutError,
+    ResponseValidationError,
 )
 from .models import Profile, ProfileStatus
 
@@ -213,7 +215,16 @@ class Profiles:
         client = self._client
         path = proto.profile_path(profile_id, "/status")
         request = client._api.get(path)
-        return await client._send(request, proto.decode_profile, timeout)
+
+        def decode(response: Response) -> Profile:
+            profile = proto.decode_profile(response)
+            if profile.id != profile_id:  # another profile's status must not pass for this one's
+                raise ResponseValidationError(
+                    f"profile {profile_id}: the answer is about profile {profile.id}"
+                )
+            return profile
+
+        return await client._send(request, decode, timeout)
 
     async def list(self, *, tag: str | None = None, timeout: float | None = None) -> list[Profile]:
         """Every profile of the account, optionally only those with ``tag``."""

@@ -17,10 +17,12 @@ from phota_async import PhotaClient, PollPolicy, RetryPolicy
 from phota_async import _profiles as profiles_module
 from phota_async.errors import (
     InvalidRequestError,
+    JobFailedError,
     NotFoundError,
     OutcomeUnknownError,
     RateLimitError,
     ReadTimeoutError,
+    ResponseValidationError,
     ServiceUnavailableError,
 )
 from phota_async.testing import PhotaEmulator
@@ -371,6 +373,30 @@ async def test_a_lost_creation_is_not_matched_to_a_profile_with_another_tag() ->
         with pytest.raises(OutcomeUnknownError):
             await phota.profiles.create(urls, tier="fast", timeout=10)
     assert server.hits["/profiles/ids"] == 1
+
+
+async def test_another_jobs_answer_to_a_poll_is_not_taken_as_the_result() -> None:
+    """A poll of job j1 answered with job j2's SUCCEEDED snapshot is polled past, not returned."""
+    server = Hostile()
+    answers = [
+        {"job_id": "j1", "status": "RUNNING"},
+        {"job_id": "j2", "status": "SUCCEEDED", "result": RESULT},
+        {"job_id": "j1", "status": "FAILED", "error": {"code": "BOOM", "detail": "x"}},
+    ]
+    server.routes["/jobs/j1"] = lambda _: _json(answers.pop(0))
+    async with server.serve(retry=RetryPolicy(max_attempts=1)) as phota:
+        job = await phota.jobs.get("j1")
+        with pytest.raises(JobFailedError):
+            await job.wait(timeout=30)
+
+
+async def test_another_profiles_status_is_not_taken_for_this_one() -> None:
+    """profiles.get("p1") answered with the status of profile p2 is a ResponseValidationError."""
+    server = Hostile()
+    server.routes["/profiles/p1/status"] = lambda _: _json({**PROFILE, "profile_id": "p2"})
+    async with server.serve(retry=RetryPolicy(max_attempts=1)) as phota:
+        with pytest.raises(ResponseValidationError, match="about profile p2"):
+            await phota.profiles.get("p1")
 
 
 async def test_a_job_submit_whose_answers_were_all_lost_names_its_key(

@@ -175,11 +175,12 @@ def _describe(exc: BaseException, request: Request) -> str:
 
 
 def _scrub(text: str, request: Request) -> str:
-    """``text`` cut to 300 characters, with the request's secret header values masked."""
+    """``text`` on one line (aiohttp's parser errors span several), cut to 300 characters,
+    with the request's secret header values masked."""
     for name, value in request.headers.items():
         if name.lower() in _SECRET_HEADERS and value:
             text = text.replace(value, "***")
-    return text[:300]
+    return " ".join(text.split())[:300]
 
 
 def _host_port(url: str) -> str:

@@ -171,6 +171,20 @@ async def test_paid_call_with_broken_answer_never_exposes_the_key() -> None:
     assert KEY not in every_text(info.value)
 
 
+async def test_a_garbled_answer_is_described_on_one_line() -> None:
+    """A body overrunning its Content-Length (read as a bad status line) is a one-line error."""
+
+    async def overrun(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}{"extra": 1}\r\n\r\n')
+        await writer.drain()
+
+    async with raw_server(overrun) as origin, client(origin) as phota:
+        with pytest.raises(TransportError, match="malformed response") as info:
+            await phota.profiles.get("p1")
+    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value.__cause__)
+
+
 async def test_connection_refused_never_exposes_the_key() -> None:
     """A refused connection raises ConnectError whose chain holds no API key."""
     async with client(f"http://127.0.0.1:{free_port()}") as phota:

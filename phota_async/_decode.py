@@ -274,7 +274,11 @@ class ResultDecoder:
 
     def _divert(self, string: bytearray) -> _Base64Sink:
         if len(self.images) >= MAX_SPOOLED:
-            raise too_large(f"an answer with more than {MAX_SPOOLED} long strings", MAX_SPOOLED)
+            error = ResponseTooLargeError(
+                f"the answer holds more than {MAX_SPOOLED} strings of over {INLINE_STRING:,} bytes"
+            )
+            error.limit = MAX_SPOOLED  # a count of strings, not bytes
+            raise error
         if b"\\" in string:  # only "\/" can appear in base64 text
             if re.search(rb"\\[^/]", string):
                 raise ResponseValidationError(_NOT_BASE64)

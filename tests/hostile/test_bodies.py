@@ -391,3 +391,16 @@ def test_caps_must_be_positive(limit: str) -> None:
     """A zero or negative cap is refused when the client is built."""
     with pytest.raises(InvalidRequestError, match=limit):
         PhotaClient(api_key="k", **{limit: 0})  # type: ignore[arg-type]
+
+
+async def test_more_long_strings_than_images_is_refused_by_count(
+    hostile: tuple[str, State],
+) -> None:
+    """A result with 17 large images is ResponseTooLargeError saying it counts strings, not bytes."""
+    origin, state = hostile
+    state.images = [base64.b64encode(_image(100_000))] * 17
+    async with PhotaClient(api_key="k", base_url=f"{origin}/large") as phota:
+        with pytest.raises(ResponseTooLargeError) as info:
+            await phota.generate("a portrait")
+    assert info.value.limit == 16
+    assert "byte limit" not in str(info.value)

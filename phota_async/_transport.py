@@ -441,7 +441,8 @@ class AiohttpTransport:
         proxy), worked out once per origin; TLS and proxy only when they differ from aiohttp's
         defaults. Timeouts and ``raise_for_status`` override a borrowed session's own: aiohttp
         uses a request's ``ClientTimeout`` whole, instead of the session's, without merging."""
-        origin = url[: url.find("/", url.find("//") + 2)]
+        end = url.find("/", url.find("//") + 2)
+        origin = url if end < 0 else url[:end]  # a URL with no path is all origin
         found = self._origins.get(origin)
         if found is None:
             found = {"timeout": self._timeout, "raise_for_status": False}

@@ -445,3 +445,11 @@ async def test_many_uploads_share_the_loop_iteration_budget() -> None:
     await task
     # Between two ticks lie the end of one iteration and the start of the next.
     assert 0 < worst <= 2 * TURNS_PER_ITERATION
+
+
+def test_urls_without_a_path_keep_their_own_origin_options() -> None:
+    """Two hosts whose URLs have no path never share the options worked out for one origin."""
+    transport = AiohttpTransport()
+    first = transport._options("http://host1")
+    assert transport._options("http://host2") is not first
+    assert transport._options("http://host1") is first

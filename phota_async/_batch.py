@@ -477,6 +477,14 @@ class BatchRun(Generic[I]):
             self._skip = await off_loop(manifest.done, self._keys)
             self._done_before = sum(self._skip)
             self._options_digest = await self._digest_options()
+            if await off_loop(manifest.other_options, self._options_digest):
+                # Resuming would return the old options' jobs, skipping would keep their
+                # outputs: either way the caller would silently not get what they asked for.
+                raise InvalidRequestError(
+                    "manifest",
+                    f"{manifest.path} was written for another command or other options "
+                    "(kind, format, prompt...); rerun with those, or use a new manifest",
+                )
         if self._out_dir is None:
             self._bases = [None] * len(values)
             return

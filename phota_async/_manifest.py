@@ -266,6 +266,20 @@ class Manifest:
         base = _PLAN_BASE
         return [row[base] if (row := rows.get(name)) is not None else None for name in names]
 
+    def other_options(self, digest: str) -> bool:
+        """Whether any input was planned under options other than ``digest`` (another call
+        kind, format or prompt): its key and outputs belong to those options."""
+        with self._thread_lock:
+            row = (
+                self._connect()
+                .execute(
+                    "SELECT 1 FROM items WHERE options IS NOT NULL AND options != ? LIMIT 1",
+                    (digest,),
+                )
+                .fetchone()
+            )
+        return row is not None
+
     def bases(self) -> set[str]:
         """Output bases planned by earlier runs, casefolded (new names must avoid them)."""
         basename = os.path.basename

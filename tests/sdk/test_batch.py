@@ -17,6 +17,7 @@ from phota_async import PhotaClient, PollPolicy
 from phota_async._batch import BatchSummary
 from phota_async._manifest import Manifest
 from phota_async._naming import output_bases, output_name
+from phota_async.errors import InvalidRequestError
 from phota_async.models import ImageResult
 from phota_async.testing import PhotaEmulator
 from tests.conftest import decode, jpeg_bytes
@@ -269,6 +270,26 @@ async def test_job_batches_resume_submitted_jobs(
     assert all(i.ok for i in items)
     assert len(emu.jobs()) == 4
     assert len(emu.charges()) == 4
+
+
+async def test_manifest_of_other_options_is_refused(
+    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
+) -> None:
+    """A manifest reused with another format or call kind is refused before anything is sent."""
+    manifest, out = tmp_path / "run.manifest", tmp_path / "out"
+    await fast.enhance_many(
+        photos[:2], out_dir=out, manifest=manifest, output_format="jpg"
+    ).collect()
+    before = len(emu.requests)
+    with pytest.raises(InvalidRequestError, match="other options"):
+        await fast.enhance_many(
+            photos[:2], out_dir=out, manifest=manifest, output_format="png"
+        ).collect()
+    with pytest.raises(InvalidRequestError, match="other options"):
+        await fast.remix_many(
+            photos[:2], reference=photos[3], out_dir=out, manifest=manifest, output_format="jpg"
+        ).collect()
+    assert len(emu.requests) == before
 
 
 def test_manifest_needs_out_dir(emu: PhotaEmulator, photos: list[Path], tmp_path: Path) -> None:

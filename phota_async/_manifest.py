@@ -40,6 +40,7 @@ import anyio
 import attrs
 
 from ._files import off_loop
+from .errors import InvalidRequestError
 
 FORMAT = 2
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -175,9 +176,13 @@ class Manifest:
             new = not self.path.exists()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # each commit is fsynced
-            conn.executescript(_SCHEMA)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")  # each commit is fsynced
+                conn.executescript(_SCHEMA)
+            except BaseException:
+                conn.close()  # a damaged file: leave no connection open on it
+                raise
             self._conn = conn
             if new:  # the file's name must survive a crash too
                 fd = os.open(self.path.parent, os.O_RDONLY)
@@ -189,20 +194,35 @@ class Manifest:
 
     def _load(self) -> None:
         with self._thread_lock:
-            if self.path.exists():
-                with self.path.open("rb") as handle:
-                    head = handle.read(len(_SQLITE_MAGIC))
-                if head and head != _SQLITE_MAGIC:
-                    _import_jsonl(self.path)
-            conn = self._connect()
-            row = conn.execute("SELECT run_id FROM run").fetchone()
-            if row is None:
-                run_id = secrets.token_hex(16)
-                conn.execute("INSERT INTO run VALUES (1, ?, ?, ?)", (run_id, FORMAT, time.time()))
-            else:
-                run_id = row[0]
-            self.run_id = run_id
-            self._rows = {row[0]: row for row in conn.execute(_PLAN)}
+            try:
+                self._load_locked()
+            except sqlite3.DatabaseError as exc:
+                self._close_locked()
+                raise InvalidRequestError(
+                    "manifest", f"{self.path} is not a readable batch manifest ({exc})"
+                ) from exc
+
+    def _load_locked(self) -> None:
+        if self.path.exists():
+            with self.path.open("rb") as handle:
+                head = handle.read(len(_SQLITE_MAGIC))
+            if head.startswith(b"{"):
+                _import_jsonl(self.path)
+            elif head and head != _SQLITE_MAGIC:
+                # Never "import" (replace) a file that is no manifest: a photo or a document
+                # given by mistake must stay as it was.
+                raise InvalidRequestError(
+                    "manifest", f"{self.path} is not a batch manifest (SQLite or JSON lines)"
+                )
+        conn = self._connect()
+        row = conn.execute("SELECT run_id FROM run").fetchone()
+        if row is None:
+            run_id = secrets.token_hex(16)
+            conn.execute("INSERT INTO run VALUES (1, ?, ?, ?)", (run_id, FORMAT, time.time()))
+        else:
+            run_id = row[0]
+        self.run_id = run_id
+        self._rows = {row[0]: row for row in conn.execute(_PLAN)}
 
     async def record(self, name: str) -> Record | None:
         """What the manifest says about the input ``name`` (read off the loop)."""
@@ -343,9 +363,12 @@ class Manifest:
 
     def _close(self) -> None:
         with self._thread_lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def _jsonl_entries(path: Path) -> Iterator[dict[str, Any]]:
@@ -375,6 +398,7 @@ def _import_jsonl(path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.import")
     imported = Manifest(tmp)
     try:
+        imported._connect()  # a file whose every line was cut short still becomes a manifest
         imported._commit(entries)
         imported._close()
         os.replace(tmp, path)

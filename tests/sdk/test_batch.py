@@ -292,6 +292,21 @@ async def test_manifest_of_other_options_is_refused(
     assert len(emu.requests) == before
 
 
+@pytest.mark.parametrize(
+    "content", [b"\xff\xd8\xff\xe0 a photo", b"SQLite format 3\x00" + b"\x01" * 200]
+)
+async def test_a_file_that_is_no_manifest_is_refused_and_kept(
+    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path, content: bytes
+) -> None:
+    """A file that is not a readable manifest is refused with a clear error and left as it was."""
+    path = tmp_path / "given-by-mistake"
+    path.write_bytes(content)
+    with pytest.raises(InvalidRequestError, match="manifest"):
+        await fast.enhance_many(photos[:2], out_dir=tmp_path / "out", manifest=path).collect()
+    assert path.read_bytes() == content
+    assert emu.requests == []
+
+
 def test_manifest_needs_out_dir(emu: PhotaEmulator, photos: list[Path], tmp_path: Path) -> None:
     """A manifest without out_dir is refused at once."""
     client = PhotaClient(api_key="k", base_url=emu.base_url)

@@ -610,7 +610,15 @@ class BatchRun(Generic[I]):
         assert calls.submit is not None
         assert calls.resume is not None
         saved_job: dict[str, Any] | None = None
-        if record is not None and record.state in RESUMABLE and (record.key or record.job):
+        resumable = (
+            record is not None and record.state in RESUMABLE and bool(record.key or record.job)
+        )
+        if resumable and record is not None and record.identity is not None:
+            # Bytes changed since the key was made (same path, new photo): the old key would
+            # return the old photo's job; the new bytes get their own key.
+            with contextlib.suppress(Exception):  # unreadable now: the recorded job still is
+                resumable = await self._identity(value) == record.identity
+        if resumable and record is not None:
             key = record.key or ""  # paid or maybe paid: resume, never a new key
             saved_job = record.job
         else:
@@ -618,9 +626,7 @@ class BatchRun(Generic[I]):
             if record is None or record.key is None or record.new_key or record.state == "done":
                 attempt += 1
             try:
-                identity = hashlib.sha256(
-                    f"{self._options_digest}\0{await _digest(value)}".encode()
-                ).hexdigest()
+                identity = await self._identity(value)
             except Exception as exc:  # unreadable input: nothing was sent
                 manifest.note([{"op": "failed", "input": name, "error": str(exc)}])
                 raise _Outcome(exc, None) from exc
@@ -669,6 +675,11 @@ class BatchRun(Generic[I]):
             self._pending(name, exc, "outputs not saved")
         self._record_done(index, result, paths)
         return result, paths
+
+    async def _identity(self, value: I) -> str:
+        """An item's identity: a digest of the run's call and options and the input's bytes."""
+        digest = await _digest(value)
+        return hashlib.sha256(f"{self._options_digest}\0{digest}".encode()).hexdigest()
 
     def _pending(self, name: str, exc: Exception, reason: str) -> NoReturn:
         assert self._manifest is not None

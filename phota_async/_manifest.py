@@ -65,7 +65,7 @@ _PLAN = "SELECT input, state, base, outputs, request_id FROM items"
 _PLAN_STATE, _PLAN_BASE, _PLAN_OUTPUTS, _PLAN_REQUEST_ID = 1, 2, 3, 4
 _LOAD = (
     "SELECT input, state, key, attempt, base, job_id, job_format, outputs, request_id, "
-    "reason, new_key FROM items"
+    "reason, new_key, identity FROM items"
 )
 _UPSERT = (
     "INSERT INTO items (input, state, {cols}, updated) VALUES (?, ?, {marks}, ?) "
@@ -120,11 +120,13 @@ class Record:
     request_id: str | None = None
     reason: str | None = None
     new_key: bool = False
+    identity: str | None = None
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Record:
         """A record from a ``_LOAD`` row."""
-        _, state, key, attempt, base, job_id, job_format, outputs, request_id, reason, new = row
+        *head, ident = row
+        _, state, key, attempt, base, job_id, job_format, outputs, request_id, reason, new = head
         job = None
         if job_id is not None:
             job = {"job_id": job_id, "status": "QUEUED", "client_request_id": key,
@@ -132,7 +134,7 @@ class Record:
         return cls(
             state, key=key, attempt=attempt or 0, base=base, job=job,
             outputs=tuple(outputs.split("\0")) if outputs else (), request_id=request_id,
-            reason=reason, new_key=bool(new),
+            reason=reason, new_key=bool(new), identity=ident,
         )  # fmt: skip
 
 

@@ -405,6 +405,22 @@ async def test_lost_submit_answer_is_pending_and_resumed_without_a_second_charge
     assert len(emu.charges()) == charged == 1
 
 
+async def test_pending_input_rewritten_before_the_rerun_gets_its_new_bytes_enhanced(
+    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
+) -> None:
+    """A pending input whose file now holds another photo is sent anew, not answered with the
+    old photo's job."""
+    manifest, out = tmp_path / "run.manifest", tmp_path / "out"
+    emu.add_fault("/enhance", drop="after", times=20)
+    first = await fast.enhance_many(photos[:1], out_dir=out, manifest=manifest).collect()
+    assert first[0].pending == "submit answer lost"
+    emu.clear_faults()
+    photos[0].write_bytes(jpeg_bytes(7, (64, 32)))
+    second = await fast.enhance_many(photos[:1], out_dir=out, manifest=manifest).collect()
+    assert second[0].ok
+    assert decode(second[0].paths[0].read_bytes()).size == (64, 32)
+
+
 async def test_poll_404_is_pending_and_resumed_by_job_id(
     fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
 ) -> None:

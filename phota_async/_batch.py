@@ -344,6 +344,7 @@ class BatchRun(Generic[I]):
         self._starting: anyio.CancelScope | None = None
         self._stopping = False
         self._closed = False
+        self._consumed = False
         self._in_flight: set[int] = set()
         self._bases: list[str | None] = []  # absolute; Path objects are slow to make by 1M
         self._keys: list[str] = []
@@ -354,6 +355,10 @@ class BatchRun(Generic[I]):
     # -- consuming -----------------------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[BatchItem[I]]:
+        if self._consumed:
+            # A second consumer would silently get only some items (or none at all).
+            raise RuntimeError("a batch run is consumed once: start a new run to run again")
+        self._consumed = True
         return _iterate(self)
 
     async def _take(self) -> BatchItem[I] | None:
@@ -417,6 +422,7 @@ class BatchRun(Generic[I]):
             task.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait({task})
+        self._send.close()  # a run cancelled before its supervisor ever ran never closed it
         self._receive.close()
         await self._finish_manifest()
         if task is not None and not task.cancelled() and task.exception() is not None:
@@ -429,8 +435,9 @@ class BatchRun(Generic[I]):
 
     async def collect(self) -> list[BatchItem[I]]:
         """Run to the end; every item, in input order."""
+        iterator = aiter(self)  # a second consumer is refused before it can close the run
         async with self:
-            items = [item async for item in self]
+            items = [item async for item in iterator]
         return sorted(items, key=lambda item: item.index)
 
     # -- running -------------------------------------------------------------------------

@@ -154,6 +154,16 @@ def test_repeated_names_get_distinct_bases(tmp_path: Path) -> None:
     assert bases[2].startswith("url-")
 
 
+async def test_a_run_is_consumed_once(fast: PhotaClient, photos: list[Path]) -> None:
+    """A second consumer of the same run is refused rather than handed part of the items."""
+    run = fast.enhance_many(photos[:4], concurrency=2)
+    first = asyncio.create_task(run.collect())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="consumed once"):
+        await run.collect()
+    assert len(await first) == 4
+
+
 async def test_manifest_records_and_rerun_skips(
     fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
 ) -> None:

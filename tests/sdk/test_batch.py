@@ -583,6 +583,30 @@ async def test_outputs_get_the_umask_permissions(
         assert stat.S_IMODE(item.paths[0].stat().st_mode) == 0o640
 
 
+async def test_downloaded_output_is_on_disk_before_it_is_named(
+    fast: PhotaClient, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL output's temporary file is fsynced before it is renamed to the output's name."""
+    steps: list[str] = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd: int) -> None:
+        steps.append("fsync " + os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    def spy_replace(src: object, dst: object) -> None:
+        steps.append(f"replace {src}")
+        replace(src, dst)  # type: ignore[arg-type]
+
+    result = await fast.enhance(photos[0], response_mode="urls")
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    await result.save(photos[0].parent / "saved")
+    moved = [s.removeprefix("replace ") for s in steps if s.startswith("replace ")]
+    assert len(moved) == 1
+    assert steps.index(f"fsync {moved[0]}") < steps.index(f"replace {moved[0]}")
+
+
 async def test_image_result_save_keeps_dotted_stems(fast: PhotaClient, photos: list[Path]) -> None:
     """`ImageResult.save` never cuts a stem at its dots: every output keeps its own file."""
     result = await fast.enhance(photos[0], n=2)

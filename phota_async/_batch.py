@@ -249,7 +249,9 @@ async def _digest(value: object) -> str:
     raise TypeError(f"cannot key a {type(value).__name__} input: use a Path or a URL")
 
 
-_PART = re.compile(r"^\.(.+)-\d+\.\w+\.[0-9a-f]{12}\.part$", re.DOTALL)
+# ``.{base}-{index}.{ext}.{hex}.part`` for bytes outputs; a download does not know its
+# extension before the bytes arrive: ``.{base}-{index}.{hex}.part``.
+_PART = re.compile(r"^\.(.+)-\d+(?:\.\w+)?\.[0-9a-f]{12}\.part$", re.DOTALL)
 
 
 def _remove_stale_parts(folder: Path, bases: list[str | None]) -> None:

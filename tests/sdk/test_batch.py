@@ -775,6 +775,18 @@ async def test_rerun_removes_temporary_files_a_kill_left(
     assert mine.exists()
 
 
+async def test_rerun_removes_the_temporary_file_of_a_killed_download(
+    fast: PhotaClient, photos: list[Path], tmp_path: Path
+) -> None:
+    """A rerun also deletes a killed URL download's `.part`, named before its extension is known."""
+    out, manifest = tmp_path / "out", tmp_path / "m.manifest"
+    await fast.enhance_many(photos[:2], out_dir=out, manifest=manifest).collect()
+    stale = out / ".p00-0.0123456789ab.part"
+    stale.write_bytes(b"half an image")
+    await fast.enhance_many(photos[:2], out_dir=out, manifest=manifest).collect()
+    assert not stale.exists()
+
+
 async def test_keyed_run_widens_the_poll_budget_while_it_runs(
     fast: PhotaClient, photos: list[Path], tmp_path: Path
 ) -> None:

@@ -240,7 +240,8 @@ class Manifest:
     def done_item(self, name: str) -> tuple[tuple[str, ...], str | None]:
         """The outputs and request id recorded for an input loaded as done."""
         row = self._rows[name]
-        return tuple(row[_PLAN_OUTPUTS].split("\0")), row[_PLAN_REQUEST_ID]
+        outputs = row[_PLAN_OUTPUTS]
+        return (tuple(outputs.split("\0")) if outputs else ()), row[_PLAN_REQUEST_ID]
 
     @staticmethod
     def read(path: str | Path) -> dict[str, Record]:
@@ -279,7 +280,10 @@ class Manifest:
         for name in names:
             row = rows.get(name)
             outputs = row[_PLAN_OUTPUTS] if row is not None and row[_PLAN_STATE] == "done" else None
-            flags.append(outputs is not None and all(map(exists, outputs.split("\0"))))
+            # An answer with no images is done with nothing to check (not redone and re-paid).
+            flags.append(
+                outputs == "" or (outputs is not None and all(map(exists, outputs.split("\0"))))
+            )
         return flags
 
     def planned(self, names: Iterable[str]) -> list[str | None]:

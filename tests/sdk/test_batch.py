@@ -196,6 +196,23 @@ async def test_rerun_retries_failures(
     assert len(emu.charges()) == 4
 
 
+async def test_done_item_without_images_is_not_paid_again(
+    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
+) -> None:
+    """A job that succeeded with no image at all is done: a rerun skips it and pays nothing."""
+    body = {"job_id": "j", "status": "SUCCEEDED", "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z", "error": None,
+            "result": {"known_subjects": {"counts": {}}, "images": [], "download_urls": []}}  # fmt: skip
+    emu.add_fault("/jobs/*", status=200, body=body, times=100)
+    manifest, out = tmp_path / "run.manifest", tmp_path / "out"
+    first = await fast.enhance_many(photos[:1], out_dir=out, manifest=manifest).collect()
+    assert first[0].status == "done"
+    second = await fast.enhance_many(photos[:1], out_dir=out, manifest=manifest).collect()
+    assert second[0].skipped
+    assert second[0].paths == ()
+    assert len(emu.charges()) == 1
+
+
 async def test_missing_output_is_redone(
     fast: PhotaClient, photos: list[Path], tmp_path: Path
 ) -> None:

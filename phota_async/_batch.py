@@ -249,7 +249,9 @@ async def _digest(value: object) -> str:
     raise TypeError(f"cannot key a {type(value).__name__} input: use a Path or a URL")
 
 
-_PART = re.compile(r"^\.(.+)-\d+\.\w+\.[0-9a-f]{12}\.part$", re.DOTALL)
+# ``.{base}-{index}.{ext}.{hex}.part`` for bytes outputs; a download does not know its
+# extension before the bytes arrive: ``.{base}-{index}.{hex}.part``.
+_PART = re.compile(r"^\.(.+)-\d+(?:\.\w+)?\.[0-9a-f]{12}\.part$", re.DOTALL)
 
 
 def _remove_stale_parts(folder: Path, bases: list[str | None]) -> None:
@@ -344,6 +346,7 @@ class BatchRun(Generic[I]):
         self._starting: anyio.CancelScope | None = None
         self._stopping = False
         self._closed = False
+        self._consumed = False
         self._in_flight: set[int] = set()
         self._bases: list[str | None] = []  # absolute; Path objects are slow to make by 1M
         self._keys: list[str] = []
@@ -354,6 +357,10 @@ class BatchRun(Generic[I]):
     # -- consuming -----------------------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[BatchItem[I]]:
+        if self._consumed:
+            # A second consumer would silently get only some items (or none at all).
+            raise RuntimeError("a batch run is consumed once: start a new run to run again")
+        self._consumed = True
         return _iterate(self)
 
     async def _take(self) -> BatchItem[I] | None:
@@ -417,6 +424,7 @@ class BatchRun(Generic[I]):
             task.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait({task})
+        self._send.close()  # a run cancelled before its supervisor ever ran never closed it
         self._receive.close()
         await self._finish_manifest()
         if task is not None and not task.cancelled() and task.exception() is not None:
@@ -429,8 +437,9 @@ class BatchRun(Generic[I]):
 
     async def collect(self) -> list[BatchItem[I]]:
         """Run to the end; every item, in input order."""
+        iterator = aiter(self)  # a second consumer is refused before it can close the run
         async with self:
-            items = [item async for item in self]
+            items = [item async for item in iterator]
         return sorted(items, key=lambda item: item.index)
 
     # -- running -------------------------------------------------------------------------
@@ -477,6 +486,14 @@ class BatchRun(Generic[I]):
             self._skip = await off_loop(manifest.done, self._keys)
             self._done_before = sum(self._skip)
             self._options_digest = await self._digest_options()
+            if await off_loop(manifest.other_options, self._options_digest):
+                # Resuming would return the old options' jobs, skipping would keep their
+                # outputs: either way the caller would silently not get what they asked for.
+                raise InvalidRequestError(
+                    "manifest",
+                    f"{manifest.path} was written for another command or other options "
+                    "(kind, format, prompt...); rerun with those, or use a new manifest",
+                )
         if self._out_dir is None:
             self._bases = [None] * len(values)
             return
@@ -602,7 +619,15 @@ class BatchRun(Generic[I]):
         assert calls.submit is not None
         assert calls.resume is not None
         saved_job: dict[str, Any] | None = None
-        if record is not None and record.state in RESUMABLE and (record.key or record.job):
+        resumable = (
+            record is not None and record.state in RESUMABLE and bool(record.key or record.job)
+        )
+        if resumable and record is not None and record.identity is not None:
+            # Bytes changed since the key was made (same path, new photo): the old key would
+            # return the old photo's job; the new bytes get their own key.
+            with contextlib.suppress(Exception):  # unreadable now: the recorded job still is
+                resumable = await self._identity(value) == record.identity
+        if resumable and record is not None:
             key = record.key or ""  # paid or maybe paid: resume, never a new key
             saved_job = record.job
         else:
@@ -610,9 +635,7 @@ class BatchRun(Generic[I]):
             if record is None or record.key is None or record.new_key or record.state == "done":
                 attempt += 1
             try:
-                identity = hashlib.sha256(
-                    f"{self._options_digest}\0{await _digest(value)}".encode()
-                ).hexdigest()
+                identity = await self._identity(value)
             except Exception as exc:  # unreadable input: nothing was sent
                 manifest.note([{"op": "failed", "input": name, "error": str(exc)}])
                 raise _Outcome(exc, None) from exc
@@ -661,6 +684,11 @@ class BatchRun(Generic[I]):
             self._pending(name, exc, "outputs not saved")
         self._record_done(index, result, paths)
         return result, paths
+
+    async def _identity(self, value: I) -> str:
+        """An item's identity: a digest of the run's call and options and the input's bytes."""
+        digest = await _digest(value)
+        return hashlib.sha256(f"{self._options_digest}\0{digest}".encode()).hexdigest()
 
     def _pending(self, name: str, exc: Exception, reason: str) -> NoReturn:
         assert self._manifest is not None

@@ -143,12 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
 # -- running ---------------------------------------------------------------------------------
 
 
-def expand_images(paths: Sequence[Path]) -> list[Path]:
-    """Image files named directly, plus those inside named folders (recursively, sorted)."""
+def expand_images(paths: Sequence[Path], exclude: Path | None = None) -> list[Path]:
+    """Image files named directly, plus those inside named folders (recursively, sorted).
+
+    Images inside the folder ``exclude`` (a batch's ``--out``) are not taken from folders: an
+    output folder inside the input folder must not turn a rerun's outputs into paid inputs.
+    """
+    out = Path(os.path.abspath(exclude)) if exclude is not None else None
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            folder = Path(os.path.abspath(path))
+            # Only an output folder strictly inside this one: one above it holds the inputs.
+            skip = out if out is not None and out != folder and out.is_relative_to(folder) else None
+            found += sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES
+                and not (skip is not None and Path(os.path.abspath(p)).is_relative_to(skip))
+            )
         elif path.exists():
             found.append(path)
         else:
@@ -199,7 +212,7 @@ async def run_batch(args: argparse.Namespace) -> int:
     on the next run). Either way the summary and a resume hint are printed and the exit code
     is 130.
     """
-    inputs = expand_images(args.inputs)
+    inputs = expand_images(args.inputs, exclude=args.out)
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     options: dict[str, Any] = {"output_format": args.format}

@@ -102,6 +102,16 @@ def write_chunks(path: Path, chunks: Iterable[bytes]) -> Path:
     return path
 
 
+def fsync_file(path: Path) -> None:
+    """Flush a file written by someone else to the disk (blocking): before it is renamed
+    into place, so that a power loss never leaves an empty file under an image's name."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 async def write_atomic(path: Path, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
     return await off_loop(write_chunks, path, (data,))

@@ -40,6 +40,7 @@ import anyio
 import attrs
 
 from ._files import off_loop
+from .errors import InvalidRequestError
 
 FORMAT = 2
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -64,7 +65,7 @@ _PLAN = "SELECT input, state, base, outputs, request_id FROM items"
 _PLAN_STATE, _PLAN_BASE, _PLAN_OUTPUTS, _PLAN_REQUEST_ID = 1, 2, 3, 4
 _LOAD = (
     "SELECT input, state, key, attempt, base, job_id, job_format, outputs, request_id, "
-    "reason, new_key FROM items"
+    "reason, new_key, identity FROM items"
 )
 _UPSERT = (
     "INSERT INTO items (input, state, {cols}, updated) VALUES (?, ?, {marks}, ?) "
@@ -119,11 +120,13 @@ class Record:
     request_id: str | None = None
     reason: str | None = None
     new_key: bool = False
+    identity: str | None = None
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Record:
         """A record from a ``_LOAD`` row."""
-        _, state, key, attempt, base, job_id, job_format, outputs, request_id, reason, new = row
+        *head, ident = row
+        _, state, key, attempt, base, job_id, job_format, outputs, request_id, reason, new = head
         job = None
         if job_id is not None:
             job = {"job_id": job_id, "status": "QUEUED", "client_request_id": key,
@@ -131,7 +134,7 @@ class Record:
         return cls(
             state, key=key, attempt=attempt or 0, base=base, job=job,
             outputs=tuple(outputs.split("\0")) if outputs else (), request_id=request_id,
-            reason=reason, new_key=bool(new),
+            reason=reason, new_key=bool(new), identity=ident,
         )  # fmt: skip
 
 
@@ -175,9 +178,13 @@ class Manifest:
             new = not self.path.exists()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # each commit is fsynced
-            conn.executescript(_SCHEMA)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")  # each commit is fsynced
+                conn.executescript(_SCHEMA)
+            except BaseException:
+                conn.close()  # a damaged file: leave no connection open on it
+                raise
             self._conn = conn
             if new:  # the file's name must survive a crash too
                 fd = os.open(self.path.parent, os.O_RDONLY)
@@ -189,20 +196,35 @@ class Manifest:
 
     def _load(self) -> None:
         with self._thread_lock:
-            if self.path.exists():
-                with self.path.open("rb") as handle:
-                    head = handle.read(len(_SQLITE_MAGIC))
-                if head and head != _SQLITE_MAGIC:
-                    _import_jsonl(self.path)
-            conn = self._connect()
-            row = conn.execute("SELECT run_id FROM run").fetchone()
-            if row is None:
-                run_id = secrets.token_hex(16)
-                conn.execute("INSERT INTO run VALUES (1, ?, ?, ?)", (run_id, FORMAT, time.time()))
-            else:
-                run_id = row[0]
-            self.run_id = run_id
-            self._rows = {row[0]: row for row in conn.execute(_PLAN)}
+            try:
+                self._load_locked()
+            except sqlite3.DatabaseError as exc:
+                self._close_locked()
+                raise InvalidRequestError(
+                    "manifest", f"{self.path} is not a readable batch manifest ({exc})"
+                ) from exc
+
+    def _load_locked(self) -> None:
+        if self.path.exists():
+            with self.path.open("rb") as handle:
+                head = handle.read(len(_SQLITE_MAGIC))
+            if head.startswith(b"{"):
+                _import_jsonl(self.path)
+            elif head and head != _SQLITE_MAGIC:
+                # Never "import" (replace) a file that is no manifest: a photo or a document
+                # given by mistake must stay as it was.
+                raise InvalidRequestError(
+                    "manifest", f"{self.path} is not a batch manifest (SQLite or JSON lines)"
+                )
+        conn = self._connect()
+        row = conn.execute("SELECT run_id FROM run").fetchone()
+        if row is None:
+            run_id = secrets.token_hex(16)
+            conn.execute("INSERT INTO run VALUES (1, ?, ?, ?)", (run_id, FORMAT, time.time()))
+        else:
+            run_id = row[0]
+        self.run_id = run_id
+        self._rows = {row[0]: row for row in conn.execute(_PLAN)}
 
     async def record(self, name: str) -> Record | None:
         """What the manifest says about the input ``name`` (read off the loop)."""
@@ -218,7 +240,8 @@ class Manifest:
     def done_item(self, name: str) -> tuple[tuple[str, ...], str | None]:
         """The outputs and request id recorded for an input loaded as done."""
         row = self._rows[name]
-        return tuple(row[_PLAN_OUTPUTS].split("\0")), row[_PLAN_REQUEST_ID]
+        outputs = row[_PLAN_OUTPUTS]
+        return (tuple(outputs.split("\0")) if outputs else ()), row[_PLAN_REQUEST_ID]
 
     @staticmethod
     def read(path: str | Path) -> dict[str, Record]:
@@ -257,7 +280,10 @@ class Manifest:
         for name in names:
             row = rows.get(name)
             outputs = row[_PLAN_OUTPUTS] if row is not None and row[_PLAN_STATE] == "done" else None
-            flags.append(outputs is not None and all(map(exists, outputs.split("\0"))))
+            # An answer with no images is done with nothing to check (not redone and re-paid).
+            flags.append(
+                outputs == "" or (outputs is not None and all(map(exists, outputs.split("\0"))))
+            )
         return flags
 
     def planned(self, names: Iterable[str]) -> list[str | None]:
@@ -265,6 +291,20 @@ class Manifest:
         rows = self._rows
         base = _PLAN_BASE
         return [row[base] if (row := rows.get(name)) is not None else None for name in names]
+
+    def other_options(self, digest: str) -> bool:
+        """Whether any input was planned under options other than ``digest`` (another call
+        kind, format or prompt): its key and outputs belong to those options."""
+        with self._thread_lock:
+            row = (
+                self._connect()
+                .execute(
+                    "SELECT 1 FROM items WHERE options IS NOT NULL AND options != ? LIMIT 1",
+                    (digest,),
+                )
+                .fetchone()
+            )
+        return row is not None
 
     def bases(self) -> set[str]:
         """Output bases planned by earlier runs, casefolded (new names must avoid them)."""
@@ -329,9 +369,12 @@ class Manifest:
 
     def _close(self) -> None:
         with self._thread_lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def _jsonl_entries(path: Path) -> Iterator[dict[str, Any]]:
@@ -361,6 +404,7 @@ def _import_jsonl(path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.import")
     imported = Manifest(tmp)
     try:
+        imported._connect()  # a file whose every line was cut short still becomes a manifest
         imported._commit(entries)
         imported._close()
         os.replace(tmp, path)

@@ -321,6 +321,21 @@ def test_rerun_of_a_finished_manifest_sends_nothing(
     assert len(env.requests) == sent
 
 
+def test_outputs_inside_the_input_folder_are_not_taken_for_inputs(
+    env: PhotaEmulator, photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --out inside the input folder, a rerun neither sends nor pays for its own outputs."""
+    argv = ["enhance", str(photos), "--out", str(photos / "enhanced"),
+            "--manifest", str(photos / "run.manifest")]  # fmt: skip
+    assert run_json(argv, capsys)[0] == 0
+    sent = len(env.requests)
+    code, data = run_json(argv, capsys)
+    assert code == 0
+    assert isinstance(data, dict)
+    assert (data["done"], data["skipped"]) == (0, 5)
+    assert len(env.requests) == sent
+
+
 def _batch_process(emu: PhotaEmulator, photos: Path, tmp_path: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PHOTA_API_KEY": emu.api_key, "PHOTA_BASE_URL": emu.base_url}
     argv = [sys.executable, "-m", "phota_async", "enhance", str(photos), "--out",

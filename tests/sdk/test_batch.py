@@ -17,6 +17,7 @@ from phota_async import PhotaClient, PollPolicy
 from phota_async._batch import BatchSummary
 from phota_async._manifest import Manifest
 from phota_async._naming import output_bases, output_name
+from phota_async.errors import InvalidRequestError
 from phota_async.models import ImageResult
 from phota_async.testing import PhotaEmulator
 from tests.conftest import decode, jpeg_bytes
@@ -153,6 +154,16 @@ def test_repeated_names_get_distinct_bases(tmp_path: Path) -> None:
     assert bases[2].startswith("url-")
 
 
+async def test_a_run_is_consumed_once(fast: PhotaClient, photos: list[Path]) -> None:
+    """A second consumer of the same run is refused rather than handed part of the items."""
+    run = fast.enhance_many(photos[:4], concurrency=2)
+    first = asyncio.create_task(run.collect())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="consumed once"):
+        await run.collect()
+    assert len(await first) == 4
+
+
 async def test_manifest_records_and_rerun_skips(
     fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
 ) -> None:
@@ -183,6 +194,23 @@ async def test_rerun_retries_failures(
     assert sum(i.skipped for i in second) == 2
     assert all(i.ok for i in second)
     assert len(emu.charges()) == 4
+
+
+async def test_done_item_without_images_is_not_paid_again(
+    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
+) -> None:
+    """A job that succeeded with no image at all is done: a rerun skips it and pays nothing."""
+    body = {"job_id": "j", "status": "SUCCEEDED", "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z", "error": None,
+            "result": {"known_subjects": {"counts": {}}, "images": [], "download_urls": []}}  # fmt: skip
+    emu.add_fault("/jobs/*", status=200, body=body, times=100)
+    manifest, out = tmp_path / "run.manifest", tmp_path / "out"
+    first = await fast.enhance_many(photos[:1], out_dir=out, manifest=manifest).collect()
+    assert first[0].status == "done"
+    second = await fast.enhance_many(photos[:1], out_dir=out, manifest=manifest).collect()
+    assert second[0].skipped
+    assert second[0].paths == ()
+    assert len(emu.charges()) == 1
 
 
 async def test_missing_output_is_redone(
@@ -269,6 +297,41 @@ async def test_job_batches_resume_submitted_jobs(
     assert all(i.ok for i in items)
     assert len(emu.jobs()) == 4
     assert len(emu.charges()) == 4
+
+
+async def test_manifest_of_other_options_is_refused(
+    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
+) -> None:
+    """A manifest reused with another format or call kind is refused before anything is sent."""
+    manifest, out = tmp_path / "run.manifest", tmp_path / "out"
+    await fast.enhance_many(
+        photos[:2], out_dir=out, manifest=manifest, output_format="jpg"
+    ).collect()
+    before = len(emu.requests)
+    with pytest.raises(InvalidRequestError, match="other options"):
+        await fast.enhance_many(
+            photos[:2], out_dir=out, manifest=manifest, output_format="png"
+        ).collect()
+    with pytest.raises(InvalidRequestError, match="other options"):
+        await fast.remix_many(
+            photos[:2], reference=photos[3], out_dir=out, manifest=manifest, output_format="jpg"
+        ).collect()
+    assert len(emu.requests) == before
+
+
+@pytest.mark.parametrize(
+    "content", [b"\xff\xd8\xff\xe0 a photo", b"SQLite format 3\x00" + b"\x01" * 200]
+)
+async def test_a_file_that_is_no_manifest_is_refused_and_kept(
+    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path, content: bytes
+) -> None:
+    """A file that is not a readable manifest is refused with a clear error and left as it was."""
+    path = tmp_path / "given-by-mistake"
+    path.write_bytes(content)
+    with pytest.raises(InvalidRequestError, match="manifest"):
+        await fast.enhance_many(photos[:2], out_dir=tmp_path / "out", manifest=path).collect()
+    assert path.read_bytes() == content
+    assert emu.requests == []
 
 
 def test_manifest_needs_out_dir(emu: PhotaEmulator, photos: list[Path], tmp_path: Path) -> None:
@@ -367,6 +430,22 @@ async def test_lost_submit_answer_is_pending_and_resumed_without_a_second_charge
     second = await fast.enhance_many(photos[:1], out_dir=out, manifest=manifest).collect()
     assert second[0].ok
     assert len(emu.charges()) == charged == 1
+
+
+async def test_pending_input_rewritten_before_the_rerun_gets_its_new_bytes_enhanced(
+    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
+) -> None:
+    """A pending input whose file now holds another photo is sent anew, not answered with the
+    old photo's job."""
+    manifest, out = tmp_path / "run.manifest", tmp_path / "out"
+    emu.add_fault("/enhance", drop="after", times=20)
+    first = await fast.enhance_many(photos[:1], out_dir=out, manifest=manifest).collect()
+    assert first[0].pending == "submit answer lost"
+    emu.clear_faults()
+    photos[0].write_bytes(jpeg_bytes(7, (64, 32)))
+    second = await fast.enhance_many(photos[:1], out_dir=out, manifest=manifest).collect()
+    assert second[0].ok
+    assert decode(second[0].paths[0].read_bytes()).size == (64, 32)
 
 
 async def test_poll_404_is_pending_and_resumed_by_job_id(
@@ -519,6 +598,30 @@ async def test_outputs_get_the_umask_permissions(
         os.umask(old)
     for item in (*items, *via_job):
         assert stat.S_IMODE(item.paths[0].stat().st_mode) == 0o640
+
+
+async def test_downloaded_output_is_on_disk_before_it_is_named(
+    fast: PhotaClient, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL output's temporary file is fsynced before it is renamed to the output's name."""
+    steps: list[str] = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd: int) -> None:
+        steps.append("fsync " + os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    def spy_replace(src: object, dst: object) -> None:
+        steps.append(f"replace {src}")
+        replace(src, dst)  # type: ignore[arg-type]
+
+    result = await fast.enhance(photos[0], response_mode="urls")
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    await result.save(photos[0].parent / "saved")
+    moved = [s.removeprefix("replace ") for s in steps if s.startswith("replace ")]
+    assert len(moved) == 1
+    assert steps.index(f"fsync {moved[0]}") < steps.index(f"replace {moved[0]}")
 
 
 async def test_image_result_save_keeps_dotted_stems(fast: PhotaClient, photos: list[Path]) -> None:
@@ -687,6 +790,18 @@ async def test_rerun_removes_temporary_files_a_kill_left(
     await fast.enhance_many(photos[:2], out_dir=out, manifest=manifest).collect()
     assert not stale.exists()
     assert mine.exists()
+
+
+async def test_rerun_removes_the_temporary_file_of_a_killed_download(
+    fast: PhotaClient, photos: list[Path], tmp_path: Path
+) -> None:
+    """A rerun also deletes a killed URL download's `.part`, named before its extension is known."""
+    out, manifest = tmp_path / "out", tmp_path / "m.manifest"
+    await fast.enhance_many(photos[:2], out_dir=out, manifest=manifest).collect()
+    stale = out / ".p00-0.0123456789ab.part"
+    stale.write_bytes(b"half an image")
+    await fast.enhance_many(photos[:2], out_dir=out, manifest=manifest).collect()
+    assert not stale.exists()
 
 
 async def test_keyed_run_widens_the_poll_budget_while_it_runs(

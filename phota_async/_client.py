@@ -66,6 +66,27 @@ def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+# Options left at their defaults name the same call as options given explicitly with those
+# values, so a manifest written by the CLI (which spells every option out) resumes from a script.
+_OPTION_DEFAULTS: dict[str, Any] = {
+    "n": 1,
+    "output_format": "jpg",
+    "aspect_ratio": "auto",
+    "resolution": "1K",
+    "base_model": "nb2",
+}
+
+
+def _identity_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that tell one batch call from another: defaults and unset values left out
+    (``response_mode`` too: a manifest run always asks for URLs)."""
+    return {
+        k: v
+        for k, v in options.items()
+        if k != "response_mode" and v is not None and _OPTION_DEFAULTS.get(k, ...) != v
+    }
+
+
 class PhotaClient:
     """An asyncio client for the Phota API.
 
@@ -685,7 +706,7 @@ class PhotaClient:
             lambda value: call(value, timeout),
             submit=submit,
             resume=self.jobs.resume,
-            options={k: v for k, v in identity.items() if k != "response_mode"},
+            options=_identity_options(identity),
             via_job=via_job,
             timeout=timeout,
             room_for_jobs=self._room_for_jobs,

@@ -197,13 +197,18 @@ async def test_rerun_retries_failures(
 
 
 async def test_done_item_without_images_is_not_paid_again(
-    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
+    fast: PhotaClient,
+    emu: PhotaEmulator,
+    photos: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A job that succeeded with no image at all is done: a rerun skips it and pays nothing."""
-    body = {"job_id": "j", "status": "SUCCEEDED", "created_at": "2026-01-01T00:00:00Z",
-            "updated_at": "2026-01-01T00:00:00Z", "error": None,
-            "result": {"known_subjects": {"counts": {}}, "images": [], "download_urls": []}}  # fmt: skip
-    emu.add_fault("/jobs/*", status=200, body=body, times=100)
+
+    async def nothing(*_: object) -> dict[str, object]:
+        return {"known_subjects": {"counts": {}}, "images": [], "download_urls": []}
+
+    monkeypatch.setattr(emu._state, "render", nothing)
     manifest, out = tmp_path / "run.manifest", tmp_path / "out"
     first = await fast.enhance_many(photos[:1], out_dir=out, manifest=manifest).collect()
     assert first[0].status == "done"
@@ -316,6 +321,20 @@ async def test_manifest_of_other_options_is_refused(
         await fast.remix_many(
             photos[:2], reference=photos[3], out_dir=out, manifest=manifest, output_format="jpg"
         ).collect()
+    assert len(emu.requests) == before
+
+
+async def test_default_options_spelt_out_resume_the_same_manifest(
+    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
+) -> None:
+    """Options given at their default values name the same calls as options left out."""
+    manifest, out = tmp_path / "run.manifest", tmp_path / "out"
+    await fast.enhance_many(
+        photos[:2], out_dir=out, manifest=manifest, output_format="jpg", n=1
+    ).collect()
+    before = len(emu.requests)
+    items = await fast.enhance_many(photos[:2], out_dir=out, manifest=manifest).collect()
+    assert all(item.skipped for item in items)
     assert len(emu.requests) == before
 
 

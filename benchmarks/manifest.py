@@ -105,10 +105,28 @@ def write_ahead_cost(server: Server, tmp: Path, quick: bool) -> tuple[float, flo
     return statistics.median(shares), statistics.median(ratios), ratios
 
 
+def _enhance_options_digest() -> str:
+    """The options digest the engine records for a plain ``enhance`` run."""
+    from phota_async._batch import BatchRun, Calls
+
+    async def never(value: Any) -> Any:
+        raise AssertionError("digesting sends nothing")
+
+    async def digest() -> str:
+        run = BatchRun(
+            Calls("enhance", never), [], concurrency=1, out_dir=None, manifest=None,
+            on_progress=None,
+        )  # fmt: skip
+        return await run._digest_options()
+
+    return asyncio.run(digest())
+
+
 def _synthetic_manifest(path: Path, inputs: list[Path], out: Path) -> None:
     """A finished manifest, written change for change as the engine writes it."""
     from phota_async._manifest import Manifest
 
+    options = _enhance_options_digest()
     manifest = Manifest(path)
     manifest._load()
     chunk: list[dict[str, Any]] = []
@@ -116,7 +134,7 @@ def _synthetic_manifest(path: Path, inputs: list[Path], out: Path) -> None:
         name, key = str(value), f"cr_{i:032x}"
         chunk += [
             {"op": "intent", "input": name, "key": key, "attempt": 1,
-             "identity": f"{i:064x}", "options": "f" * 64, "base": str(out / value.stem)},
+             "identity": f"{i:064x}", "options": options, "base": str(out / value.stem)},
             {"op": "job", "input": name, "job": {"job_id": f"job_{i:024x}",
              "status": "QUEUED", "client_request_id": key, "output_format": "jpg"}},
             {"op": "done", "input": name, "outputs": [str(out / f"{value.stem}-0.jpg")],

@@ -26,7 +26,7 @@ from ._converter import structure
 from ._decode import Decoded, close_images
 from ._inputs import ImageBlob, sniff_format
 from ._redact import register as register_secret
-from ._redact import scrub, scrub_value
+from ._redact import scrub, scrub_echoes
 from .errors import (
     CODE_ERRORS,
     STATUS_ERRORS,
@@ -458,8 +458,8 @@ def check(response: Response) -> Response:
 
 def decode_profile(response: Response) -> Profile:
     # A status message is server text that may echo the key: kept scrubbed, like errors.
-    profile: Profile = scrub_value(
-        structure(json_of(check(response), "profile"), Profile, "profile")
+    profile: Profile = scrub_echoes(
+        structure(json_of(check(response), "profile"), Profile, "profile"), response.body
     )
     return profile
 
@@ -521,7 +521,7 @@ def decode_job_handle(response: Response) -> JobHandle:
 
 
 def decode_job(response: Response) -> Job:
-    job: Job = scrub_value(structure(json_of(check(response), "job"), Job, "job"))
+    job: Job = scrub_echoes(structure(json_of(check(response), "job"), Job, "job"), response.body)
     return job
 
 

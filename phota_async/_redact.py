@@ -59,7 +59,7 @@ def _whole_key_pattern(key: str) -> re.Pattern[str]:
 class Secret:
     """One API key and how to scrub it from text. Never shows the key in its repr."""
 
-    __slots__ = ("__weakref__", "_finder", "_fragments", "_key", "_pattern")
+    __slots__ = ("__weakref__", "_anchors", "_finder", "_fragments", "_key", "_pattern")
 
     def __init__(self, key: str) -> None:
         self._key = key
@@ -67,6 +67,12 @@ class Secret:
         self._finder: re.Pattern[str] | None = None  # any fragment; compiled on first use
         size = min(FRAGMENT, len(key))
         self._fragments = tuple(key[i : i + size] for i in range(len(key) - size + 1))
+        # Every run of ``size`` key characters holds one of these short anchors (one starts in
+        # any ``step`` consecutive positions), so a text holding none of them holds no echo:
+        # a few substring tests clear the common answer instead of one search per fragment.
+        width = min(4, size)
+        step = size - width + 1
+        self._anchors = tuple(key[j : j + width] for j in range(0, len(key) - width + 1, step))
 
     def __repr__(self) -> str:
         return "Secret(***)"
@@ -82,12 +88,16 @@ class Secret:
             if self._pattern is None:
                 self._pattern = _whole_key_pattern(self._key)
             found += (m.span() for m in self._pattern.finditer(text))
-        return found + self._fragment_spans(text)
+        for anchor in self._anchors:
+            if anchor in text:
+                return found + self._fragment_spans(text)
+        return found
 
     def _maybe_encoded(self, text: str) -> bool:
         # The whole-key pattern is slower than a plain search; run it only when the text could
-        # hold an encoded or escaped form at all (or the key's first character raw).
-        return self._key[0] in text or "%" in text or "\\" in text or "&#" in text
+        # hold an encoded or escaped form at all. A raw echo needs no pattern: the fragments
+        # find it (a key shorter than ``FRAGMENT`` is one fragment whole).
+        return "%" in text or "\\" in text or "&#" in text
 
     def _fragment_spans(self, text: str) -> list[tuple[int, int]]:
         """Spans of ``text`` that are runs of ``FRAGMENT`` or more key characters.
@@ -143,14 +153,26 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(out)
 
 
-_live: weakref.WeakSet[Secret] = weakref.WeakSet()
+# Weak references to the live secrets, as a plain tuple (iterating a WeakSet costs
+# microseconds on the path every answer takes); a secret's death drops its reference.
+_refs: tuple[weakref.ref[Secret], ...] = ()
+
+
+def _forget(ref: weakref.ref[Secret]) -> None:
+    global _refs
+    _refs = tuple(r for r in _refs if r is not ref)
+
+
+def _secrets() -> list[Secret]:
+    return [secret for ref in _refs if (secret := ref()) is not None]
 
 
 def register(key: str) -> Secret:
     """Scrub ``key`` from every SDK text while the returned ``Secret`` is alive; hold it."""
+    global _refs
     secret = Secret(key)
     if len(key) >= MIN_KEY:
-        _live.add(secret)
+        _refs = (*_refs, weakref.ref(secret, _forget))
     return secret
 
 
@@ -158,15 +180,27 @@ def scrub(text: str) -> str:
     """``text`` with every live key masked. The echoes of all keys are found in the same text
     and masked at once, so one key's mask cannot hide part of another key's echo."""
     spans: list[tuple[int, int]] = []
-    for secret in list(_live):
+    for secret in _secrets():
         spans += secret.spans(text)
     return _mask(text, spans)
+
+
+def scrub_echoes(value: Any, raw: bytes) -> Any:
+    """``value``, decoded from ``raw``, scrubbed only if ``raw`` echoes a live key: one scan of
+    the raw text instead of a walk over every field, on the path every answer takes."""
+    if not _refs:
+        return value
+    text = raw.decode("utf-8", "replace")
+    for secret in _secrets():
+        if secret.spans(text):
+            return scrub_value(value)
+    return value
 
 
 def scrub_value(value: Any) -> Any:
     """A copy of ``value`` with every live key masked in its strings (and bytes), looking into
     mappings, lists, tuples and attrs models (their fields are replaced with ``evolve``)."""
-    if not _live:
+    if not _refs:
         return value
     return _scrub(value, 0)
 
@@ -201,7 +235,7 @@ class ScrubFilter(logging.Filter):
     """Masks live keys in each log record's message (and drops its arguments)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _live:
+        if _refs:
             message = record.getMessage()
             cleaned = scrub(message)
             if cleaned != message or record.args:

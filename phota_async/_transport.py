@@ -292,6 +292,17 @@ class _MarkingConnector(aiohttp.TCPConnector):
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int, what: str) -> bytes:
     """The whole (decompressed) body, or ``ResponseTooLargeError`` once it passes ``cap``."""
+    headers = resp.headers
+    length = headers.get("Content-Length")
+    if (
+        length is not None
+        and length.isdigit()
+        and int(length) <= cap
+        and ("Content-Encoding" not in headers)
+    ):
+        # A plain body of a known length within the cap: aiohttp reads exactly that many
+        # bytes, so its own read (the cheapest) is bounded too.
+        return await resp.read()
     content = resp.content
     chunks: list[bytes] = []
     total = 0
@@ -439,13 +450,16 @@ class AiohttpTransport:
     def _options(self, url: str) -> dict[str, Any]:
         """The per-request options for ``url``'s origin (timeouts, TLS, the environment's
         proxy), worked out once per origin; TLS and proxy only when they differ from aiohttp's
-        defaults. Timeouts and ``raise_for_status`` override a borrowed session's own: aiohttp
-        uses a request's ``ClientTimeout`` whole, instead of the session's, without merging."""
+        defaults. Timeouts and ``raise_for_status`` override a borrowed session's own (aiohttp
+        uses a request's ``ClientTimeout`` whole, instead of the session's, without merging); a
+        session of our own already has ours, and passing them again costs every request."""
         end = url.find("/", url.find("//") + 2)
         origin = url if end < 0 else url[:end]  # a URL with no path is all origin
         found = self._origins.get(origin)
         if found is None:
-            found = {"timeout": self._timeout, "raise_for_status": False}
+            found = (
+                {} if self._owns_session else {"timeout": self._timeout, "raise_for_status": False}
+            )
             if self._ssl is not True:
                 found["ssl"] = self._ssl
             if self._trust_env:
@@ -459,22 +473,6 @@ class AiohttpTransport:
                 self._origins.clear()
             self._origins[origin] = found
         return found
-
-    def _request(
-        self, request: Request, data: Any, headers: Mapping[str, str]
-    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
-        """Open ``request``'s response: API requests as they are, downloads through the
-        redirect policy."""
-        if request.endpoint == "download":
-            return self._follow_redirects(request)
-        return self._get_session().request(
-            request.method,
-            request.url,
-            data=data,
-            headers=headers,
-            allow_redirects=False,
-            **self._options(request.url),
-        )
 
     @contextlib.asynccontextmanager
     async def _follow_redirects(self, request: Request) -> AsyncIterator[aiohttp.ClientResponse]:
@@ -529,7 +527,19 @@ class AiohttpTransport:
         else:
             request.sent = True  # a borrowed session's connector cannot tell: assume sent
         try:
-            async with self._request(request, data, headers) as resp:
+            opened: AbstractAsyncContextManager[aiohttp.ClientResponse]
+            if request.endpoint == "download":
+                opened = self._follow_redirects(request)
+            else:  # the API path, spelt out: it is the one every call takes
+                opened = self._get_session().request(
+                    request.method,
+                    request.url,
+                    data=data,
+                    headers=headers,
+                    allow_redirects=False,
+                    **self._options(request.url),
+                )
+            async with opened as resp:
                 expect = request.expect
                 if expect == "json" or not 200 <= resp.status < 300:
                     body = await _read_capped(resp, self._max_response, "the response body")
@@ -552,7 +562,7 @@ class AiohttpTransport:
 
     async def download(self, request: Request, dest: Path) -> Response:
         try:
-            async with self._request(request, None, request.headers) as resp:
+            async with self._follow_redirects(request) as resp:
                 if resp.status != 200:
                     body = await _read_capped(resp, self._max_response, "the response body")
                     return Response(resp.status, resp.headers, body)

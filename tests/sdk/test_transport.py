@@ -215,13 +215,18 @@ def test_foreign_exception_quoting_the_key_is_scrubbed() -> None:
     assert "echo ***" in str(error.__cause__)
 
 
-def test_every_request_carries_the_transport_timeouts() -> None:
-    """The per-origin options carry the transport's own ClientTimeout, with no total limit,
-    so a borrowed session's timeout never applies."""
-    transport = AiohttpTransport(connect_timeout=3, read_timeout=45)
-    timeout = transport._options("http://127.0.0.1:1/x")["timeout"]
-    assert timeout == aiohttp.ClientTimeout(total=None, connect=3, sock_connect=3, sock_read=45)
-    assert transport._options("http://127.0.0.1:1/y")["timeout"] is timeout
+async def test_a_borrowed_sessions_requests_carry_the_transport_timeouts() -> None:
+    """With a borrowed session, the per-origin options carry the transport's own ClientTimeout
+    (no total limit), so the session's timeout never applies; an owned session has it already."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as session:
+        transport = AiohttpTransport(session, connect_timeout=3, read_timeout=45)
+        timeout = transport._options("http://127.0.0.1:1/x")["timeout"]
+        assert timeout == aiohttp.ClientTimeout(
+            total=None, connect=3, sock_connect=3, sock_read=45
+        )
+        assert transport._options("http://127.0.0.1:1/y")["timeout"] is timeout
+    owned = AiohttpTransport(connect_timeout=3, read_timeout=45)
+    assert "timeout" not in owned._options("http://127.0.0.1:1/x")
 
 
 @pytest.mark.parametrize("follow", [False, True])

@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from phota_async import PhotaClient, errors
 from phota_async._cli import main
@@ -288,3 +290,21 @@ def test_repeated_echoes_are_each_found_once() -> None:
     secret = Secret(KEY)
     assert len(secret._fragment_spans(KEY * echoes)) == echoes
     assert secret.scrub(f"a {KEY * echoes} b {KEY[3:20]} c") == "a *** b *** c"
+
+
+@given(
+    key=st.text(
+        alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789_-", min_size=6, max_size=60
+    ),
+    data=st.data(),
+)
+def test_any_long_run_of_the_key_is_masked(key: str, data: st.DataObject) -> None:
+    """Whatever run of at least 12 key characters (or the whole of a shorter key) a text holds,
+    it is masked: the quick anchor test never lets one through."""
+    from phota_async import _redact
+
+    size = min(12, len(key))
+    start = data.draw(st.integers(0, len(key) - size))
+    end = data.draw(st.integers(start + size, len(key)))
+    secret = _redact.Secret(key)
+    assert key[start:end] not in secret.scrub(f"<<{key[start:end]}>>")

@@ -221,9 +221,7 @@ async def test_a_borrowed_sessions_requests_carry_the_transport_timeouts() -> No
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as session:
         transport = AiohttpTransport(session, connect_timeout=3, read_timeout=45)
         timeout = transport._options("http://127.0.0.1:1/x")["timeout"]
-        assert timeout == aiohttp.ClientTimeout(
-            total=None, connect=3, sock_connect=3, sock_read=45
-        )
+        assert timeout == aiohttp.ClientTimeout(total=None, connect=3, sock_connect=3, sock_read=45)
         assert transport._options("http://127.0.0.1:1/y")["timeout"] is timeout
     owned = AiohttpTransport(connect_timeout=3, read_timeout=45)
     assert "timeout" not in owned._options("http://127.0.0.1:1/x")

@@ -23,7 +23,7 @@ from ._batch import BatchRun, Calls, Progress
 from ._bound import Bound
 from ._calls import edit_call, enhance_call, left, remix_call
 from ._deadline import QUEUED, SENDING, Deadline, Deadlines, check_seconds
-from ._files import fsync_file, off_loop, settled, temp_beside
+from ._files import off_loop, place, settled, temp_beside
 from ._jobs import Jobs
 from ._manifest import Manifest
 from ._poll import PollBudget, Poller, PollPolicy
@@ -399,8 +399,8 @@ class PhotaClient:
         try:
             head = await self._send(proto.download(url), proto.decode_image, into=tmp)
             ext = sniff_extension(head, "jpg")
-            await settled(fsync_file, tmp)  # as every other output: whole on disk, then named
-            await settled(os.replace, tmp, target.with_name(f"{target.name}.{ext}"))
+            # As every other output: whole on disk, then named.
+            await settled(place, tmp, target.with_name(f"{target.name}.{ext}"))
             return ext
         finally:
             await settled(_unlink, tmp, dropped=lambda: _unlink(tmp))

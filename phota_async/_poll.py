@@ -211,11 +211,10 @@ class Poller:
     """Shared poll loops, keyed by what they watch. One per client."""
 
     def __init__(self, budget: PollBudget, max_retry_after: float = 60.0) -> None:
-        self._budget = budget
+        self.budget = budget  # the client widens it for batches of jobs
         # A server's Retry-After is honoured up to this many seconds (the retry policy's cap):
         # an uncapped hint (``1e308``, a far-off date) would stop the loop for good.
         self._max_retry_after = max_retry_after
-        self.budget = budget
         self._watches: dict[Hashable, _Watch[object]] = {}
         self.polls = 0  # poll requests made, for introspection and benchmarks
 
@@ -300,7 +299,7 @@ class Poller:
         loop = asyncio.get_running_loop()
         while True:
             queued = loop.time()
-            await self._budget.acquire()
+            await self.budget.acquire()
             watch.nudged.clear()
             polls += 1
             self.polls += 1

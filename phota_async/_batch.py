@@ -44,6 +44,7 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._files import off_loop
+from ._inputs import open_regular
 from ._manifest import RESUMABLE, Manifest, Record
 from ._naming import output_bases
 from .errors import (
@@ -231,8 +232,11 @@ def _refused(exc: BaseException) -> bool:
 
 
 def _file_digest(path: Path) -> str:
+    # Opened as every input is (``open_regular``): a FIFO or a path swapped for one is refused
+    # at once instead of holding an I/O thread until a writer comes.
+    fd, _ = open_regular(path, "input")
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with os.fdopen(fd, "rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

@@ -429,7 +429,7 @@ def _pread(fd: int, view: memoryview, offset: int) -> int:
     return len(data)
 
 
-def _open_regular(path: Path, field: str) -> tuple[int, os.stat_result]:
+def open_regular(path: Path, field: str) -> tuple[int, os.stat_result]:
     """Open ``path`` without blocking and check the opened file itself is a regular file.
 
     ``O_NONBLOCK`` makes opening a FIFO return at once instead of waiting for a writer, and
@@ -462,7 +462,7 @@ def _open_regular(path: Path, field: str) -> tuple[int, os.stat_result]:
 
 def _open_checked(path: Path, identity: tuple[int, int] | None, size: int) -> int:
     """Open a checked file again for streaming (blocking: run it in a worker thread)."""
-    fd, opened = _open_regular(path, "image")
+    fd, opened = open_regular(path, "image")
     problem = None
     if identity is not None and (opened.st_dev, opened.st_ino) != identity:
         problem = f"{path} was replaced by another file after it was checked"
@@ -528,7 +528,7 @@ def _blob_from_bytes(data: bytes, field: str) -> ImageBlob:
 
 
 def _blob_from_path(path: Path, field: str) -> ImageBlob:
-    fd, opened = _open_regular(path, field)
+    fd, opened = open_regular(path, field)
     try:
         size = opened.st_size
         if size == 0:

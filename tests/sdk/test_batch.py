@@ -765,6 +765,24 @@ async def test_unreadable_input_is_one_failed_item(
         assert isinstance(items[1].error, Exception)
 
 
+async def test_fifo_input_of_a_manifest_run_fails_alone_at_once(
+    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
+) -> None:
+    """A FIFO named like a photo is refused when the run keys it, without waiting for a writer."""
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    items = await asyncio.wait_for(
+        fast.enhance_many(
+            [photos[0], fifo], out_dir=tmp_path / "out", manifest=tmp_path / "m.manifest"
+        ).collect(),
+        timeout=30,
+    )
+    assert [i.status for i in items] == ["done", "failed"]
+    assert isinstance(items[1].error, InvalidRequestError)
+    assert "not a regular file" in str(items[1].error)
+    assert len(emu.charges()) == 1
+
+
 async def test_deeply_nested_answer_is_one_failed_item(
     fast: PhotaClient, emu: PhotaEmulator, photos: list[Path]
 ) -> None:

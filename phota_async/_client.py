@@ -3,47 +3,38 @@ retry wrapper over the transport seam, and decodes the answers into models."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
 import os
 import ssl as ssl_module
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 
 from . import _protocol as proto
-from . import _retry
 from ._batch import BatchRun, Calls, Progress
-from ._bound import Bound
 from ._calls import edit_call, enhance_call, left, remix_call
-from ._deadline import QUEUED, SENDING, Deadline, Deadlines, check_seconds
-from ._files import off_loop, place, settled, temp_beside
+from ._deadline import check_seconds
 from ._jobs import Jobs
 from ._manifest import Manifest
-from ._poll import PollBudget, Poller, PollPolicy
+from ._poll import PollPolicy
 from ._profiles import Profiles
-from ._protocol import FileBody, Request, Response, StudioCall
+from ._protocol import StudioCall
 from ._retry import RetryPolicy
+from ._session import Session
 from ._transport import (
     MAX_IMAGE_BYTES,
     MAX_RESPONSE_BYTES,
     AiohttpTransport,
-    MockTransport,
     Transport,
 )
 from .errors import (
     InvalidRequestError,
-    OutcomeUnknownError,
-    PhotaError,
-    ReadTimeoutError,
 )
-from .models import ImageResult, Job, ResultBody, image_result, sniff_extension
+from .models import ImageResult, Job
 
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741 - an input type
@@ -62,8 +53,10 @@ def _find_key(api_key: str | None) -> str:
     return key
 
 
-def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
+_SYNC_WITH = (
+    "PhotaClient is an async context manager: use `async with PhotaClient() as phota:` "
+    "inside a coroutine (or asyncio.run(main()))"
+)
 
 
 # Options left at their defaults name the same call as options given explicitly with those
@@ -147,13 +140,12 @@ class PhotaClient:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         max_image_bytes: int = MAX_IMAGE_BYTES,
     ) -> None:
-        self._api_key = _find_key(api_key)
+        api_key = _find_key(api_key)
         self.base_url = (base_url or os.environ.get("PHOTA_BASE_URL") or DEFAULT_BASE_URL).rstrip(
             "/"
         )
         if not self.base_url.startswith(("http://", "https://")):
             raise InvalidRequestError("base_url", "must start with http:// or https://")
-        self._api = proto.Api(self.base_url, self._api_key)
         if (
             isinstance(max_concurrency, bool)
             or not isinstance(max_concurrency, int)
@@ -169,7 +161,7 @@ class PhotaClient:
             read_timeout, "read_timeout", allow_inf=False, allow_zero=False
         )
         timeout = check_seconds(timeout, "timeout")
-        self._transport: Transport = transport or AiohttpTransport(
+        transport = transport or AiohttpTransport(
             session,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -180,23 +172,19 @@ class PhotaClient:
             max_response_bytes=max_response_bytes,
             max_image_bytes=max_image_bytes,
         )
-        self._timeout = timeout
-        self._retry = retry or RetryPolicy()
-        self._max_concurrency = max_concurrency
-        self._bound = Bound(max_concurrency)
-        self._deadlines = Deadlines()
-        # Our transports mark a request as sent once it has a connection; with any other, a
-        # request counts as (possibly) sent as soon as it is handed over.
-        self._assume_sent = not isinstance(self._transport, (AiohttpTransport, MockTransport))
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
-        self._secret: str | None = None
-        self.poll_policy = poll or PollPolicy()
-        self.poller = Poller(
-            PollBudget(self.poll_policy.max_polls_per_second), self._retry.max_retry_after
+        self._session = Session(
+            proto.Api(self.base_url, api_key),
+            transport,
+            timeout=timeout,
+            retry=retry or RetryPolicy(),
+            max_concurrency=max_concurrency,
+            poll=poll or PollPolicy(),
         )
-        self.profiles = Profiles(self)
-        self.jobs = Jobs(self)
+        self._secret: str | None = None
+        self.profiles = Profiles(self._session)
+        """Trained subjects: create, list, wait for training (see ``Profiles``)."""
+        self.jobs = Jobs(self._session)
+        """Asynchronous jobs: submit now, wait later, resume after a restart (see ``Jobs``)."""
 
     def __repr__(self) -> str:
         return f"<PhotaClient base_url={self.base_url!r} api_key=***>"
@@ -208,15 +196,21 @@ class PhotaClient:
         Raises:
             InvalidRequestError: on assignment, a value that is not a number of seconds >= 0.
         """
-        return self._timeout
+        return self._session.timeout
 
     @timeout.setter
     def timeout(self, value: float) -> None:
-        self._timeout = check_seconds(value, "timeout")
+        self._session.timeout = check_seconds(value, "timeout")
 
     async def __aenter__(self) -> PhotaClient:
-        self._check_usable()
+        self._session.check_usable()
         return self
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(_SYNC_WITH)
+
+    def __exit__(self, *exc: object) -> NoReturn:
+        raise TypeError(_SYNC_WITH)
 
     async def __aexit__(
         self,
@@ -228,224 +222,7 @@ class PhotaClient:
 
     async def aclose(self) -> None:
         """Close the connections this client opened. Safe to call more than once."""
-        if self._closed:
-            return
-        self._closed = True
-        await self._transport.aclose()
-
-    # -- the one path every request takes ------------------------------------------------
-
-    def _check_usable(self) -> None:
-        if self._closed:
-            raise PhotaError("this PhotaClient is closed; create a new one")
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise PhotaError(
-                "this PhotaClient belongs to another event loop; create one client per loop"
-            )
-
-    async def _attempt(
-        self,
-        request: Request,
-        decode: Callable[[Response], T],
-        number: int,
-        into: Path | None,
-        deadline: Deadline,
-    ) -> T:
-        """One attempt: send (or download ``into`` a file) under the concurrency bound, log it,
-        decode the answer. ``deadline.phase`` and ``request.sent`` say how far it got."""
-        debug = log.isEnabledFor(logging.DEBUG)
-        started = time.perf_counter() if debug else 0.0
-        if not self._bound.try_take():
-            deadline.phase = QUEUED
-            await self._bound.take()
-        deadline.phase = SENDING
-        request.sent = self._assume_sent
-        try:
-            if into is None:
-                response = await self._transport.send(request)
-            else:
-                response = await self._transport.download(request, into)
-        except PhotaError as exc:
-            if debug:
-                log.debug(
-                    "%s %s attempt %d failed: %s", request.method, request.endpoint, number, exc
-                )
-            raise
-        finally:
-            self._bound.give()
-        if debug:
-            log.debug(
-                "%s %s attempt %d -> %d %s in %.1f ms",
-                request.method,
-                request.endpoint,
-                number,
-                response.status,
-                response.request_id,
-                (time.perf_counter() - started) * 1000,
-            )
-        return decode(response)
-
-    async def _send(
-        self,
-        request: Request,
-        decode: Callable[[Response], T],
-        timeout: float | None = None,
-        *,
-        into: Path | None = None,
-    ) -> T:
-        """Send with retries and a deadline over the whole call; decode the answer.
-
-        With ``into``, the body is streamed into that file and ``decode`` sees its first bytes.
-        The deadline lives in the retry layer too: no backoff or ``Retry-After`` wait is
-        started that the time left cannot cover.
-
-        Raises:
-            InvalidRequestError: ``timeout`` is not a number of seconds >= 0 (nothing sent).
-            ReadTimeoutError: the deadline passed and the call cannot have been processed
-                (it was queued, connecting, or waiting to retry), or it is a safe call.
-            OutcomeUnknownError: the deadline passed after a paid or keyed request was sent.
-            PhotaError: the last attempt's error, as ``_retry.call`` raises it.
-        """
-        self._check_usable()
-        seconds = self._timeout if timeout is None else check_seconds(timeout, "timeout")
-        trail: _retry.Trail | None = None
-        deadline: Deadline | None = None
-        try:
-            with self._deadlines.after(seconds) as deadline:
-                try:
-                    return await self._attempt(request, decode, 1, into, deadline)
-                except PhotaError as first:
-                    # Only a failed first attempt pays for the retry machinery.
-                    numbers = itertools.count(2)
-                    trail = _retry.Trail()
-                    return await _retry.call(
-                        lambda: self._attempt(request, decode, next(numbers), into, deadline),
-                        retry=request.retry,
-                        endpoint=request.endpoint,
-                        policy=self._retry,
-                        first_failure=first,
-                        deadline=deadline,
-                        trail=trail,
-                    )
-        except TimeoutError:
-            assert deadline is not None
-            error = self._cut_off(request, seconds, deadline, trail)
-            raise error from error.__cause__
-
-    def _cut_off(
-        self, request: Request, seconds: float, deadline: Deadline, trail: _retry.Trail | None
-    ) -> PhotaError:
-        """The error for a call whose deadline passed: where the time went, whether anything
-        was sent, and every attempt's request id."""
-        where = f"{request.method} {request.endpoint}"
-        phase = deadline.phase
-        sent = phase == SENDING and request.sent
-        if sent:
-            place = "waiting for the answer"
-        elif phase == QUEUED:
-            place = f"queued for a concurrency slot (max_concurrency={self._max_concurrency})"
-        elif phase == SENDING:
-            place = "connecting"
-        else:
-            place = phase
-        last = trail.last if trail is not None else None
-        earlier = trail is not None and trail.maybe_processed
-        before = f"; the attempt before failed with: {last}" if last is not None else ""
-        error: PhotaError
-        if request.retry != "safe" and (sent or earlier):
-            advice = (
-                "The job may have been created."
-                if request.retry == "keyed"
-                else "The call may have been processed and charged; run long calls as jobs "
-                "(phota.jobs.submit_*)."
-            )
-            error = OutcomeUnknownError(
-                f"{where}: no answer within the {seconds:g} s deadline (it ran out while "
-                f"{place}){before}. {advice}"
-            )
-        else:
-            if sent or earlier:
-                unsent = ""
-            elif last is None:
-                unsent = "; nothing was sent"
-            else:
-                unsent = "; no later attempt was sent"
-            error = ReadTimeoutError(
-                f"{where}: the {seconds:g} s deadline passed while {place}{unsent}{before}"
-            )
-        if trail is not None:
-            trail.stamp(error)
-        error.__cause__ = last
-        return error
-
-    # -- downloads -----------------------------------------------------------------------
-
-    async def _fetch(self, url: str) -> bytes:
-        return await self._send(proto.download(url), proto.decode_image)
-
-    async def _save(self, url: str, target: Path) -> str:
-        """Stream a signed URL to ``target`` + ``.`` + the real extension, atomically; return
-        the extension. ``target``'s name is kept whole (never ``with_suffix``: dots are names).
-
-        A body that is not an image (a cut-short or garbled answer) fails its attempt like any
-        other broken download, and is fetched again. Whatever happens, cancellation included,
-        the temporary ``.part`` file is gone when this returns or raises: every file step is
-        ``settled`` (a cancellation waits for the thread that works on the file).
-        """
-        tmp = await settled(temp_beside, target, undo=_unlink)
-        try:
-            head = await self._send(proto.download(url), proto.decode_image, into=tmp)
-            ext = sniff_extension(head, "jpg")
-            # As every other output: whole on disk, then named.
-            await settled(place, tmp, target.with_name(f"{target.name}.{ext}"))
-            return ext
-        finally:
-            await settled(_unlink, tmp, dropped=lambda: _unlink(tmp))
-
-    async def put_file(
-        self, put_url: str, data: bytes | Path, content_type: str, timeout: float | None = None
-    ) -> None:
-        """PUT raw bytes or a file (streamed from disk) to a presigned URL; retried as safe."""
-        if isinstance(data, Path):
-            size = (await off_loop(data.stat)).st_size
-            body: bytes | FileBody = FileBody(data, size)
-        else:
-            body = data
-        await self._send(proto.upload(put_url, body, content_type), proto.check, timeout)
-
-    def image_result(
-        self, body: ResultBody, output_format: str, request_id: str | None
-    ) -> ImageResult:
-        """An ``ImageResult`` whose URL outputs download through this client."""
-        return image_result(
-            body,
-            output_format,
-            request_id,
-            proto.decode_base64_image,
-            fetch=self._fetch,
-            save=self._save,
-        )
-
-    async def run(self, call: StudioCall, *, via_job: bool, timeout: float | None) -> ImageResult:
-        """Send a studio call synchronously, or as a job awaited here, within one deadline.
-
-        Raises:
-            InvalidRequestError: ``timeout`` is not a number of seconds >= 0 (nothing sent).
-        """
-        deadline = self._timeout if timeout is None else check_seconds(timeout, "timeout")
-        if via_job:
-            started = time.monotonic()
-            job = await self.jobs.submit(call, timeout=deadline)
-            return await job.wait(timeout=max(0.0, deadline - (time.monotonic() - started)))
-        request = self._api.post(call.path, call.fields, "paid")
-        return await self._send(
-            request,
-            lambda r: self.image_result(proto.decode_result(r), call.output_format, r.request_id),
-            deadline,
-        )
+        await self._session.aclose()
 
     # -- studio calls --------------------------------------------------------------------
 
@@ -504,7 +281,7 @@ class PhotaClient:
             ),
             output_format,
         )
-        return await self.run(call, via_job=via_job, timeout=timeout)
+        return await self._session.run(call, via_job=via_job, timeout=timeout)
 
     async def edit(
         self,
@@ -555,7 +332,7 @@ class PhotaClient:
             output_format=output_format,
             response_mode=response_mode,
         )
-        return await self.run(call, via_job=via_job, timeout=left(budget, started))
+        return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
 
     async def enhance(
         self,
@@ -596,7 +373,7 @@ class PhotaClient:
             output_format=output_format,
             response_mode=response_mode,
         )
-        return await self.run(call, via_job=via_job, timeout=left(budget, started))
+        return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
 
     async def remix(
         self,
@@ -639,7 +416,7 @@ class PhotaClient:
             output_format=output_format,
             response_mode=response_mode,
         )
-        return await self.run(call, via_job=via_job, timeout=left(budget, started))
+        return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
 
     # -- many calls at once --------------------------------------------------------------
 
@@ -682,10 +459,6 @@ class PhotaClient:
             manifest=manifest, on_progress=on_progress,
         )  # fmt: skip
 
-    def _room_for_jobs(self, jobs: int) -> AbstractContextManager[None]:
-        """Widen the poll budget by what ``jobs`` awaited at once poll at their first pace."""
-        return self.poller.budget.widened(jobs / self.poll_policy.job.first)
-
     def _many(
         self,
         kind: str,
@@ -709,7 +482,7 @@ class PhotaClient:
             options=_identity_options(identity),
             via_job=via_job,
             timeout=timeout,
-            room_for_jobs=self._room_for_jobs,
+            room_for_jobs=self._session.room_for_jobs,
         )
         return BatchRun(
             calls, inputs, concurrency=concurrency, out_dir=out_dir, manifest=manifest,
@@ -870,6 +643,6 @@ class PhotaClient:
             refresh: fetch it again, after a rotation.
         """
         if self._secret is None or refresh:
-            request = self._api.get("/webhook-secret")
-            self._secret = await self._send(request, proto.decode_secret)
+            request = self._session.api.get("/webhook-secret")
+            self._secret = await self._session.send(request, proto.decode_secret)
         return self._secret

@@ -9,72 +9,30 @@ resume waiting on the same job.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from . import _protocol as proto
 from ._calls import edit_call, enhance_call, left, remix_call
 from ._converter import structure
-from ._poll import wait_deadline
-from ._protocol import Response, StudioCall
-from .errors import (
-    InvalidRequestError,
-    JobFailedError,
-    OutcomeUnknownError,
-    ResponseValidationError,
-)
-from .models import ImageResult, Job, JobStatus
-
-if TYPE_CHECKING:
-    from ._client import PhotaClient
-
-DEFAULT_JOB_WAIT = 900.0
+from ._protocol import StudioCall
+from ._session import DEFAULT_JOB_WAIT, Session
+from .errors import InvalidRequestError
+from .models import ImageResult, Job, JobBackend
 
 
 class Jobs:
-    """Asynchronous jobs: ``phota.jobs``."""
+    """Asynchronous jobs: ``phota.jobs``.
 
-    def __init__(self, client: PhotaClient) -> None:
-        self._client = client
+    Args:
+        session: the client's session, which every submit, poll and download goes through.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
     # -- submitting ----------------------------------------------------------------------
-
-    async def submit(
-        self,
-        call: StudioCall,
-        *,
-        client_request_id: str | None = None,
-        callback_url: str | None = None,
-        timeout: float | None = None,
-    ) -> Job:
-        """Submit a validated studio call as a job (retried safely with its idempotency key).
-
-        Raises:
-            OutcomeUnknownError: every attempt lost its answer (or the deadline cut the last
-                one short) after one may have created the job; ``client_request_id`` holds the
-                key to submit again with, which returns that job and never charges twice.
-        """
-        client = self._client
-        fields = call.as_job(client_request_id, callback_url)
-        key = fields["client_request_id"]
-        request = client._api.post(call.path, fields, "keyed")
-
-        def decode(response: Response) -> Job:
-            handle = proto.decode_job_handle(response)
-            return Job(
-                id=handle.id,
-                status=handle.status,
-                client_request_id=key,
-                output_format=call.output_format,
-                request_id=response.request_id,
-                backend=self,
-            )
-
-        try:
-            return await client._send(request, decode, timeout)
-        except OutcomeUnknownError as exc:
-            raise _lost_submit(exc, key) from exc.__cause__
 
     async def submit_generate(
         self,
@@ -96,7 +54,7 @@ class Jobs:
         """
         fields = proto.generate_fields(prompt, **options)
         call = StudioCall("/generate", fields, fields["output_format"])
-        return await self.submit(
+        return await self._session.submit(
             call, client_request_id=client_request_id, callback_url=callback_url, timeout=timeout
         )
 
@@ -111,9 +69,9 @@ class Jobs:
         **options: Any,
     ) -> Job:
         """Submit an edit as a job; other arguments as for ``submit_generate`` and ``edit``."""
-        budget, started = self._client.timeout if timeout is None else timeout, time.monotonic()
+        budget, started = self._session.timeout if timeout is None else timeout, time.monotonic()
         call = await edit_call(prompt, images, timeout=budget, **options)
-        return await self.submit(
+        return await self._session.submit(
             call,
             client_request_id=client_request_id,
             callback_url=callback_url,
@@ -130,9 +88,9 @@ class Jobs:
         **options: Any,
     ) -> Job:
         """Submit an enhance as a job; other arguments as for ``submit_generate`` and ``enhance``."""
-        budget, started = self._client.timeout if timeout is None else timeout, time.monotonic()
+        budget, started = self._session.timeout if timeout is None else timeout, time.monotonic()
         call = await enhance_call(image, timeout=budget, **options)
-        return await self.submit(
+        return await self._session.submit(
             call,
             client_request_id=client_request_id,
             callback_url=callback_url,
@@ -150,9 +108,9 @@ class Jobs:
         **options: Any,
     ) -> Job:
         """Submit a remix as a job; other arguments as for ``submit_generate`` and ``remix``."""
-        budget, started = self._client.timeout if timeout is None else timeout, time.monotonic()
+        budget, started = self._session.timeout if timeout is None else timeout, time.monotonic()
         call = await remix_call(image, reference, timeout=budget, **options)
-        return await self.submit(
+        return await self._session.submit(
             call,
             client_request_id=client_request_id,
             callback_url=callback_url,
@@ -168,43 +126,8 @@ class Jobs:
             InvalidRequestError: ``job_id`` is not a valid id.
             NotFoundError: there is no such job.
         """
-        return await self.refresh_job(Job(id=proto.check_id(job_id, "job_id")), timeout)
-
-    async def refresh_job(self, job: Job, timeout: float | None = None) -> Job:
-        """A new snapshot of ``job``, keeping what only the client knows (key, format)."""
-        client = self._client
-        request = client._api.get(proto.job_path(job.id))
-
-        def decode(response: Response) -> Job:
-            fresh = proto.decode_job(response)
-            if fresh.id != job.id:  # another job's answer must not pass for this one's result
-                raise ResponseValidationError(f"job {job.id}: the answer is about job {fresh.id}")
-            return attrs.evolve(
-                fresh,
-                client_request_id=job.client_request_id,
-                output_format=job.output_format,
-                request_id=response.request_id,
-                backend=self,
-            )
-
-        return await client._send(request, decode, timeout)
-
-    async def wait_job(self, job: Job, timeout: float | None) -> ImageResult:
-        """Wait for ``job`` to finish; every waiter on one job shares one poll loop."""
-        client = self._client
-        final = await client.poller.wait(
-            ("job", job.id),
-            lambda: self.refresh_job(job),
-            lambda j: j.is_finished,
-            lambda _: client.poll_policy.job,
-            wait_deadline(timeout, DEFAULT_JOB_WAIT),
-            f"job {job.id}",
-        )
-        if final.status == JobStatus.FAILED:
-            raise JobFailedError(final)
-        if final.result is None:
-            raise ResponseValidationError(f"job {job.id}: SUCCEEDED without a result")
-        return client.image_result(final.result, final.output_format, final.request_id)
+        job = Job(id=proto.check_id(job_id, "job_id"))
+        return await self._session.refresh_job(job, timeout)
 
     async def wait(
         self, job: Job | str, *, timeout: float | None = DEFAULT_JOB_WAIT
@@ -216,30 +139,18 @@ class Jobs:
             WaitTimeoutError: the deadline passed (``.last`` is the last snapshot).
         """
         target = job if isinstance(job, Job) else Job(id=proto.check_id(job, "job_id"))
-        return await self.wait_job(target, timeout)
+        return await self._session.wait_job(target, timeout)
 
     def resume(self, data: dict[str, Any]) -> Job:
         """A ``Job`` from ``Job.to_json()`` output, bound to this client, ready to ``wait()``."""
-        return job_from_json(data, self)
+        return job_from_json(data, self._session)
 
     def notify(self, job_id: str) -> bool:
         """Poll ``job_id`` now (a verified webhook said it changed); ``False`` if nobody waits."""
-        return self._client.poller.nudge(("job", job_id))
+        return self._session.poller.nudge(("job", job_id))
 
 
-def _lost_submit(exc: OutcomeUnknownError, key: str) -> OutcomeUnknownError:
-    """``exc`` with the submit's idempotency key, and what to do with it."""
-    error = OutcomeUnknownError(
-        f"{exc} Submit again with client_request_id={key!r}: the server returns the original "
-        "job for the same key, so it is never charged twice."
-    )
-    error.client_request_id = key
-    error.request_ids = exc.request_ids
-    error.attempts = exc.attempts
-    return error
-
-
-def job_from_json(data: Any, backend: Jobs) -> Job:
+def job_from_json(data: Any, backend: JobBackend) -> Job:
     """Rebuild a job snapshot saved with ``Job.to_json()``."""
     if not isinstance(data, dict) or not isinstance(data.get("job_id"), str):
         raise InvalidRequestError("data", "not a saved job: expected a dict with job_id")

@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -26,7 +26,8 @@ from ._files import off_loop
 from ._inputs import ImageBlob, check_url, prepare_image
 from ._poll import Cadence, transient, wait_deadline
 from ._protocol import Response
-from ._uploads import Uploader
+from ._session import Session
+from ._uploads import Uploader, bind_uploader
 from .errors import (
     InvalidRequestError,
     NotFoundError,
@@ -37,9 +38,6 @@ from .errors import (
     ResponseValidationError,
 )
 from .models import Profile, ProfileStatus
-
-if TYPE_CHECKING:
-    from ._client import PhotaClient
 
 log = logging.getLogger("phota_async")
 
@@ -58,10 +56,14 @@ Progress = Callable[[int, int], None]
 
 
 class Profiles:
-    """Trained subjects: ``phota.profiles``."""
+    """Trained subjects: ``phota.profiles``.
 
-    def __init__(self, client: PhotaClient) -> None:
-        self._client = client
+    Args:
+        session: the client's session, which every call, upload and poll goes through.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
     async def create(
         self,
@@ -109,7 +111,7 @@ class Profiles:
             NotFoundError: with ``wait=True``, the new profile's status was still not found
                 ``CREATED_NOT_FOUND_GRACE`` seconds after creation; the message names its id.
         """
-        client = self._client
+        session = self._session
         if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
             raise InvalidRequestError("images", "must be a list of training photos")
         proto.check_training_set(len(images), tier, tag)
@@ -123,11 +125,13 @@ class Profiles:
                 "local photos need an uploader= (training takes URLs only), such as "
                 "PresignedPutUploader",
             )
-        deadline = client.timeout if timeout is None else timeout
+        deadline = session.timeout if timeout is None else timeout
         started = anyio.current_time()
         try:
             with anyio.fail_after(deadline):
-                urls = await _upload_all(sources, uploader, upload_concurrency, on_upload)
+                urls = await _upload_all(
+                    sources, bind_uploader(uploader, session), upload_concurrency, on_upload
+                )
         except TimeoutError:
             raise ReadTimeoutError(
                 f"profiles.create: the {deadline:g} s deadline passed while uploading the "
@@ -136,10 +140,10 @@ class Profiles:
         generated = tag is None
         tag = f"{AUTO_TAG_PREFIX}{uuid.uuid4().hex}" if tag is None else tag
         fields = proto.training_fields(urls, tier, tag)
-        request = client._api.post("/profiles/add", fields, "paid")
+        request = session.api.post("/profiles/add", fields, "paid")
         remaining = max(0.0, deadline - (anyio.current_time() - started))
         try:
-            profile_id = await client._send(request, proto.decode_created_profile_id, remaining)
+            profile_id = await session.send(request, proto.decode_created_profile_id, remaining)
         except OutcomeUnknownError as lost:
             left = max(0.0, deadline - (anyio.current_time() - started))
             profile_id = await self._find_lost(lost, tag, generated, left)
@@ -212,9 +216,9 @@ class Profiles:
             InvalidRequestError: ``profile_id`` is not a valid id.
             NotFoundError: there is no such profile.
         """
-        client = self._client
+        session = self._session
         path = proto.profile_path(profile_id, "/status")
-        request = client._api.get(path)
+        request = session.api.get(path)
 
         def decode(response: Response) -> Profile:
             profile = proto.decode_profile(response)
@@ -224,14 +228,14 @@ class Profiles:
                 )
             return profile
 
-        return await client._send(request, decode, timeout)
+        return await session.send(request, decode, timeout)
 
     async def list(self, *, tag: str | None = None, timeout: float | None = None) -> list[Profile]:
         """Every profile of the account, optionally only those with ``tag``."""
-        client = self._client
+        session = self._session
         query = {"tag": tag} if tag is not None else None
-        request = client._api.get("/profiles/ids", query)
-        return await client._send(request, proto.decode_profiles, timeout)
+        request = session.api.get("/profiles/ids", query)
+        return await session.send(request, proto.decode_profiles, timeout)
 
     async def picture(self, profile_id: str, *, timeout: float | None = None) -> bytes:
         """The profile's picture, as JPEG bytes.
@@ -240,10 +244,10 @@ class Profiles:
             InvalidRequestError: ``profile_id`` is not a valid id.
             NotFoundError: no such profile, or no picture yet.
         """
-        client = self._client
+        session = self._session
         path = proto.profile_path(profile_id, "/profile_picture")
-        request = client._api.get(path)
-        return await client._send(request, proto.decode_image, timeout)
+        request = session.api.get(path)
+        return await session.send(request, proto.decode_image, timeout)
 
     async def delete(self, profile_id: str, *, timeout: float | None = None) -> None:
         """Delete a profile.
@@ -252,10 +256,10 @@ class Profiles:
             InvalidRequestError: ``profile_id`` is not a valid id.
             NotFoundError: there is no such profile.
         """
-        client = self._client
-        request = client._api.delete(proto.profile_path(profile_id))
+        session = self._session
+        request = session.api.delete(proto.profile_path(profile_id))
         try:
-            await client._send(request, proto.check, timeout)
+            await session.send(request, proto.check, timeout)
         except NotFoundError as exc:
             # A retried delete whose earlier attempt went through finds nothing left to delete.
             if exc.attempts == 1:
@@ -299,13 +303,13 @@ class Profiles:
         on_update: Callable[[Profile], None] | None,
         keep_on: Callable[[PhotaError], bool] | None,
     ) -> Profile:
-        policy = self._client.poll_policy
+        policy = self._session.poll_policy
 
         def cadence(profile: Profile | None) -> Cadence:
             training = profile is not None and profile.status == ProfileStatus.IN_PROGRESS
             return policy.profile_training if training else policy.profile_setup
 
-        profile = await self._client.poller.wait(
+        profile = await self._session.poller.wait(
             ("profile", profile_id),
             lambda: self.get(profile_id),
             lambda p: p.is_terminal,

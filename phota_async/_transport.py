@@ -123,7 +123,14 @@ def _pacer() -> _Pacer:
 
 
 class Transport(Protocol):
-    """Sends requests. Implementations raise only ``PhotaError`` subclasses."""
+    """Sends requests. Implementations raise only ``PhotaError`` subclasses.
+
+    A transport may declare ``marks_sent = True``: it sets ``request.sent`` itself, once the
+    request may reach the server, so that a deadline passing before that reports the call as
+    certainly unsent. Without it (the safe default for a third-party transport, read with
+    ``getattr``) a request counts as possibly sent as soon as it is handed over. It is not a
+    protocol member, so a transport written before it existed still type-checks.
+    """
 
     async def send(self, request: Request) -> Response:
         """Send one request and read its whole response.
@@ -365,7 +372,8 @@ def _payload(
 
 
 class AiohttpTransport:
-    """The production transport over one ``aiohttp.ClientSession``.
+    """The production transport over one ``aiohttp.ClientSession``. It marks each request as
+    sent once it has a connection (``marks_sent``).
 
     Timeouts are passed with every request, so a borrowed session behaves like an owned one:
     its own ``timeout`` (aiohttp's default cuts every request at 300 s) and its
@@ -393,6 +401,8 @@ class AiohttpTransport:
         max_image_bytes: the largest image: each one decoded from a bytes-mode result, each
             signed-URL output fetched or streamed to a file.
     """
+
+    marks_sent = True  # its connector marks the request once it has a connection
 
     def __init__(
         self,
@@ -611,6 +621,8 @@ class MockTransport:
     The handler gets every ``Request`` (streamed bodies already joined into ``bytes``) and
     returns a ``Response`` or raises a ``PhotaError`` such as ``ConnectError``.
     """
+
+    marks_sent = True  # every request reaches the handler
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler

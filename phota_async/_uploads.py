@@ -3,23 +3,23 @@
 An uploader is any ``async (data, filename, content_type) -> public_url`` callable, where
 ``data`` is a ``Path`` (streamed from disk) or ``bytes``. Two are built in:
 
-- ``PresignedPutUploader(presign, client)``: your storage hands out a presigned PUT URL and the
-  public URL for each file (S3, GCS, R2 ...); the photo is PUT there, streamed from disk.
+- ``PresignedPutUploader(presign)``: your storage hands out a presigned PUT URL and the
+  public URL for each file (S3, GCS, R2 ...); the photo is PUT there, streamed from disk,
+  through the session of the client whose ``profiles.create`` uses the uploader.
 - ``emulator_uploader(client)``: the emulator's own file store, for tests and the demo.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from . import _protocol as proto
-from .errors import ResponseValidationError
-
-if TYPE_CHECKING:
-    from ._client import PhotaClient
+from ._session import Session
+from .errors import PhotaError, ResponseValidationError
 
 
 class Uploader(Protocol):
@@ -32,22 +32,62 @@ Presign = Callable[[str, str], Awaitable[tuple[str, str]]]
 """``async (filename, content_type) -> (put_url, public_url)``."""
 
 
+class HasBaseUrl(Protocol):
+    """Anything with the API's ``base_url``, such as a ``PhotaClient``."""
+
+    @property
+    def base_url(self) -> str: ...
+
+
 class PresignedPutUploader:
     """Upload each photo with a PUT to a presigned URL, then hand Phota its public URL.
 
+    The PUT goes through the client whose ``profiles.create`` uses the uploader (its
+    connections, retries and deadlines).
+
     Args:
         presign: gives ``(put_url, public_url)`` for a file name and content type.
-        client: the ``PhotaClient`` whose connections, retries and deadlines the PUT uses.
+        client: accepted for compatibility and not needed: ``profiles.create`` puts the
+            photos through its own client.
     """
 
-    def __init__(self, presign: Presign, client: PhotaClient) -> None:
+    def __init__(self, presign: Presign, client: object = None) -> None:
         self._presign = presign
-        self._client = client
+        self._session: Session | None = None
+
+    def _bind(self, session: Session) -> PresignedPutUploader:
+        bound = copy.copy(self)
+        bound._session = session
+        return bound
+
+    async def _presigned(
+        self, session: Session, filename: str, content_type: str
+    ) -> tuple[str, str]:
+        return await self._presign(filename, content_type)
 
     async def __call__(self, data: bytes | Path, filename: str, content_type: str) -> str:
-        put_url, public_url = await self._presign(filename, content_type)
-        await self._client.put_file(put_url, data, content_type)
+        """Upload one photo; return its public URL.
+
+        Raises:
+            PhotaError: the uploader is used outside ``profiles.create`` (it has no client to
+                put through), or the PUT failed.
+        """
+        session = self._session
+        if session is None:
+            raise PhotaError(
+                "a PresignedPutUploader puts photos through the client that uses it: pass it "
+                "as profiles.create(..., uploader=...)"
+            )
+        put_url, public_url = await self._presigned(session, filename, content_type)
+        await session.put_file(put_url, data, content_type)
         return public_url
+
+
+def bind_uploader(uploader: Uploader | None, session: Session) -> Uploader | None:
+    """``uploader``, putting through ``session`` when it is one of ours."""
+    if isinstance(uploader, PresignedPutUploader):
+        return uploader._bind(session)
+    return uploader
 
 
 def _grant(response: proto.Response) -> tuple[str, str]:
@@ -59,15 +99,35 @@ def _grant(response: proto.Response) -> tuple[str, str]:
     return data["upload_url"], data["url"]
 
 
-def emulator_uploader(client: PhotaClient) -> PresignedPutUploader:
-    """An uploader into the emulator's file store (``phota_async.testing.PhotaEmulator``)."""
-    parts = urlsplit(client.base_url)
-    grant_url = f"{parts.scheme}://{parts.netloc}/_emulator/uploads"
+async def _no_presign(filename: str, content_type: str) -> tuple[str, str]:
+    raise AssertionError("the emulator grants its upload URLs itself")  # pragma: no cover
 
-    async def presign(filename: str, content_type: str) -> tuple[str, str]:
+
+class _EmulatorUploader(PresignedPutUploader):
+    """Asks the emulator for each upload URL, with the account's key."""
+
+    def __init__(self, grant_url: str) -> None:
+        super().__init__(_no_presign)
+        self._grant_url = grant_url
+
+    async def _presigned(
+        self, session: Session, filename: str, content_type: str
+    ) -> tuple[str, str]:
         request = proto.Request(
-            "POST", grant_url, "/_emulator/uploads", client._api.headers, b"", "safe"
+            "POST", self._grant_url, "/_emulator/uploads", session.api.headers, b"", "safe"
         )
-        return await client._send(request, _grant)
+        return await session.send(request, _grant)
 
-    return PresignedPutUploader(presign, client)
+
+def emulator_uploader(client: HasBaseUrl) -> PresignedPutUploader:
+    """An uploader into the emulator's file store (``phota_async.testing.PhotaEmulator``).
+
+    Args:
+        client: the ``PhotaClient`` talking to the emulator (its ``base_url`` locates the
+            store).
+
+    Returns:
+        The uploader, to pass as ``profiles.create(..., uploader=...)``.
+    """
+    parts = urlsplit(client.base_url)
+    return _EmulatorUploader(f"{parts.scheme}://{parts.netloc}/_emulator/uploads")

@@ -12,14 +12,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Any, Final, NoReturn, Protocol
 
 import attrs
 
 from ._decode import SpooledImage, close_images
-
-if TYPE_CHECKING:
-    from ._client import PhotaClient
 
 
 def wire(name: str) -> dict[str, str]:
@@ -129,6 +126,19 @@ class JobBackend(Protocol):
     async def wait_job(self, job: Job, timeout: float | None) -> ImageResult: ...
 
 
+class JobResumer(Protocol):
+    """Rebuilds saved jobs: ``phota.jobs``."""
+
+    def resume(self, data: dict[str, Any]) -> Job: ...
+
+
+class HasJobs(Protocol):
+    """A client that can resume saved jobs, such as a ``PhotaClient``."""
+
+    @property
+    def jobs(self) -> JobResumer: ...
+
+
 @attrs.frozen
 class Job:
     """A snapshot of an asynchronous job.
@@ -189,8 +199,19 @@ class Job:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object], client: PhotaClient) -> Job:
-        """Rebuild a job saved with ``to_json()``, bound to ``client`` so it can ``wait()``."""
+    def from_json(cls, data: Mapping[str, object], client: HasJobs) -> Job:
+        """Rebuild a job saved with ``to_json()``, bound to ``client`` so it can ``wait()``.
+
+        Args:
+            data: what ``to_json()`` returned.
+            client: the ``PhotaClient`` to refresh and wait through.
+
+        Returns:
+            The ``Job``.
+
+        Raises:
+            InvalidRequestError: ``data`` is not a saved job.
+        """
         return client.jobs.resume(dict(data))
 
 
@@ -329,6 +350,12 @@ class ImageResult:
     async def __aenter__(self) -> ImageResult:
         return self
 
+    def __enter__(self) -> NoReturn:
+        raise TypeError("use `async with result:` (ImageResult is an async context manager)")
+
+    def __exit__(self, *exc: object) -> NoReturn:
+        raise TypeError("use `async with result:` (ImageResult is an async context manager)")
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -377,3 +404,10 @@ def image_result(
         fetch=fetch,
         save=save,
     )
+
+
+# Annotations are resolved now, in this module's namespace: the package re-exports some of
+# these classes under ``__module__ = "phota_async"``, where the names they mention are absent.
+for _model in (Profile, KnownSubjects, ResultBody, JobError, JobHandle, Job, OutputImage):
+    attrs.resolve_types(_model)
+del _model

@@ -293,7 +293,7 @@ async def test_an_input_deleted_before_its_body_is_sent_is_a_local_error(
         holder = asyncio.create_task(phota.profiles.get("p1", timeout=30))
         await until(lambda: server.hits.get("/profiles/p1/status") == 1)
         call = asyncio.create_task(phota.enhance(photo, timeout=10))
-        await until(lambda: len(phota._bound._waiters) == 1)
+        await until(lambda: len(phota._session.bound._waiters) == 1)
         photo.unlink()
         server.release.set()
         with pytest.raises(InvalidRequestError) as info:

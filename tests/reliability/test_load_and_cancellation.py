@@ -27,7 +27,7 @@ def rss_mib() -> float:
 
 def open_connections(phota: PhotaClient) -> int:
     """Connections held by the client's pool (in use or idle)."""
-    session = phota._transport._session  # type: ignore[attr-defined]
+    session = phota._session.transport._session  # type: ignore[attr-defined]
     if session is None:
         return 0
     connector = session.connector
@@ -69,7 +69,7 @@ async def test_five_thousand_mixed_calls(threaded_emu: PhotaEmulator) -> None:
         gc.collect()
         after = rss_mib()
         assert failures == []
-        assert len(phota._transport._session.connector._acquired) == 0  # type: ignore[attr-defined]
+        assert len(phota._session.transport._session.connector._acquired) == 0  # type: ignore[attr-defined]
     assert after - before < 25, f"memory grew from {before:.0f} to {after:.0f} MiB"
     assert open_connections(phota) == 0
 
@@ -104,7 +104,7 @@ async def test_cancelling_five_hundred_calls_and_waits(threaded_emu: PhotaEmulat
         assert not [r for r in results if isinstance(r, Exception)]
         await asyncio.sleep(0)
         assert set(asyncio.all_tasks()) - before == set()
-        assert len(phota._transport._session.connector._acquired) == 0  # type: ignore[attr-defined]
+        assert len(phota._session.transport._session.connector._acquired) == 0  # type: ignore[attr-defined]
     assert open_connections(phota) == 0
 
 
@@ -117,7 +117,7 @@ async def test_poller_soak_with_a_thousand_waiters(threaded_emu: PhotaEmulator) 
         results = await asyncio.gather(*(jobs[i % 100].wait(timeout=30) for i in range(1000)))
         assert len(results) == 1000
         polls = [r for r in emu.requests if r["path"].startswith("/jobs/")]
-        assert len(polls) == phota.poller.polls
+        assert len(polls) == phota._session.poller.polls
         assert len(polls) < 100 * 30
 
 

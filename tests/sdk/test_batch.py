@@ -845,7 +845,7 @@ async def test_keyed_run_widens_the_poll_budget_while_it_runs(
     fast: PhotaClient, photos: list[Path], tmp_path: Path
 ) -> None:
     """A manifest run makes room in the poll budget for its jobs, and gives it back at the end."""
-    budget = fast.poller.budget
+    budget = fast._session.poller.budget
     base = budget.interval
     seen: list[float] = []
     run = fast.enhance_many(
@@ -857,7 +857,7 @@ async def test_keyed_run_widens_the_poll_budget_while_it_runs(
     )
     items = await run.collect()
     assert all(item.ok for item in items)
-    expected = 1 / (1 / base + 8 / fast.poll_policy.job.first)
+    expected = 1 / (1 / base + 8 / fast._session.poll_policy.job.first)
     assert seen == [pytest.approx(expected)] * len(photos)
     assert budget.interval == base
 

@@ -27,14 +27,14 @@ def test_key_and_url_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("PHOTA_BASE_URL", "http://127.0.0.1:9/v1/phota/")
     client = PhotaClient()
     assert client.base_url == "http://127.0.0.1:9/v1/phota"
-    assert client._api_key == "env-key"
+    assert client._session.api.headers["X-API-Key"] == "env-key"
 
 
 def test_phota_key_is_a_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     """PHOTA_KEY is read when PHOTA_API_KEY is absent."""
     monkeypatch.delenv("PHOTA_API_KEY", raising=False)
     monkeypatch.setenv("PHOTA_KEY", "old-key")
-    assert PhotaClient()._api_key == "old-key"
+    assert PhotaClient()._session.api.headers["X-API-Key"] == "old-key"
 
 
 def test_repr_hides_the_key() -> None:
@@ -139,7 +139,7 @@ async def test_concurrency_limit_bounds_requests_in_flight(emu: PhotaEmulator) -
     async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, max_concurrency=3) as phota:
         in_flight = 0
         peak = 0
-        original = phota._transport.send
+        original = phota._session.transport.send
 
         async def counting(request):  # type: ignore[no-untyped-def]
             nonlocal in_flight, peak
@@ -150,6 +150,6 @@ async def test_concurrency_limit_bounds_requests_in_flight(emu: PhotaEmulator) -
             finally:
                 in_flight -= 1
 
-        phota._transport.send = counting  # type: ignore[method-assign]
+        phota._session.transport.send = counting  # type: ignore[method-assign]
         await asyncio.gather(*(phota.profiles.list() for _ in range(12)))
     assert peak == 3

@@ -137,7 +137,7 @@ async def test_many_waiters_on_one_job_share_polls(fast: PhotaClient, emu: Phota
     results = await asyncio.gather(*(job.wait(timeout=10) for _ in range(20)))
     assert len(results) == 20
     polls = [r for r in emu.requests if r["path"] == f"/jobs/{job.id}"]
-    assert len(polls) == fast.poller.polls
+    assert len(polls) == fast._session.poller.polls
 
 
 def test_unbound_job_cannot_wait() -> None:

@@ -128,7 +128,7 @@ async def test_waiters_on_one_profile_share_one_poll_loop(
         *(fast.profiles.wait_ready(profile.id, timeout=10) for _ in range(50))
     )
     assert {p.status for p in results} == {"READY"}
-    assert fast.poller.polls == status_polls(emu, profile.id)
+    assert fast._session.poller.polls == status_polls(emu, profile.id)
     assert status_polls(emu, profile.id) < 40
 
 
@@ -185,13 +185,13 @@ async def test_thousand_waiters_stay_within_the_poll_budget(threaded_emu: PhotaE
             *(phota.profiles.create(urls, tier="fast") for _ in range(1000))
         )
         sent: list[float] = []
-        send = phota._transport.send
+        send = phota._session.transport.send
 
         async def timed(request):  # type: ignore[no-untyped-def]
             sent.append(time.monotonic())
             return await send(request)
 
-        phota._transport.send = timed  # type: ignore[method-assign]
+        phota._session.transport.send = timed  # type: ignore[method-assign]
         ready = await asyncio.gather(
             *(phota.profiles.wait_ready(p.id, timeout=60) for p in profiles)
         )

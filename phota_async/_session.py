@@ -1,0 +1,403 @@
+"""The narrow internal session: everything one request needs, and nothing of the façade.
+
+``PhotaClient`` builds one ``Session`` and hands it to ``Profiles``, ``Jobs``, the batch engine
+and the uploaders. They send through it and import no client, so the flow runs one way:
+façade -> resources -> session -> retry wrapper -> transport. A session holds the ``Api``
+(request builder with the key), the transport, the retry policy, the concurrency bound, the
+call deadlines, and the poller with its policy. It also holds the job primitives (submit,
+refresh, wait), since a studio call run ``via_job`` needs them, and it is what a ``Job``
+snapshot refreshes and waits through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TypeVar
+
+import attrs
+
+from . import _protocol as proto
+from . import _retry
+from ._bound import Bound
+from ._deadline import QUEUED, SENDING, Deadline, Deadlines, check_seconds
+from ._files import off_loop, place, settled, temp_beside
+from ._poll import PollBudget, Poller, PollPolicy, wait_deadline
+from ._protocol import FileBody, Request, Response, StudioCall
+from ._retry import RetryPolicy
+from ._transport import Transport
+from .errors import (
+    JobFailedError,
+    OutcomeUnknownError,
+    PhotaError,
+    ReadTimeoutError,
+    ResponseValidationError,
+)
+from .models import ImageResult, Job, JobStatus, ResultBody, image_result, sniff_extension
+
+T = TypeVar("T")
+log = logging.getLogger("phota_async")
+
+DEFAULT_JOB_WAIT = 900.0
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+class Session:
+    """What a request needs: the usable-check, ``send`` (retries and a deadline over the whole
+    call), downloads, file PUTs, studio calls run synchronously or as jobs, and the poller.
+
+    Args:
+        api: builds the account's requests (holds the key).
+        transport: the transport seam.
+        timeout: the default deadline of a call, in seconds (already checked).
+        retry: the retry policy.
+        max_concurrency: the most requests in flight at once (already checked).
+        poll: the poll policy for waits.
+    """
+
+    def __init__(
+        self,
+        api: proto.Api,
+        transport: Transport,
+        *,
+        timeout: float,
+        retry: RetryPolicy,
+        max_concurrency: int,
+        poll: PollPolicy,
+    ) -> None:
+        self.api = api
+        self.transport = transport
+        self.timeout = timeout
+        self.retry = retry
+        self.max_concurrency = max_concurrency
+        self.bound = Bound(max_concurrency)
+        self.deadlines = Deadlines()
+        # A transport that does not say it marks a request as sent once it has a connection
+        # (a third-party one) counts a request as (possibly) sent as soon as it is handed over.
+        self.assume_sent = not getattr(transport, "marks_sent", False)
+        self.poll_policy = poll
+        self.poller = Poller(PollBudget(poll.max_polls_per_second), retry.max_retry_after)
+        self.closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def aclose(self) -> None:
+        """Close the transport. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        await self.transport.aclose()
+
+    # -- the one path every request takes ------------------------------------------------
+
+    def check_usable(self) -> None:
+        """Refuse a closed session, or one used from another event loop than its first.
+
+        Raises:
+            PhotaError: the client is closed, or belongs to another event loop.
+        """
+        if self.closed:
+            raise PhotaError("this PhotaClient is closed; create a new one")
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise PhotaError(
+                "this PhotaClient belongs to another event loop; create one client per loop"
+            )
+
+    async def attempt(
+        self,
+        request: Request,
+        decode: Callable[[Response], T],
+        number: int,
+        into: Path | None,
+        deadline: Deadline,
+    ) -> T:
+        """One attempt: send (or download ``into`` a file) under the concurrency bound, log it,
+        decode the answer. ``deadline.phase`` and ``request.sent`` say how far it got."""
+        debug = log.isEnabledFor(logging.DEBUG)
+        started = time.perf_counter() if debug else 0.0
+        if not self.bound.try_take():
+            deadline.phase = QUEUED
+            await self.bound.take()
+        deadline.phase = SENDING
+        request.sent = self.assume_sent
+        try:
+            if into is None:
+                response = await self.transport.send(request)
+            else:
+                response = await self.transport.download(request, into)
+        except PhotaError as exc:
+            if debug:
+                log.debug(
+                    "%s %s attempt %d failed: %s", request.method, request.endpoint, number, exc
+                )
+            raise
+        finally:
+            self.bound.give()
+        if debug:
+            log.debug(
+                "%s %s attempt %d -> %d %s in %.1f ms",
+                request.method,
+                request.endpoint,
+                number,
+                response.status,
+                response.request_id,
+                (time.perf_counter() - started) * 1000,
+            )
+        return decode(response)
+
+    async def send(
+        self,
+        request: Request,
+        decode: Callable[[Response], T],
+        timeout: float | None = None,
+        *,
+        into: Path | None = None,
+    ) -> T:
+        """Send with retries and a deadline over the whole call; decode the answer.
+
+        With ``into``, the body is streamed into that file and ``decode`` sees its first bytes.
+        The deadline lives in the retry layer too: no backoff or ``Retry-After`` wait is
+        started that the time left cannot cover.
+
+        Raises:
+            InvalidRequestError: ``timeout`` is not a number of seconds >= 0 (nothing sent).
+            ReadTimeoutError: the deadline passed and the call cannot have been processed
+                (it was queued, connecting, or waiting to retry), or it is a safe call.
+            OutcomeUnknownError: the deadline passed after a paid or keyed request was sent.
+            PhotaError: the last attempt's error, as ``_retry.call`` raises it.
+        """
+        self.check_usable()
+        seconds = self.timeout if timeout is None else check_seconds(timeout, "timeout")
+        trail: _retry.Trail | None = None
+        deadline: Deadline | None = None
+        try:
+            with self.deadlines.after(seconds) as deadline:
+                try:
+                    return await self.attempt(request, decode, 1, into, deadline)
+                except PhotaError as first:
+                    # Only a failed first attempt pays for the retry machinery.
+                    numbers = itertools.count(2)
+                    trail = _retry.Trail()
+                    return await _retry.call(
+                        lambda: self.attempt(request, decode, next(numbers), into, deadline),
+                        retry=request.retry,
+                        endpoint=request.endpoint,
+                        policy=self.retry,
+                        first_failure=first,
+                        deadline=deadline,
+                        trail=trail,
+                    )
+        except TimeoutError:
+            assert deadline is not None
+            error = self._cut_off(request, seconds, deadline, trail)
+            raise error from error.__cause__
+
+    def _cut_off(
+        self, request: Request, seconds: float, deadline: Deadline, trail: _retry.Trail | None
+    ) -> PhotaError:
+        """The error for a call whose deadline passed: where the time went, whether anything
+        was sent, and every attempt's request id."""
+        where = f"{request.method} {request.endpoint}"
+        phase = deadline.phase
+        sent = phase == SENDING and request.sent
+        if sent:
+            place = "waiting for the answer"
+        elif phase == QUEUED:
+            place = f"queued for a concurrency slot (max_concurrency={self.max_concurrency})"
+        elif phase == SENDING:
+            place = "connecting"
+        else:
+            place = phase
+        last = trail.last if trail is not None else None
+        earlier = trail is not None and trail.maybe_processed
+        before = f"; the attempt before failed with: {last}" if last is not None else ""
+        error: PhotaError
+        if request.retry != "safe" and (sent or earlier):
+            advice = (
+                "The job may have been created."
+                if request.retry == "keyed"
+                else "The call may have been processed and charged; run long calls as jobs "
+                "(phota.jobs.submit_*)."
+            )
+            error = OutcomeUnknownError(
+                f"{where}: no answer within the {seconds:g} s deadline (it ran out while "
+                f"{place}){before}. {advice}"
+            )
+        else:
+            if sent or earlier:
+                unsent = ""
+            elif last is None:
+                unsent = "; nothing was sent"
+            else:
+                unsent = "; no later attempt was sent"
+            error = ReadTimeoutError(
+                f"{where}: the {seconds:g} s deadline passed while {place}{unsent}{before}"
+            )
+        if trail is not None:
+            trail.stamp(error)
+        error.__cause__ = last
+        return error
+
+    # -- downloads and uploads -----------------------------------------------------------
+
+    async def fetch(self, url: str) -> bytes:
+        """The bytes behind a signed output URL."""
+        return await self.send(proto.download(url), proto.decode_image)
+
+    async def save(self, url: str, target: Path) -> str:
+        """Stream a signed URL to ``target`` + ``.`` + the real extension, atomically; return
+        the extension. ``target``'s name is kept whole (never ``with_suffix``: dots are names).
+
+        A body that is not an image (a cut-short or garbled answer) fails its attempt like any
+        other broken download, and is fetched again. Whatever happens, cancellation included,
+        the temporary ``.part`` file is gone when this returns or raises: every file step is
+        ``settled`` (a cancellation waits for the thread that works on the file).
+        """
+        tmp = await settled(temp_beside, target, undo=_unlink)
+        try:
+            head = await self.send(proto.download(url), proto.decode_image, into=tmp)
+            ext = sniff_extension(head, "jpg")
+            # As every other output: whole on disk, then named.
+            await settled(place, tmp, target.with_name(f"{target.name}.{ext}"))
+            return ext
+        finally:
+            await settled(_unlink, tmp, dropped=lambda: _unlink(tmp))
+
+    async def put_file(
+        self, put_url: str, data: bytes | Path, content_type: str, timeout: float | None = None
+    ) -> None:
+        """PUT raw bytes or a file (streamed from disk) to a presigned URL; retried as safe."""
+        if isinstance(data, Path):
+            size = (await off_loop(data.stat)).st_size
+            body: bytes | FileBody = FileBody(data, size)
+        else:
+            body = data
+        await self.send(proto.upload(put_url, body, content_type), proto.check, timeout)
+
+    def image_result(
+        self, body: ResultBody, output_format: str, request_id: str | None
+    ) -> ImageResult:
+        """An ``ImageResult`` whose URL outputs download through this session."""
+        return image_result(
+            body,
+            output_format,
+            request_id,
+            proto.decode_base64_image,
+            fetch=self.fetch,
+            save=self.save,
+        )
+
+    # -- studio calls and jobs -----------------------------------------------------------
+
+    async def run(self, call: StudioCall, *, via_job: bool, timeout: float | None) -> ImageResult:
+        """Send a studio call synchronously, or as a job awaited here, within one deadline.
+
+        Raises:
+            InvalidRequestError: ``timeout`` is not a number of seconds >= 0 (nothing sent).
+        """
+        deadline = self.timeout if timeout is None else check_seconds(timeout, "timeout")
+        if via_job:
+            started = time.monotonic()
+            job = await self.submit(call, timeout=deadline)
+            return await self.wait_job(job, max(0.0, deadline - (time.monotonic() - started)))
+        request = self.api.post(call.path, call.fields, "paid")
+        return await self.send(
+            request,
+            lambda r: self.image_result(proto.decode_result(r), call.output_format, r.request_id),
+            deadline,
+        )
+
+    async def submit(
+        self,
+        call: StudioCall,
+        *,
+        client_request_id: str | None = None,
+        callback_url: str | None = None,
+        timeout: float | None = None,
+    ) -> Job:
+        """Submit a validated studio call as a job (retried safely with its idempotency key).
+
+        Raises:
+            OutcomeUnknownError: every attempt lost its answer (or the deadline cut the last
+                one short) after one may have created the job; ``client_request_id`` holds the
+                key to submit again with, which returns that job and never charges twice.
+        """
+        fields = call.as_job(client_request_id, callback_url)
+        key = fields["client_request_id"]
+        request = self.api.post(call.path, fields, "keyed")
+
+        def decode(response: Response) -> Job:
+            handle = proto.decode_job_handle(response)
+            return Job(
+                id=handle.id,
+                status=handle.status,
+                client_request_id=key,
+                output_format=call.output_format,
+                request_id=response.request_id,
+                backend=self,
+            )
+
+        try:
+            return await self.send(request, decode, timeout)
+        except OutcomeUnknownError as exc:
+            raise _lost_submit(exc, key) from exc.__cause__
+
+    async def refresh_job(self, job: Job, timeout: float | None = None) -> Job:
+        """A new snapshot of ``job``, keeping what only the client knows (key, format)."""
+        request = self.api.get(proto.job_path(job.id))
+
+        def decode(response: Response) -> Job:
+            fresh = proto.decode_job(response)
+            if fresh.id != job.id:  # another job's answer must not pass for this one's result
+                raise ResponseValidationError(f"job {job.id}: the answer is about job {fresh.id}")
+            return attrs.evolve(
+                fresh,
+                client_request_id=job.client_request_id,
+                output_format=job.output_format,
+                request_id=response.request_id,
+                backend=self,
+            )
+
+        return await self.send(request, decode, timeout)
+
+    async def wait_job(self, job: Job, timeout: float | None) -> ImageResult:
+        """Wait for ``job`` to finish; every waiter on one job shares one poll loop."""
+        final = await self.poller.wait(
+            ("job", job.id),
+            lambda: self.refresh_job(job),
+            lambda j: j.is_finished,
+            lambda _: self.poll_policy.job,
+            wait_deadline(timeout, DEFAULT_JOB_WAIT),
+            f"job {job.id}",
+        )
+        if final.status == JobStatus.FAILED:
+            raise JobFailedError(final)
+        if final.result is None:
+            raise ResponseValidationError(f"job {job.id}: SUCCEEDED without a result")
+        return self.image_result(final.result, final.output_format, final.request_id)
+
+    def room_for_jobs(self, jobs: int) -> AbstractContextManager[None]:
+        """Widen the poll budget by what ``jobs`` awaited at once poll at their first pace."""
+        return self.poller.budget.widened(jobs / self.poll_policy.job.first)
+
+
+def _lost_submit(exc: OutcomeUnknownError, key: str) -> OutcomeUnknownError:
+    """``exc`` with the submit's idempotency key, and what to do with it."""
+    error = OutcomeUnknownError(
+        f"{exc} Submit again with client_request_id={key!r}: the server returns the original "
+        "job for the same key, so it is never charged twice."
+    )
+    error.client_request_id = key
+    error.request_ids = exc.request_ids
+    error.attempts = exc.attempts
+    return error

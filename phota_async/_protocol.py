@@ -21,12 +21,12 @@ from urllib.parse import urlencode, urlsplit
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from . import __version__
 from ._converter import structure
 from ._decode import Decoded, close_images
 from ._inputs import ImageBlob, sniff_format
 from ._redact import register as register_secret
 from ._redact import scrub, scrub_echoes
+from ._version import __version__
 from .errors import (
     CODE_ERRORS,
     STATUS_ERRORS,

@@ -8,7 +8,7 @@ Signed URLs are kept out of ``repr``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -16,7 +16,27 @@ from typing import Any, Final, NoReturn, Protocol
 
 import attrs
 
-from ._decode import SpooledImage, close_images
+
+class SpooledImage(Protocol):
+    """A decoded output image held in a temporary file (``_decode.SpooledImage``); a protocol
+    here, so that models import nothing of the I/O code."""
+
+    head: bytes
+
+    @property
+    def closed(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+    def read(self) -> bytes: ...
+
+    def save(self, path: Path) -> Path: ...
+
+
+def _close_images(images: Iterable[bytes | SpooledImage]) -> None:
+    for image in images:
+        if not isinstance(image, bytes):
+            image.close()
 
 
 def wire(name: str) -> dict[str, str]:
@@ -387,7 +407,7 @@ def image_result(
     except BaseException:
         # A later image that does not decode: the spooled ones are closed now, not whenever
         # the error's traceback (which holds them) is dropped.
-        close_images(body._decoded.values())
+        _close_images(body._decoded.values())
         raise
     used = set(body.images)
     for marker, unused in body._decoded.items():

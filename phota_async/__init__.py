@@ -9,8 +9,6 @@ async with PhotaClient() as phota:            # PHOTA_API_KEY from the environme
 ```
 """
 
-__version__ = "0.1.0"
-
 from ._client import PhotaClient
 from ._jobs import Jobs
 from ._poll import Cadence, PollPolicy
@@ -18,6 +16,7 @@ from ._profiles import Profiles
 from ._retry import RetryPolicy, set_testing
 from ._transport import AiohttpTransport, MockTransport, Transport
 from ._uploads import PresignedPutUploader, Uploader, emulator_uploader
+from ._version import __version__
 from .errors import (
     APIError,
     InvalidRequestError,
@@ -62,3 +61,11 @@ __all__ = [
     "emulator_uploader",
     "set_testing",
 ]
+
+# Public names say where users import them from (as httpx does): reprs, tracebacks and
+# ``help()`` show ``phota_async.PhotaClient``, not the private module that defines it.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) or callable(_value):
+        _value.__module__ = "phota_async"
+del _name, _value

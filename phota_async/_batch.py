@@ -70,6 +70,11 @@ _HASH_CHUNK = 1 << 20
 _BACKLOG = 64
 
 
+_SYNC_WITH = (
+    "a BatchRun is consumed asynchronously: use `async with run:` or `async for item in run:`"
+)
+
+
 def estimate_cost(kind: str, result: ImageResult) -> float | None:
     """The documented price of one call's outputs, or ``None`` where it is not documented."""
     prices = PER_IMAGE_PRICES.get(kind)
@@ -389,6 +394,16 @@ class BatchRun(Generic[I]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def __enter__(self) -> NoReturn:
+        if self._supervisor is None:  # nothing started: the mistaken run leaves nothing open
+            self._closed = True
+            self._send.close()
+            self._receive.close()
+        raise TypeError(_SYNC_WITH)
+
+    def __exit__(self, *exc: object) -> NoReturn:
+        raise TypeError(_SYNC_WITH)
 
     @property
     def remaining(self) -> int:

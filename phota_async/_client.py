@@ -3,7 +3,6 @@ retry wrapper over the transport seam, and decodes the answers into models."""
 
 from __future__ import annotations
 
-import logging
 import os
 import ssl as ssl_module
 import time
@@ -31,14 +30,10 @@ from ._transport import (
     AiohttpTransport,
     Transport,
 )
-from .errors import (
-    InvalidRequestError,
-)
+from .errors import InvalidRequestError
 from .models import ImageResult, Job
 
-T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741 - an input type
-log = logging.getLogger("phota_async")
 
 DEFAULT_BASE_URL = "https://api.photalabs.com/v1/phota"
 DEFAULT_TIMEOUT = 900.0
@@ -207,9 +202,15 @@ class PhotaClient:
         return self
 
     def __enter__(self) -> NoReturn:
+        """Refuse a plain ``with``: the client is an async context manager.
+
+        Raises:
+            TypeError: always; use ``async with PhotaClient() as phota:``.
+        """
         raise TypeError(_SYNC_WITH)
 
     def __exit__(self, *exc: object) -> NoReturn:
+        """Never reached: ``__enter__`` refuses a plain ``with``."""
         raise TypeError(_SYNC_WITH)
 
     async def __aexit__(

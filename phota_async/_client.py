@@ -1,5 +1,6 @@
-"""``PhotaClient``: the front door. Builds requests with ``_protocol``, sends them through the
-retry wrapper over the transport seam, and decodes the answers into models."""
+"""``PhotaClient``: the front door, a façade only. It checks its options, builds the one
+``Session`` (``_session``: the send path, downloads, file PUTs, the poller) and hands it to
+``profiles`` and ``jobs``; studio calls validate their inputs (``_calls``) and run through it."""
 
 from __future__ import annotations
 

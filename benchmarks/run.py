@@ -323,7 +323,7 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="tiny counts, to check the benchmarks run"
     )
-    names = ("get", "enhance", "many", "poll", "manifest", "hostile")
+    names = ("get", "enhance", "many", "poll", "manifest", "hostile", "validate")
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
     chosen = args.only or list(names)
@@ -343,6 +343,10 @@ def main() -> int:
                 rows += bench_manifest(args.quick, Path(tmp), server)
             elif name == "hostile":
                 rows += bench_hostile(args.quick)
+            elif name == "validate":
+                from validate import bench_validate
+
+                rows += bench_validate(args.quick)
             else:
                 rows += bench_poll(args.quick)
     print()

@@ -9,8 +9,27 @@ async with PhotaClient() as phota:            # PHOTA_API_KEY from the environme
 ```
 """
 
+from ._batch import BatchItem, BatchRun, BatchSummary
 from ._client import PhotaClient
 from ._jobs import Jobs
+from ._manifest import Manifest
+from ._options import (
+    AspectRatio,
+    EditOptions,
+    EnhanceOptions,
+    GenerateOptions,
+    ImageCount,
+    ImageInput,
+    Model,
+    OutputFormat,
+    PILImage,
+    ProfileIds,
+    Quality,
+    RemixOptions,
+    Resolution,
+    ResponseMode,
+    TrainingTier,
+)
 from ._poll import Cadence, PollPolicy
 from ._profiles import Profiles
 from ._retry import RetryPolicy, set_testing
@@ -33,27 +52,46 @@ from .models import ImageResult, Job, JobStatus, OutputImage, Profile, ProfileSt
 __all__ = [
     "APIError",
     "AiohttpTransport",
+    "AspectRatio",
+    "BatchItem",
+    "BatchRun",
+    "BatchSummary",
     "Cadence",
+    "EditOptions",
+    "EnhanceOptions",
+    "GenerateOptions",
+    "ImageCount",
+    "ImageInput",
     "ImageResult",
     "InvalidRequestError",
     "Job",
     "JobFailedError",
     "JobStatus",
     "Jobs",
+    "Manifest",
     "MockTransport",
+    "Model",
     "OutcomeUnknownError",
+    "OutputFormat",
     "OutputImage",
+    "PILImage",
     "PhotaClient",
     "PhotaError",
     "PollPolicy",
     "PresignedPutUploader",
     "Profile",
+    "ProfileIds",
     "ProfileStatus",
     "ProfileTrainingError",
     "Profiles",
+    "Quality",
     "RateLimitError",
+    "RemixOptions",
+    "Resolution",
+    "ResponseMode",
     "ResponseTooLargeError",
     "RetryPolicy",
+    "TrainingTier",
     "Transport",
     "Uploader",
     "WaitTimeoutError",

@@ -1,28 +1,28 @@
 """``PhotaClient``: the front door, a façade only. It checks its options, builds the one
 ``Session`` (``_session``: the send path, downloads, file PUTs, the poller) and hands it to
-``profiles`` and ``jobs``; studio calls validate their inputs (``_calls``) and run through it."""
+``profiles`` and ``jobs``; studio calls validate their inputs (``_validate``) and run through it."""
 
 from __future__ import annotations
 
 import os
 import ssl as ssl_module
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, Unpack
 
 import aiohttp
 
 from . import _protocol as proto
 from ._batch import BatchRun, Calls, Progress
-from ._calls import edit_call, enhance_call, left, remix_call
 from ._deadline import check_seconds
+from ._inputs import check_input_type
 from ._jobs import Jobs
 from ._manifest import Manifest
+from ._options import EditOptions, EnhanceOptions, GenerateOptions, ImageInput, RemixOptions
 from ._poll import PollPolicy
 from ._profiles import Profiles
-from ._protocol import StudioCall
 from ._retry import RetryPolicy
 from ._session import Session
 from ._transport import (
@@ -31,10 +31,23 @@ from ._transport import (
     AiohttpTransport,
     Transport,
 )
+from ._validate import (
+    BATCH_ARGUMENTS,
+    CALL_ARGUMENTS,
+    edit_call,
+    edit_fields,
+    enhance_call,
+    enhance_fields,
+    generate_call,
+    left,
+    remix_call,
+    remix_fields,
+)
 from .errors import InvalidRequestError
 from .models import ImageResult, Job
 
 I = TypeVar("I")  # noqa: E741 - an input type
+Im = TypeVar("Im", bound=ImageInput)  # an image input type
 
 DEFAULT_BASE_URL = "https://api.photalabs.com/v1/phota"
 DEFAULT_TIMEOUT = 900.0
@@ -66,7 +79,7 @@ _OPTION_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _identity_options(options: dict[str, Any]) -> dict[str, Any]:
+def _identity_options(options: Mapping[str, object]) -> dict[str, object]:
     """The options that tell one batch call from another: defaults and unset values left out
     (``response_mode`` too: a manifest run always asks for URLs)."""
     return {
@@ -228,196 +241,136 @@ class PhotaClient:
 
     # -- studio calls --------------------------------------------------------------------
 
+    def _budget(self, timeout: float | None) -> float:
+        return self._session.timeout if timeout is None else timeout
+
     async def generate(
         self,
         prompt: str,
         *,
-        n: int = 1,
-        aspect_ratio: str = "auto",
-        resolution: str = "1K",
-        base_model: str = "nb2",
-        quality: str | None = None,
-        output_format: str = "jpg",
-        response_mode: str = "bytes",
-        profile_ids: Sequence[str] | None = None,
         via_job: bool = False,
         timeout: float | None = None,
+        **options: Unpack[GenerateOptions],
     ) -> ImageResult:
         """Draw new images from a prompt; name trained subjects as ``[[profile_id]]`` in it.
 
         Args:
             prompt: what to draw. ``[[profile_id]]`` tokens bring in trained subjects.
-            n: number of images, 1-4.
-            aspect_ratio: ``auto``, ``1:1``, ``3:4``, ``4:3``, ``9:16`` or ``16:9``.
-            resolution: ``1K``, ``2K`` or ``4K`` (as far as ``base_model`` can).
-            base_model: ``nb2``, ``gpt-image-2``, ``qwen-image-2``, ``flux-2`` or ``reve``.
-            quality: ``auto``/``low``/``medium``/``high``; ``gpt-image-2`` only.
-            output_format: ``jpg`` or ``png``.
-            response_mode: ``bytes`` (images inline) or ``urls`` (signed download URLs).
-            profile_ids: refused: generate names subjects only inside the prompt.
             via_job: run the call as an asynchronous job and wait for it here: safe to retry,
                 no 600 s limit.
             timeout: deadline for the whole call (submit and waiting included), in seconds.
+            **options: see ``GenerateOptions``: ``n`` (1-4), ``aspect_ratio``, ``resolution``,
+                ``base_model``, ``quality`` (``gpt-image-2`` only), ``output_format``
+                (``jpg`` by default) and ``response_mode`` (``bytes`` or ``urls``).
 
         Returns:
             The ``ImageResult``.
 
         Raises:
-            InvalidRequestError: a parameter is invalid (nothing was sent).
+            InvalidRequestError: an unknown option or an invalid value, named in the message
+                (nothing was sent).
             APIError: the API refused the call.
             OutcomeUnknownError: the answer was lost and the call may have been charged.
             JobFailedError: with ``via_job``, the job failed.
         """
-        call = StudioCall(
-            "/generate",
-            proto.generate_fields(
-                prompt,
-                profile_ids=profile_ids,
-                aspect_ratio=aspect_ratio,
-                resolution=resolution,
-                base_model=base_model,
-                quality=quality,
-                n=n,
-                output_format=output_format,
-                response_mode=response_mode,
-            ),
-            output_format,
-        )
+        call = generate_call(prompt, options, "generate", CALL_ARGUMENTS)
         return await self._session.run(call, via_job=via_job, timeout=timeout)
 
     async def edit(
         self,
         prompt: str,
         *,
-        images: Sequence[Any],
-        profile_ids: Sequence[str] | None = None,
-        aspect_ratio: str = "auto",
-        resolution: str = "1K",
-        base_model: str = "nb2",
-        quality: str | None = None,
-        n: int = 1,
-        output_format: str = "jpg",
-        response_mode: str = "bytes",
+        images: Sequence[ImageInput],
         via_job: bool = False,
         timeout: float | None = None,
+        **options: Unpack[EditOptions],
     ) -> ImageResult:
         """Edit 1-10 images following a prompt, keeping named subjects recognisable.
 
         Args:
             prompt: the instruction; ``[[profile_id]]`` tokens name trained subjects.
             images: 1-10 inputs, each a ``Path``, an http(s) URL, ``bytes``, a binary file
-                object or a PIL image.
-            profile_ids: trained subjects to apply (merged with the prompt's tokens).
-            aspect_ratio, resolution, base_model, quality, n, output_format, response_mode,
-                via_job, timeout: as for ``generate``.
+                object or a PIL image (see ``ImageInput``).
+            via_job, timeout: as for ``generate``.
+            **options: see ``EditOptions``: those of ``generate`` plus ``profile_ids`` (trained
+                subjects to apply, merged with the prompt's tokens).
 
         Returns:
             The ``ImageResult``.
 
         Raises:
-            InvalidRequestError: a parameter or an image is invalid (nothing was sent).
+            InvalidRequestError: an unknown option, an invalid value or an invalid image,
+                named in the message (nothing was sent).
             APIError: the API refused the call.
             OutcomeUnknownError: the answer was lost and the call may have been charged.
             JobFailedError: with ``via_job``, the job failed.
         """
-        budget, started = self.timeout if timeout is None else timeout, time.monotonic()
-        call = await edit_call(
-            prompt,
-            images,
-            timeout=budget,
-            profile_ids=profile_ids,
-            aspect_ratio=aspect_ratio,
-            resolution=resolution,
-            base_model=base_model,
-            quality=quality,
-            n=n,
-            output_format=output_format,
-            response_mode=response_mode,
-        )
+        fields = edit_fields(prompt, options, "edit", CALL_ARGUMENTS)
+        budget, started = self._budget(timeout), time.monotonic()
+        call = await edit_call(fields, images, budget)
         return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
 
     async def enhance(
         self,
-        image: Any,
+        image: ImageInput,
         *,
-        profile_ids: Sequence[str] | None = None,
-        prompt: str | None = None,
-        n: int = 1,
-        output_format: str = "jpg",
-        response_mode: str = "bytes",
         via_job: bool = False,
         timeout: float | None = None,
+        **options: Unpack[EnhanceOptions],
     ) -> ImageResult:
         """Improve a photo (light, colour, noise, sharpness), keeping named subjects true.
 
         Args:
             image: a ``Path``, an http(s) URL, ``bytes``, a binary file object or a PIL image.
-            profile_ids: trained subjects who appear in the photo.
-            prompt: optional guidance.
-            n, output_format, response_mode, via_job, timeout: as for ``generate``.
+            via_job, timeout: as for ``generate``.
+            **options: see ``EnhanceOptions``: ``profile_ids`` (trained subjects in the photo),
+                ``prompt`` (optional guidance), ``n``, ``output_format``, ``response_mode``.
 
         Returns:
             The ``ImageResult``.
 
         Raises:
-            InvalidRequestError: a parameter or the image is invalid (nothing was sent).
+            InvalidRequestError: an unknown option, an invalid value or an invalid image,
+                named in the message (nothing was sent).
             APIError: the API refused the call.
             OutcomeUnknownError: the answer was lost and the call may have been charged.
             JobFailedError: with ``via_job``, the job failed.
         """
-        budget, started = self.timeout if timeout is None else timeout, time.monotonic()
-        call = await enhance_call(
-            image,
-            timeout=budget,
-            profile_ids=profile_ids,
-            prompt=prompt,
-            n=n,
-            output_format=output_format,
-            response_mode=response_mode,
-        )
+        fields = enhance_fields(options, "enhance", CALL_ARGUMENTS)
+        budget, started = self._budget(timeout), time.monotonic()
+        call = await enhance_call(image, fields, budget)
         return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
 
     async def remix(
         self,
-        image: Any,
+        image: ImageInput,
         *,
-        reference: Any,
-        profile_ids: Sequence[str] | None = None,
-        prompt: str | None = None,
-        n: int = 1,
-        output_format: str = "jpg",
-        response_mode: str = "bytes",
+        reference: ImageInput,
         via_job: bool = False,
         timeout: float | None = None,
+        **options: Unpack[RemixOptions],
     ) -> ImageResult:
         """Restyle ``image`` (the content) after ``reference`` (the style); 2K output.
 
         Args:
-            image: the content photo, in any accepted input form.
+            image: the content photo, in any accepted input form (see ``ImageInput``).
             reference: the style photo, in any accepted input form.
-            profile_ids, prompt, n, output_format, response_mode, via_job, timeout: as for
-                ``enhance``.
+            via_job, timeout: as for ``generate``.
+            **options: see ``RemixOptions`` (the same as ``EnhanceOptions``).
 
         Returns:
             The ``ImageResult``.
 
         Raises:
-            InvalidRequestError: a parameter or an image is invalid (nothing was sent).
+            InvalidRequestError: an unknown option, an invalid value or an invalid image,
+                named in the message (nothing was sent).
             APIError: the API refused the call.
             OutcomeUnknownError: the answer was lost and the call may have been charged.
             JobFailedError: with ``via_job``, the job failed.
         """
-        budget, started = self.timeout if timeout is None else timeout, time.monotonic()
-        call = await remix_call(
-            image,
-            reference,
-            timeout=budget,
-            profile_ids=profile_ids,
-            prompt=prompt,
-            n=n,
-            output_format=output_format,
-            response_mode=response_mode,
-        )
+        fields = remix_fields(options, "remix", CALL_ARGUMENTS)
+        budget, started = self._budget(timeout), time.monotonic()
+        call = await remix_call(image, reference, fields, budget)
         return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
 
     # -- many calls at once --------------------------------------------------------------
@@ -464,10 +417,10 @@ class PhotaClient:
     def _many(
         self,
         kind: str,
-        inputs: Iterable[Any],
-        call: Callable[[Any, float | None], Awaitable[ImageResult]],
-        submit: Callable[[Any, str | None, float | None], Awaitable[Job]],
-        identity: dict[str, Any],
+        inputs: Iterable[Im],
+        call: Callable[[Im, float | None], Awaitable[ImageResult]],
+        submit: Callable[[Im, str | None, float | None], Awaitable[Job]],
+        identity: Mapping[str, object],
         *,
         concurrency: int,
         out_dir: str | Path | None,
@@ -475,8 +428,17 @@ class PhotaClient:
         via_job: bool,
         on_progress: Progress | None,
         timeout: float | None,
-    ) -> BatchRun[Any]:
-        calls: Calls[Any] = Calls(
+    ) -> BatchRun[Im]:
+        """The one batch of studio calls behind ``enhance_many``/``edit_many``/``remix_many``,
+        whose options are already checked.
+
+        Each item is ``call(input, timeout)`` (the public synchronous call) or, keyed,
+        ``submit(input, client_request_id, timeout)`` (its ``jobs.submit_*`` twin); ``identity``
+        tells this batch's calls from others on the same bytes.
+        """
+        if timeout is not None:
+            timeout = check_seconds(timeout, "timeout")
+        calls: Calls[Im] = Calls(
             kind,
             lambda value: call(value, timeout),
             submit=submit,
@@ -493,7 +455,7 @@ class PhotaClient:
 
     def enhance_many(
         self,
-        inputs: Iterable[Any],
+        inputs: Iterable[Im],
         *,
         concurrency: int = 16,
         out_dir: str | Path | None = None,
@@ -501,8 +463,8 @@ class PhotaClient:
         via_job: bool = False,
         on_progress: Progress | None = None,
         timeout: float | None = None,
-        **options: Any,
-    ) -> BatchRun[Any]:
+        **options: Unpack[EnhanceOptions],
+    ) -> BatchRun[Im]:
         """Enhance many photos, ``concurrency`` at a time; items arrive as they finish.
 
         The one right way to consume the run::
@@ -512,7 +474,8 @@ class PhotaClient:
                     print(item.input, item.pending or item.error)
 
         Breaking out of the loop cancels the rest at once. At most ``concurrency`` items are
-        started (and paid) ahead of those you have taken.
+        started (and paid) ahead of those you have taken. The options are checked here, before
+        anything starts; a bad photo is that item's ``error``.
 
         With a manifest, every photo runs as a keyed job whatever ``via_job`` says (same
         price): its idempotency key is derived from the manifest's run id and the photo's bytes
@@ -521,40 +484,40 @@ class PhotaClient:
         is pending by the same key or job id, and retries what was refused.
 
         Args:
-            inputs: the photos (``Path`` or URL with a manifest; any accepted input otherwise).
+            inputs: the photos (``Path`` or URL with a manifest; any ``ImageInput`` otherwise).
             concurrency: the most items started ahead of those you have taken.
             out_dir: write each photo's outputs there as ``{name}-{index}.{ext}``.
             manifest: a write-ahead log file (SQLite) making the run resumable; needs ``out_dir``.
             via_job: without a manifest, run each photo as a job rather than a synchronous call.
             on_progress: called as ``on_progress(summary, item)`` after each item.
             timeout: deadline for each photo's call (with jobs: for its submit and its wait).
-            **options: those of ``enhance`` (``profile_ids``, ``prompt``, ``n``, ...).
+            **options: see ``EnhanceOptions`` (``profile_ids``, ``prompt``, ``n``, ...).
 
         Returns:
-            A ``BatchRun`` of ``BatchItem``; ``run.summary`` counts the outcomes.
+            A ``BatchRun`` of ``BatchItem``, typed by the inputs; ``run.summary`` counts the
+            outcomes.
 
         Raises:
+            InvalidRequestError: an unknown option, an invalid value or ``timeout`` (nothing
+                started).
             ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
-
-        async def one(image: Any, timeout: float | None) -> ImageResult:
-            return await self.enhance(image, timeout=timeout, **options)
-
-        async def submit(image: Any, key: str | None, timeout: float | None) -> Job:
-            return await self.jobs.submit_enhance(
-                image, client_request_id=key, timeout=timeout, **options
-            )
-
+        enhance_fields(options, "enhance_many", BATCH_ARGUMENTS)
         return self._many(
-            "enhance", inputs, one, submit, options, concurrency=concurrency, out_dir=out_dir,
-            manifest=manifest, via_job=via_job, on_progress=on_progress, timeout=timeout,
+            "enhance", inputs,
+            lambda image, t: self.enhance(image, timeout=t, **options),
+            lambda image, key, t: self.jobs.submit_enhance(
+                image, client_request_id=key, timeout=t, **options
+            ),
+            options, concurrency=concurrency, out_dir=out_dir, manifest=manifest,
+            via_job=via_job, on_progress=on_progress, timeout=timeout,
         )  # fmt: skip
 
     def edit_many(
         self,
         prompt: str,
-        inputs: Iterable[Any],
+        inputs: Iterable[Im],
         *,
         concurrency: int = 16,
         out_dir: str | Path | None = None,
@@ -562,51 +525,49 @@ class PhotaClient:
         via_job: bool = False,
         on_progress: Progress | None = None,
         timeout: float | None = None,
-        **options: Any,
-    ) -> BatchRun[Any]:
+        **options: Unpack[EditOptions],
+    ) -> BatchRun[Im]:
         """Apply one edit prompt to each photo; consumed and resumed as ``enhance_many``.
 
         Args:
             prompt: the instruction (``[[profile_id]]`` names a subject).
             inputs, concurrency, out_dir, manifest, via_job, on_progress, timeout: as for
                 ``enhance_many``.
-            **options: those of ``edit`` (``profile_ids``, ``n``, ``base_model``, ...).
+            **options: see ``EditOptions`` (``profile_ids``, ``n``, ``base_model``, ...).
 
         Returns:
-            A ``BatchRun`` of ``BatchItem``.
+            A ``BatchRun`` of ``BatchItem``, typed by the inputs.
 
         Raises:
+            InvalidRequestError: an unknown option, an invalid value, prompt or ``timeout``
+                (nothing started).
             ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
-
-        async def one(image: Any, timeout: float | None) -> ImageResult:
-            return await self.edit(prompt, images=[image], timeout=timeout, **options)
-
-        async def submit(image: Any, key: str | None, timeout: float | None) -> Job:
-            return await self.jobs.submit_edit(
-                prompt, images=[image], client_request_id=key, timeout=timeout, **options
-            )
-
+        edit_fields(prompt, options, "edit_many", BATCH_ARGUMENTS)
         return self._many(
-            "edit", inputs, one, submit, {**options, "prompt": prompt}, concurrency=concurrency,
-            out_dir=out_dir, manifest=manifest, via_job=via_job, on_progress=on_progress,
-            timeout=timeout,
+            "edit", inputs,
+            lambda image, t: self.edit(prompt, images=[image], timeout=t, **options),
+            lambda image, key, t: self.jobs.submit_edit(
+                prompt, images=[image], client_request_id=key, timeout=t, **options
+            ),
+            {**options, "prompt": prompt}, concurrency=concurrency, out_dir=out_dir,
+            manifest=manifest, via_job=via_job, on_progress=on_progress, timeout=timeout,
         )  # fmt: skip
 
     def remix_many(
         self,
-        inputs: Iterable[Any],
+        inputs: Iterable[Im],
         *,
-        reference: Any,
+        reference: ImageInput,
         concurrency: int = 16,
         out_dir: str | Path | None = None,
         manifest: str | Path | Manifest | None = None,
         via_job: bool = False,
         on_progress: Progress | None = None,
         timeout: float | None = None,
-        **options: Any,
-    ) -> BatchRun[Any]:
+        **options: Unpack[RemixOptions],
+    ) -> BatchRun[Im]:
         """Restyle each photo after one reference; consumed and resumed as ``enhance_many``.
 
         Args:
@@ -614,28 +575,27 @@ class PhotaClient:
             reference: the style image (a ``Path`` is identified by its bytes).
             concurrency, out_dir, manifest, via_job, on_progress, timeout: as for
                 ``enhance_many``.
-            **options: those of ``remix`` (``profile_ids``, ``prompt``, ``n``, ...).
+            **options: see ``RemixOptions`` (``profile_ids``, ``prompt``, ``n``, ...).
 
         Returns:
-            A ``BatchRun`` of ``BatchItem``.
+            A ``BatchRun`` of ``BatchItem``, typed by the inputs.
 
         Raises:
+            InvalidRequestError: an unknown option, an invalid value, a reference of a type
+                that is not an image input, or an invalid ``timeout`` (nothing started).
             ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
-
-        async def one(image: Any, timeout: float | None) -> ImageResult:
-            return await self.remix(image, reference=reference, timeout=timeout, **options)
-
-        async def submit(image: Any, key: str | None, timeout: float | None) -> Job:
-            return await self.jobs.submit_remix(
-                image, reference=reference, client_request_id=key, timeout=timeout, **options
-            )
-
+        remix_fields(options, "remix_many", BATCH_ARGUMENTS)
+        check_input_type(reference, "reference")
         return self._many(
-            "remix", inputs, one, submit, {**options, "reference": reference},
-            concurrency=concurrency, out_dir=out_dir, manifest=manifest, via_job=via_job,
-            on_progress=on_progress, timeout=timeout,
+            "remix", inputs,
+            lambda image, t: self.remix(image, reference=reference, timeout=t, **options),
+            lambda image, key, t: self.jobs.submit_remix(
+                image, reference=reference, client_request_id=key, timeout=t, **options
+            ),
+            {**options, "reference": reference}, concurrency=concurrency, out_dir=out_dir,
+            manifest=manifest, via_job=via_job, on_progress=on_progress, timeout=timeout,
         )  # fmt: skip
 
     async def webhook_secret(self, *, refresh: bool = False) -> str:

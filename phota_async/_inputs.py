@@ -42,19 +42,12 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
-import attrs
-
+from ._blob import CHUNK, ImageBlob, sniff_format
 from ._files import off_loop
 from .errors import InvalidRequestError
 
-# Raw bytes per chunk: a multiple of 3 so that every chunk encodes to whole base64 quanta.
-# 192 KiB measured best (benchmarks/README.md): 384 KiB cost more CPU and memory (larger
-# buffers outside the CPU caches), 96 KiB no less CPU but twice the thread hops for a file
-# that is not in the page cache.
-CHUNK = 3 * 64 * 1024
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 _NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None) if hasattr(os, "preadv") else None
-FORMATS = ("jpeg", "png", "webp", "heic")
 T = TypeVar("T")
 # How many of a file's last bytes the structural check reads, which bounds the trailing padding
 # a JPEG may carry after its end-of-image marker.
@@ -62,21 +55,6 @@ TAIL = 4096
 _JPEG_PADDING = b"\x00\xff\r\n\t "
 _PNG_END = b"IEND\xaeB`\x82"
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
-
-
-def sniff_format(head: bytes) -> str | None:
-    """The image format named by a file's first bytes, or ``None``."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[4:8] == b"ftyp" and head[8:12] in (
-        b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1",
-    ):  # fmt: skip
-        return "heic"
-    return None
 
 
 def structure_problem(fmt: str, size: int, head: bytes, tail: bytes) -> str | None:
@@ -102,47 +80,25 @@ def _check_structure(fmt: str, size: int, head: bytes, tail: bytes, field: str, 
         raise InvalidRequestError(field, f"{problem}{name}")
 
 
-@attrs.frozen
-class ImageBlob:
-    """Where an image's bytes are: a file on disk, bytes in memory, or an open seekable file."""
+def raw_chunk(blob: ImageBlob, index: int) -> bytes:
+    """Raw bytes of chunk ``index`` of a blob in memory or in an open file object (blocking:
+    run it in a worker thread). Files on disk are read by ``read_chunks``."""
+    start = index * CHUNK
+    length = min(CHUNK, blob.size - start)
+    if blob.data is not None:
+        return blob.data[start : start + length]
+    assert blob.file is not None, "a blob on disk is read by read_chunks"
+    blob.file.seek(blob.offset + start)
+    raw = blob.file.read(length)
+    if len(raw) != length:
+        raise InvalidRequestError("image", "the file shrank while it was being sent")
+    return raw
 
-    size: int
-    format: str
-    path: Path | None = None
-    data: bytes | None = attrs.field(default=None, repr=False)
-    file: IO[bytes] | None = attrs.field(default=None, repr=False)
-    offset: int = 0
-    identity: tuple[int, int] | None = attrs.field(default=None, repr=False, eq=False)
-    """``(st_dev, st_ino)`` of a file on disk when it was checked."""
 
-    @property
-    def encoded_size(self) -> int:
-        """Length of the base64 text for this blob."""
-        return 4 * ((self.size + 2) // 3)
-
-    @property
-    def chunk_count(self) -> int:
-        """How many ``CHUNK``-sized pieces the blob is sent in."""
-        return (self.size + CHUNK - 1) // CHUNK
-
-    def raw_chunk(self, index: int) -> bytes:
-        """Raw bytes of chunk ``index`` of a blob in memory or in an open file object
-        (blocking: run it in a worker thread). Files on disk are read by ``read_chunks``."""
-        start = index * CHUNK
-        length = min(CHUNK, self.size - start)
-        if self.data is not None:
-            return self.data[start : start + length]
-        assert self.file is not None, "a blob on disk is read by read_chunks"
-        self.file.seek(self.offset + start)
-        raw = self.file.read(length)
-        if len(raw) != length:
-            raise InvalidRequestError("image", "the file shrank while it was being sent")
-        return raw
-
-    def read_all(self) -> bytes:
-        """All raw bytes of a blob in memory or in an open file object (blocking), for
-        uploads that need them whole."""
-        return b"".join(self.raw_chunk(i) for i in range(self.chunk_count))
+def read_all(blob: ImageBlob) -> bytes:
+    """All raw bytes of a blob in memory or in an open file object (blocking), for uploads
+    that need them whole."""
+    return b"".join(raw_chunk(blob, i) for i in range(blob.chunk_count))
 
 
 def encoded_chunks(blob: ImageBlob) -> AsyncIterator[bytes]:
@@ -167,7 +123,7 @@ async def _encoded_other(blob: ImageBlob) -> AsyncIterator[bytes]:
             yield b2a_base64(data[start : start + CHUNK], newline=False)
     else:
         for index in range(blob.chunk_count):
-            yield b2a_base64(await off_loop(blob.raw_chunk, index), newline=False)
+            yield b2a_base64(await off_loop(raw_chunk, blob, index), newline=False)
 
 
 class _Encoded:
@@ -592,11 +548,26 @@ def _prepare_sync(value: Any, field: str) -> ImageSource:
         return _blob_from_file(value, field)
     if _is_pil_image(value):
         return _blob_from_pil(value)
-    raise InvalidRequestError(
+    raise _unsupported(value, field)
+
+
+def _unsupported(value: object, field: str) -> InvalidRequestError:
+    return InvalidRequestError(
         field,
         f"unsupported image type {type(value).__name__}: use a Path, an http(s) URL, bytes, "
         "a binary file object or a PIL image",
     )
+
+
+def check_input_type(value: object, field: str) -> None:
+    """Refuse a value that is no kind of image input, without reading anything (the type
+    test of ``prepare_image``, for inputs checked long before they are read)."""
+    if not (
+        isinstance(value, (str, os.PathLike, bytes, bytearray, memoryview))
+        or hasattr(value, "read")
+        or _is_pil_image(value)
+    ):
+        raise _unsupported(value, field)
 
 
 async def prepare_image(value: Any, field: str, timeout: float | None = None) -> ImageSource:

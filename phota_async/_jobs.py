@@ -9,15 +9,26 @@ resume waiting on the same job.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Unpack
 
 import attrs
 
 from . import _protocol as proto
-from ._calls import edit_call, enhance_call, left, remix_call
 from ._converter import structure
-from ._protocol import StudioCall
+from ._options import EditOptions, EnhanceOptions, GenerateOptions, ImageInput, RemixOptions
 from ._session import DEFAULT_JOB_WAIT, Session
+from ._validate import (
+    SUBMIT_ARGUMENTS,
+    edit_call,
+    edit_fields,
+    enhance_call,
+    enhance_fields,
+    generate_call,
+    left,
+    remix_call,
+    remix_fields,
+)
 from .errors import InvalidRequestError
 from .models import ImageResult, Job, JobBackend
 
@@ -41,9 +52,9 @@ class Jobs:
         client_request_id: str | None = None,
         callback_url: str | None = None,
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[GenerateOptions],
     ) -> Job:
-        """Submit a generate as a job; ``options`` are those of ``PhotaClient.generate``.
+        """Submit a generate as a job.
 
         Args:
             prompt: what to draw.
@@ -51,9 +62,17 @@ class Jobs:
                 sent again returns the original job.
             callback_url: an https URL to receive the signed job when it finishes.
             timeout: deadline for the submit, in seconds.
+            **options: see ``GenerateOptions`` (as for ``PhotaClient.generate``).
+
+        Returns:
+            The ``Job``; ``await job.wait()`` for its ``ImageResult``.
+
+        Raises:
+            InvalidRequestError: an unknown option or an invalid value (nothing was sent).
+            OutcomeUnknownError: the submit's answer was lost; submit again with its
+                ``client_request_id``.
         """
-        fields = proto.generate_fields(prompt, **options)
-        call = StudioCall("/generate", fields, fields["output_format"])
+        call = generate_call(prompt, options, "submit_generate", SUBMIT_ARGUMENTS)
         return await self._session.submit(
             call, client_request_id=client_request_id, callback_url=callback_url, timeout=timeout
         )
@@ -62,15 +81,29 @@ class Jobs:
         self,
         prompt: str,
         *,
-        images: Any,
+        images: Sequence[ImageInput],
         client_request_id: str | None = None,
         callback_url: str | None = None,
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[EditOptions],
     ) -> Job:
-        """Submit an edit as a job; other arguments as for ``submit_generate`` and ``edit``."""
+        """Submit an edit as a job.
+
+        Args:
+            prompt, images: as for ``PhotaClient.edit``.
+            client_request_id, callback_url, timeout: as for ``submit_generate``.
+            **options: see ``EditOptions``.
+
+        Returns:
+            The ``Job``.
+
+        Raises:
+            InvalidRequestError: an unknown option, an invalid value or image (nothing sent).
+            OutcomeUnknownError: as for ``submit_generate``.
+        """
+        fields = edit_fields(prompt, options, "submit_edit", SUBMIT_ARGUMENTS)
         budget, started = self._session.timeout if timeout is None else timeout, time.monotonic()
-        call = await edit_call(prompt, images, timeout=budget, **options)
+        call = await edit_call(fields, images, budget)
         return await self._session.submit(
             call,
             client_request_id=client_request_id,
@@ -80,16 +113,30 @@ class Jobs:
 
     async def submit_enhance(
         self,
-        image: Any,
+        image: ImageInput,
         *,
         client_request_id: str | None = None,
         callback_url: str | None = None,
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[EnhanceOptions],
     ) -> Job:
-        """Submit an enhance as a job; other arguments as for ``submit_generate`` and ``enhance``."""
+        """Submit an enhance as a job.
+
+        Args:
+            image: as for ``PhotaClient.enhance``.
+            client_request_id, callback_url, timeout: as for ``submit_generate``.
+            **options: see ``EnhanceOptions``.
+
+        Returns:
+            The ``Job``.
+
+        Raises:
+            InvalidRequestError: an unknown option, an invalid value or image (nothing sent).
+            OutcomeUnknownError: as for ``submit_generate``.
+        """
+        fields = enhance_fields(options, "submit_enhance", SUBMIT_ARGUMENTS)
         budget, started = self._session.timeout if timeout is None else timeout, time.monotonic()
-        call = await enhance_call(image, timeout=budget, **options)
+        call = await enhance_call(image, fields, budget)
         return await self._session.submit(
             call,
             client_request_id=client_request_id,
@@ -99,17 +146,31 @@ class Jobs:
 
     async def submit_remix(
         self,
-        image: Any,
+        image: ImageInput,
         *,
-        reference: Any,
+        reference: ImageInput,
         client_request_id: str | None = None,
         callback_url: str | None = None,
         timeout: float | None = None,
-        **options: Any,
+        **options: Unpack[RemixOptions],
     ) -> Job:
-        """Submit a remix as a job; other arguments as for ``submit_generate`` and ``remix``."""
+        """Submit a remix as a job.
+
+        Args:
+            image, reference: as for ``PhotaClient.remix``.
+            client_request_id, callback_url, timeout: as for ``submit_generate``.
+            **options: see ``RemixOptions``.
+
+        Returns:
+            The ``Job``.
+
+        Raises:
+            InvalidRequestError: an unknown option, an invalid value or image (nothing sent).
+            OutcomeUnknownError: as for ``submit_generate``.
+        """
+        fields = remix_fields(options, "submit_remix", SUBMIT_ARGUMENTS)
         budget, started = self._session.timeout if timeout is None else timeout, time.monotonic()
-        call = await remix_call(image, reference, timeout=budget, **options)
+        call = await remix_call(image, reference, fields, budget)
         return await self._session.submit(
             call,
             client_request_id=client_request_id,

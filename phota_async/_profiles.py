@@ -21,13 +21,16 @@ from typing import Any
 import anyio
 
 from . import _protocol as proto
+from ._blob import ImageBlob
 from ._deadline import check_seconds
 from ._files import off_loop
-from ._inputs import ImageBlob, check_url, prepare_image
+from ._inputs import check_url, prepare_image, read_all
+from ._options import ImageInput, TrainingTier
 from ._poll import Cadence, transient, wait_deadline
 from ._protocol import Response
 from ._session import Session
 from ._uploads import Uploader, bind_uploader
+from ._validate import check_training_set, training_fields
 from .errors import (
     InvalidRequestError,
     NotFoundError,
@@ -67,9 +70,9 @@ class Profiles:
 
     async def create(
         self,
-        images: Sequence[Any],
+        images: Sequence[ImageInput],
         *,
-        tier: str = "standard",
+        tier: TrainingTier = "standard",
         tag: str | None = None,
         uploader: Uploader | None = None,
         upload_concurrency: int = 4,
@@ -114,7 +117,7 @@ class Profiles:
         session = self._session
         if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
             raise InvalidRequestError("images", "must be a list of training photos")
-        proto.check_training_set(len(images), tier, tag)
+        check_training_set(len(images), tier, tag)
         if timeout is not None:
             timeout = check_seconds(timeout, "timeout")
         sources = [await _training_source(img, f"images[{i}]") for i, img in enumerate(images)]
@@ -139,7 +142,7 @@ class Profiles:
             ) from None
         generated = tag is None
         tag = f"{AUTO_TAG_PREFIX}{uuid.uuid4().hex}" if tag is None else tag
-        fields = proto.training_fields(urls, tier, tag)
+        fields = training_fields(urls, tier, tag)
         request = session.api.post("/profiles/add", fields, "paid")
         remaining = max(0.0, deadline - (anyio.current_time() - started))
         try:
@@ -348,7 +351,7 @@ async def _upload_all(
         nonlocal done
         async with limiter:
             data: bytes | Path = (
-                blob.path if blob.path is not None else await off_loop(blob.read_all)
+                blob.path if blob.path is not None else await off_loop(read_all, blob)
             )
             name = blob.path.name if blob.path else f"photo-{index}.{blob.format}"
             urls[index] = await uploader(data, name, CONTENT_TYPES[blob.format])

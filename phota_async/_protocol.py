@@ -11,7 +11,7 @@ import json
 import platform
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -21,9 +21,9 @@ from urllib.parse import urlencode, urlsplit
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ._blob import ImageBlob, sniff_format
 from ._converter import structure
 from ._decode import Decoded, close_images
-from ._inputs import ImageBlob, sniff_format
 from ._redact import register as register_secret
 from ._redact import scrub, scrub_echoes
 from ._version import __version__
@@ -48,23 +48,6 @@ RetryClass = Literal["safe", "paid", "keyed"]
 carries no idempotency key), ``keyed`` (a paid POST that carries a ``client_request_id``)."""
 
 ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
-TOKEN_PATTERN: Final = re.compile(r"\[\[([^\[\]]*)\]\]")
-ASPECT_RATIOS: Final = ("auto", "1:1", "3:4", "4:3", "9:16", "16:9")
-RESOLUTIONS: Final = ("1K", "2K", "4K")
-BASE_MODELS: Final = ("nb2", "gpt-image-2", "qwen-image-2", "flux-2", "reve")
-QUALITIES: Final = ("auto", "low", "medium", "high")
-OUTPUT_FORMATS: Final = ("jpg", "png")
-RESPONSE_MODES: Final = ("bytes", "urls")
-TIERS: Final = ("standard", "fast")
-TIER_COUNTS: Final = {"standard": (10, 50), "fast": (5, 10)}
-MODEL_RESOLUTIONS: Final = {
-    "nb2": ("1K", "2K", "4K"),
-    "gpt-image-2": ("1K", "2K", "4K"),
-    "qwen-image-2": ("1K", "2K"),
-    "flux-2": ("1K", "2K"),
-    "reve": ("1K",),
-}
-MAX_EDIT_IMAGES: Final = 10
 USER_AGENT: Final = f"phota_async/{__version__} python/{platform.python_version()}"
 
 
@@ -143,70 +126,6 @@ def check_id(value: Any, field: str) -> str:
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         raise InvalidRequestError(field, f"{shown} is not a valid id (1-64 of A-Z a-z 0-9 _ -)")
     return value
-
-
-def check_prompt(prompt: Any, field: str = "prompt", *, required: bool = True) -> str | None:
-    """Accept a prompt whose every ``[[token]]`` is a valid profile id."""
-    if prompt is None and not required:
-        return None
-    if not isinstance(prompt, str) or (required and not prompt.strip()):
-        raise InvalidRequestError(field, "a non-empty string is required")
-    for token in TOKEN_PATTERN.findall(prompt):
-        check_id(token, f"{field} [[{token[:20]}]]")
-    return prompt
-
-
-def _choice(value: Any, field: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise InvalidRequestError(field, f"{value!r} is not one of {', '.join(choices)}")
-    return str(value)
-
-
-def _check_n(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 4:
-        raise InvalidRequestError("n", f"must be an integer from 1 to 4, got {n!r}")
-    return n
-
-
-def check_profile_ids(profile_ids: Sequence[str] | None) -> list[str]:
-    if profile_ids is None:
-        return []
-    if isinstance(profile_ids, str):
-        raise InvalidRequestError("profile_ids", "must be a list of ids, not one string")
-    return [check_id(p, f"profile_ids[{i}]") for i, p in enumerate(profile_ids)]
-
-
-def output_fields(n: Any, output_format: Any, response_mode: Any) -> dict[str, Any]:
-    """The output fields shared by the four studio endpoints, validated."""
-    return {
-        "num_output_images": _check_n(n),
-        "output_format": _choice(output_format, "output_format", OUTPUT_FORMATS),
-        "response_mode": _choice(response_mode, "response_mode", RESPONSE_MODES),
-    }
-
-
-def model_fields(
-    aspect_ratio: Any, resolution: Any, base_model: Any, quality: Any
-) -> dict[str, Any]:
-    """aspect_ratio/resolution/base_model/quality, with the model capability rules."""
-    fields = {
-        "aspect_ratio": _choice(aspect_ratio, "aspect_ratio", ASPECT_RATIOS),
-        "resolution": _choice(resolution, "resolution", RESOLUTIONS),
-        "base_model": _choice(base_model, "base_model", BASE_MODELS),
-    }
-    if resolution not in MODEL_RESOLUTIONS[base_model]:
-        raise InvalidRequestError(
-            "resolution",
-            f"{base_model} cannot make {resolution} images "
-            f"(it can make {', '.join(MODEL_RESOLUTIONS[base_model])})",
-        )
-    if quality is not None:
-        fields["quality"] = _choice(quality, "quality", QUALITIES)
-        if base_model != "gpt-image-2":
-            raise InvalidRequestError(
-                "quality", f"only gpt-image-2 takes quality, not {base_model}"
-            )
-    return fields
 
 
 def async_fields(client_request_id: str | None, callback_url: str | None) -> dict[str, Any]:
@@ -315,25 +234,6 @@ def profile_path(profile_id: str, suffix: str = "") -> str:
 
 def job_path(job_id: str) -> str:
     return f"/jobs/{check_id(job_id, 'job_id')}"
-
-
-def check_training_set(count: int, tier: Any, tag: Any) -> None:
-    """Accept a tier, a photo count within its range, and an optional 1-128 character tag."""
-    tier = _choice(tier, "tier", TIERS)
-    lo, hi = TIER_COUNTS[tier]
-    if not lo <= count <= hi:
-        raise InvalidRequestError("images", f"the {tier} tier needs {lo}-{hi} images, got {count}")
-    if tag is not None and (not isinstance(tag, str) or not 1 <= len(tag) <= 128):
-        raise InvalidRequestError("tag", "must be a string of 1-128 characters")
-
-
-def training_fields(urls: Sequence[str], tier: Any, tag: Any) -> dict[str, Any]:
-    """The body of ``POST /profiles/add``, validated."""
-    check_training_set(len(urls), tier, tag)
-    fields: dict[str, Any] = {"image_urls": list(urls), "training_tier": tier}
-    if tag is not None:
-        fields["tag"] = tag
-    return fields
 
 
 # -- response decoding --------------------------------------------------------------------
@@ -537,109 +437,7 @@ def decode_base64_image(value: str) -> bytes:
         raise ResponseValidationError("result: an output image is not valid base64") from None
 
 
-# -- studio bodies ------------------------------------------------------------------------
-
-Image = str | ImageBlob  # a URL for the server to fetch, or a blob to stream as base64
-
-
-def generate_fields(
-    prompt: Any,
-    *,
-    profile_ids: Any = None,
-    aspect_ratio: Any = "auto",
-    resolution: Any = "1K",
-    base_model: Any = "nb2",
-    quality: Any = None,
-    n: Any = 1,
-    output_format: Any = "jpg",
-    response_mode: Any = "bytes",
-) -> dict[str, Any]:
-    """The body of ``POST /generate``, validated."""
-    if profile_ids:
-        raise InvalidRequestError(
-            "profile_ids",
-            "generate takes no profile_ids: name each subject in the prompt as [[profile_id]]",
-        )
-    return {
-        "prompt": check_prompt(prompt),
-        **model_fields(aspect_ratio, resolution, base_model, quality),
-        **output_fields(n, output_format, response_mode),
-    }
-
-
-def edit_fields(
-    prompt: Any,
-    images: Sequence[Image],
-    *,
-    profile_ids: Any = None,
-    aspect_ratio: Any = "auto",
-    resolution: Any = "1K",
-    base_model: Any = "nb2",
-    quality: Any = None,
-    n: Any = 1,
-    output_format: Any = "jpg",
-    response_mode: Any = "bytes",
-) -> dict[str, Any]:
-    """The body of ``POST /edit``, validated (images already prepared)."""
-    fields: dict[str, Any] = {"prompt": check_prompt(prompt), "images": list(images)}
-    ids = check_profile_ids(profile_ids)
-    if ids:
-        fields["profile_ids"] = ids
-    fields.update(model_fields(aspect_ratio, resolution, base_model, quality))
-    fields.update(output_fields(n, output_format, response_mode))
-    return fields
-
-
-def check_edit_images(images: Any) -> list[Any]:
-    """Accept 1-10 edit images (before any of them is read)."""
-    if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
-        raise InvalidRequestError("images", "must be a list of images")
-    if not 1 <= len(images) <= MAX_EDIT_IMAGES:
-        raise InvalidRequestError(
-            "images", f"edit takes 1-{MAX_EDIT_IMAGES} images, got {len(images)}"
-        )
-    return list(images)
-
-
-def enhance_fields(
-    image: Image,
-    *,
-    profile_ids: Any = None,
-    prompt: Any = None,
-    n: Any = 1,
-    output_format: Any = "jpg",
-    response_mode: Any = "bytes",
-) -> dict[str, Any]:
-    """The body of ``POST /enhance``, validated (image already prepared)."""
-    fields: dict[str, Any] = {"image": image}
-    ids = check_profile_ids(profile_ids)
-    if ids:
-        fields["profile_ids"] = ids
-    if prompt is not None:
-        fields["prompt"] = check_prompt(prompt, required=False)
-    fields.update(output_fields(n, output_format, response_mode))
-    return fields
-
-
-def remix_fields(
-    image: Image,
-    reference: Image,
-    *,
-    profile_ids: Any = None,
-    prompt: Any = None,
-    n: Any = 1,
-    output_format: Any = "jpg",
-    response_mode: Any = "bytes",
-) -> dict[str, Any]:
-    """The body of ``POST /remix``, validated (images already prepared)."""
-    fields: dict[str, Any] = {"input_image": image, "reference_image": reference}
-    ids = check_profile_ids(profile_ids)
-    if ids:
-        fields["profile_ids"] = ids
-    if prompt is not None:
-        fields["prompt"] = check_prompt(prompt, required=False)
-    fields.update(output_fields(n, output_format, response_mode))
-    return fields
+# -- studio calls -------------------------------------------------------------------------
 
 
 @attrs.frozen

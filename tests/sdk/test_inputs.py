@@ -111,7 +111,7 @@ async def test_file_object_is_streamed_from_its_position() -> None:
     source = await prepare_image(handle, "image")
     assert not isinstance(source, str)
     assert source.size == len(data)
-    assert source.read_all() == data
+    assert _inputs.read_all(source) == data
 
 
 async def test_pil_image_is_accepted() -> None:

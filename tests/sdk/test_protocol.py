@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from phota_async import _protocol as proto
-from phota_async._inputs import ImageBlob, encoded_chunks
+from phota_async._blob import ImageBlob
+from phota_async._inputs import encoded_chunks
 from phota_async._protocol import Response, StreamedBody
 from phota_async.errors import (
     ContentModerationError,
@@ -249,64 +250,6 @@ async def test_prompt_containing_the_marker_text_is_untouched() -> None:
     assert isinstance(body, StreamedBody)
     joined = b"".join([p if isinstance(p, bytes) else await _text(p) for p in body.parts])
     assert json.loads(joined)["prompt"] == "\\u0000blob0:0"
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"n": 0}, "n"),
-        ({"n": 5}, "n"),
-        ({"n": True}, "n"),
-        ({"output_format": "gif"}, "output_format"),
-        ({"response_mode": "stream"}, "response_mode"),
-        ({"aspect_ratio": "2:1"}, "aspect_ratio"),
-        ({"resolution": "8K"}, "resolution"),
-        ({"base_model": "dall-e"}, "base_model"),
-        ({"quality": "high"}, "quality"),
-        ({"base_model": "reve", "resolution": "2K"}, "resolution"),
-        ({"base_model": "flux-2", "resolution": "4K"}, "resolution"),
-        ({"profile_ids": ["prof_a"]}, "profile_ids"),
-        ({"prompt": "see [[../etc/passwd]]"}, "prompt"),
-        ({"prompt": ""}, "prompt"),
-    ],
-)
-def test_generate_fields_refuse_bad_values_naming_the_field(kwargs: dict, field: str) -> None:
-    """Every invalid generate parameter raises InvalidRequestError naming it."""
-    params = {
-        "prompt": "a cat",
-        "profile_ids": None,
-        "aspect_ratio": "auto",
-        "resolution": "1K",
-        "base_model": "nb2",
-        "quality": None,
-        "n": 1,
-        "output_format": "jpg",
-        "response_mode": "bytes",
-        **kwargs,
-    }
-    prompt = params.pop("prompt")
-    with pytest.raises(InvalidRequestError) as info:
-        proto.generate_fields(prompt, **params)
-    assert info.value.field.startswith(field)
-
-
-def test_quality_with_gpt_image_2_is_accepted() -> None:
-    """quality passes with gpt-image-2."""
-    fields = proto.model_fields("1:1", "4K", "gpt-image-2", "high")
-    assert fields["quality"] == "high"
-
-
-@pytest.mark.parametrize("count", [0, 11])
-def test_edit_image_count_is_checked(count: int) -> None:
-    """edit takes 1-10 images."""
-    with pytest.raises(InvalidRequestError, match="images"):
-        proto.check_edit_images(["https://x/a.jpg"] * count)
-
-
-def test_training_fields_check_tier_counts() -> None:
-    """The fast tier needs 5-10 photos."""
-    with pytest.raises(InvalidRequestError, match="fast tier needs 5-10"):
-        proto.training_fields(["https://x/a.jpg"] * 4, "fast", None)
 
 
 def test_async_fields_generate_an_idempotency_key() -> None:

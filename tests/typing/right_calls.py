@@ -1,0 +1,54 @@
+"""Calls that ``mypy --strict`` must accept (checked by ``tests/typing/test_mypy.py``).
+
+Every accepted input form and option, as a user's program writes them. Never run.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from phota_async import (
+    BatchItem,
+    BatchRun,
+    EnhanceOptions,
+    ImageInput,
+    Job,
+    Model,
+    PhotaClient,
+)
+
+
+async def right_calls(phota: PhotaClient, photo: Path, urls: list[str], pid: str) -> None:
+    model: Model = "gpt-image-2"
+    await phota.generate(f"[[{pid}]] in a garden", n=4, aspect_ratio="16:9", resolution="4K")
+    await phota.generate("a cat", base_model=model, quality="high", response_mode="urls")
+    await phota.edit("make [[p]] smile", images=[photo, urls[0]], profile_ids=[pid])
+    await phota.edit("warmer", images=(photo,), profile_ids=(pid,), via_job=True, timeout=60)
+    await phota.enhance(photo.read_bytes(), prompt="brighter", output_format="png")
+    await phota.enhance(bytearray(b"..."))
+    await phota.enhance(io.BytesIO(b"..."))
+    with photo.open("rb") as handle:
+        await phota.enhance(handle, profile_ids=None)
+    await phota.enhance(Image.new("RGB", (8, 8)))
+    await phota.remix(photo, reference=urls[0], n=2)
+    options: EnhanceOptions = {"n": 2, "profile_ids": [pid]}
+    await phota.enhance(photo, **options)
+    loose: dict[str, Any] = {"output_format": "jpg"}  # as a CLI builds them from argparse
+    await phota.enhance(photo, **loose)
+    job: Job = await phota.jobs.submit_generate("a cat", n=1, callback_url="https://x.test/h")
+    await job.wait()
+    await phota.jobs.submit_remix(photo, reference=photo, client_request_id="k1")
+    await phota.profiles.create(urls, tier="fast", tag="me")
+    paths: list[Path] = [photo]
+    run: BatchRun[Path] = phota.enhance_many(paths, concurrency=4, n=2, prompt="x")
+    async for item in run:
+        back: Path = item.input
+        print(back)
+    first: list[BatchItem[str]] = await phota.edit_many("x", urls, base_model="flux-2").collect()
+    print(first)
+    mixed: list[ImageInput] = [photo, b"...", urls[0]]
+    await phota.remix_many(mixed, reference=photo, out_dir="out").collect()

@@ -234,7 +234,7 @@ def test_invalid_parameter_exits_2(
 ) -> None:
     """A parameter the SDK refuses exits 2 naming it."""
     assert main(["generate", "x", "-n", "9", "--out", str(tmp_path)]) == 2
-    assert "n: must be an integer from 1 to 4" in capsys.readouterr().err
+    assert "-n: must be an integer from 1 to 4" in capsys.readouterr().err
 
 
 def test_local_training_photos_need_the_emulator(

@@ -27,7 +27,7 @@ from ._commands import (
     RUNNERS,
     UsageError,
 )
-from ._parser import build_parser, flag_for
+from ._parser import build_parser, cli_message
 
 __all__ = ["build_parser", "cli_message", "main"]
 
@@ -40,25 +40,6 @@ def _scrubbed(line: str, args: argparse.Namespace) -> str:
         if key and len(key) >= MIN_KEY:
             line = Secret(key).scrub(line)
     return line
-
-
-def cli_message(exc: BaseException, command: str | None = None) -> str:
-    """The error's line as the command line says it: an SDK parameter becomes its flag.
-
-    Args:
-        exc: the error to print.
-        command: the sub-command that raised it (some parameters are spelt per command).
-
-    Returns:
-        ``"-n: must be an integer from 1 to 4"`` for ``InvalidRequestError("n", ...)``; the
-        error's own text for any other error.
-    """
-    text = str(exc)
-    if isinstance(exc, InvalidRequestError):
-        prefix = f"{exc.field}: "
-        if text.startswith(prefix):
-            text = f"{flag_for(exc.field, command)}: {text[len(prefix) :]}"
-    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import Cadence, PhotaClient, PollPolicy
 from ..errors import PhotaError
+from ._parser import cli_message
 from .progress import Progress
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
@@ -103,9 +104,9 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2, default=str) if args.json else text)
 
 
-def _item_line(item: Any) -> str:
+def _item_line(item: Any, command: str) -> str:
     error = item.error
-    text = str(error) if error is not None else ""
+    text = cli_message(error, command) if error is not None else ""
     if error is not None and not isinstance(error, PhotaError):
         text = f"{type(error).__name__}: {text}"
     text = " ".join(text.split())[:300]
@@ -151,7 +152,7 @@ async def run_batch(args: argparse.Namespace) -> int:
             bad = summary.failed + summary.pending
             bars[0].update(summary.worked, status=f"{bad} not done" if bad else "")
             if not item.ok:
-                say(_item_line(item))
+                say(_item_line(item, args.command))
 
         async with open_client(args) as phota:
             if args.command == "enhance":
@@ -195,7 +196,7 @@ async def run_batch(args: argparse.Namespace) -> int:
                                 "request_id": item.request_id,
                                 "skipped": item.skipped,
                                 "pending": item.pending,
-                                "error": _item_line(item) if item.error else None,
+                                "error": _item_line(item, args.command) if item.error else None,
                             }
                         )
             finally:

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from .. import __version__
+from ..errors import InvalidRequestError
 
 # What the SDK calls a parameter (``InvalidRequestError.field``) -> what the command line calls it.
 OPTION_FLAGS: dict[str, str] = {
@@ -80,6 +81,25 @@ def flag_for(field: str, command: str | None = None) -> str:
     if flag is None:
         return field
     return f"{flag} #{int(match['index']) + 1}" if match["index"] is not None else flag
+
+
+def cli_message(exc: BaseException, command: str | None = None) -> str:
+    """The error's line as the command line says it: an SDK parameter becomes its flag.
+
+    Args:
+        exc: the error to print.
+        command: the sub-command that raised it (some parameters are spelt per command).
+
+    Returns:
+        ``"-n: must be an integer from 1 to 4"`` for ``InvalidRequestError("n", ...)``; the
+        error's own text for any other error.
+    """
+    text = str(exc)
+    if isinstance(exc, InvalidRequestError):
+        prefix = f"{exc.field}: "
+        if text.startswith(prefix):
+            text = f"{flag_for(exc.field, command)}: {text[len(prefix) :]}"
+    return text
 
 
 def _positive_seconds(text: str) -> float:

@@ -90,7 +90,8 @@ class Task:
         """Set how many units are done; ``status`` is extra text (failures, a profile status)."""
         self._done = done
         elapsed = time.monotonic() - self._started
-        rate = f"{done / elapsed:.1f}/s" if elapsed > 0 and self._total else ""
+        # Under a second the rate says more about the clock than about the work.
+        rate = f"{done / elapsed:.1f}/s" if elapsed >= 1.0 and self._total else ""
         text = " ".join(t for t in (rate, status) if t)
         progress = self._progress
         if progress._rich is not None:

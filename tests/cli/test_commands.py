@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,27 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert "demo" in out.stdout
     assert "enhance" in out.stdout
+
+
+def test_emulator_command_serves_with_the_given_key_until_ctrl_c() -> None:
+    """`phota emulator --port 0 --key K` prints where it listens and the key, and Ctrl-C ends it
+    with exit 0."""
+    key = "phota_emu_cli_fixed_key_0001"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phota_async", "emulator", "--port", "0", "--key", key],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(4)]
+        assert lines[1].startswith("export PHOTA_BASE_URL=http://127.0.0.1:")
+        assert lines[2] == f"export PHOTA_API_KEY={key}\n"
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

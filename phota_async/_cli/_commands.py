@@ -115,6 +115,17 @@ def _item_line(item: Any, command: str) -> str:
     return f"failed: {item.input}: {text}"
 
 
+def _call_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The batch call's options, under the SDK's names, from the flags that set them
+    (``_parser.OPTION_FLAGS`` maps them back when the SDK refuses one)."""
+    options: dict[str, Any] = {"output_format": args.format}
+    if args.profile:
+        options["profile_ids"] = args.profile
+    if args.command == "enhance" and args.prompt:
+        options["prompt"] = args.prompt
+    return options
+
+
 async def run_batch(args: argparse.Namespace) -> int:
     """Run an enhance/edit/remix batch.
 
@@ -124,9 +135,7 @@ async def run_batch(args: argparse.Namespace) -> int:
     is 130.
     """
     inputs = expand_images(args.inputs, exclude=args.out)
-    options: dict[str, Any] = {"output_format": args.format}
-    if args.profile:
-        options["profile_ids"] = args.profile
+    options = _call_options(args)
     common = {
         "concurrency": args.concurrency,
         "out_dir": args.out,
@@ -156,8 +165,6 @@ async def run_batch(args: argparse.Namespace) -> int:
 
         async with open_client(args) as phota:
             if args.command == "enhance":
-                if args.prompt:
-                    options["prompt"] = args.prompt
                 run = phota.enhance_many(inputs, on_progress=on_progress, **common, **options)
             elif args.command == "edit":
                 run = phota.edit_many(

@@ -237,7 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     batch = _batch_options()
     api = [client, output, debug]
     parser = argparse.ArgumentParser(
-        prog="phota", description="Command line for the Phota image API."
+        prog="phota",
+        description="Command line for the Phota image API. "
+        "`phota COMMAND --help` lists a command's flags.",
+        epilog="exit codes: 0 done, 1 some items failed or are pending, 2 usage error, "
+        "130 interrupted (rerun the same command to resume a --manifest batch)",
     )
     parser.add_argument("--version", action="version", version=f"phota_async {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

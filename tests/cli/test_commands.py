@@ -186,3 +186,22 @@ def test_emulator_command_serves_with_the_given_key_until_ctrl_c() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_batch_flags_reach_every_request(
+    env: PhotaEmulator, photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--prompt, --format and --profile are sent on every enhance request of the batch."""
+    pid = env.add_profile()
+    argv = ["enhance", str(photos), "--out", str(tmp_path / "out"), "--prompt", "warmer",
+            "--format", "png", "--profile", pid]  # fmt: skip
+    assert run_json(argv, capsys)[0] == 0
+    bodies = [r["json"] for r in env.requests if r["path"].endswith("/enhance")]
+    assert len(bodies) == 5
+    for body in bodies:
+        assert (body["prompt"], body["output_format"], body["profile_ids"]) == (
+            "warmer",
+            "png",
+            [pid],
+        )
+    assert {image_format(p) for p in (tmp_path / "out").iterdir()} == {"PNG"}

@@ -81,14 +81,13 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[PhotaClient]:
     """
     poll = _poll_policy(args)
     if not args.emulator:
-        key = args.api_key or os.environ.get("PHOTA_API_KEY") or os.environ.get("PHOTA_KEY")
-        if not key:
+        if not (args.api_key or os.environ.get("PHOTA_API_KEY") or os.environ.get("PHOTA_KEY")):
             # Checked here, not left to the client, so that the message names the flag.
             raise UsageError(
                 "no API key: pass --api-key KEY or set the PHOTA_API_KEY environment variable"
                 " (or use --emulator)"
             )
-        async with PhotaClient(api_key=key, base_url=args.base_url, poll=poll) as client:
+        async with PhotaClient(api_key=args.api_key, base_url=args.base_url, poll=poll) as client:
             yield client
         return
     from ..testing import PhotaEmulator

@@ -43,19 +43,12 @@ OPTION_FLAGS: dict[str, str] = {
     "out_dir": "--out",
     "profile_id": "PROFILE_ID",
     "job_id": "JOB_ID",
-    "latency": "--latency",
-    "training_seconds": "--training-seconds",
-    "max_output_side": "--max-output-side",
-    "port": "--port",
-    "host": "--host",
-    "max_polls_per_second": "--poll-interval",
 }
 
 # Where a command spells a parameter differently from the table above.
 COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "enhance": {"prompt": "--prompt"},
     "profiles": {"images": "PHOTO"},
-    "emulator": {"api_key": "--key"},
 }
 
 _FIELD = re.compile(r"(?P<name>[A-Za-z_][\w.]*?)(?:\[(?P<index>\d+)\])?$")
@@ -75,8 +68,6 @@ def flag_for(field: str, command: str | None = None) -> str:
     if match is None:
         return field
     name = match["name"]
-    if name.startswith("Cadence."):
-        name = "max_polls_per_second"  # a poll interval the flag set out of range
     flag = COMMAND_FLAGS.get(command or "", {}).get(name) or OPTION_FLAGS.get(name)
     if flag is None:
         return field

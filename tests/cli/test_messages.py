@@ -103,7 +103,8 @@ def test_a_refused_batch_option_is_named_by_its_flag(
         ("prompt", "edit", "PROMPT"),
         ("prompt", "enhance", "--prompt"),
         ("output_format", "generate", "--format"),
-        ("api_key", "emulator", "--key"),
+        ("images", "profiles", "PHOTO"),
+        ("profile_ids[0]", "remix", "--profile #1"),
         ("something_new", "edit", "something_new"),
     ],
 )

@@ -79,6 +79,7 @@ class Task:
         self._description = description
         self._total = total
         self._done = 0
+        self._said: tuple[int, str] | None = None  # the last plain line's (done, status)
         self._started = time.monotonic()
         self._id = (
             progress._rich.add_task(description, total=total, rate="")
@@ -90,12 +91,15 @@ class Task:
         """Set how many units are done; ``status`` is extra text (failures, a profile status)."""
         self._done = done
         elapsed = time.monotonic() - self._started
-        rate = f"{done / elapsed:.1f}/s" if elapsed > 0 and self._total else ""
+        # Under a second the rate says more about the clock than about the work.
+        rate = f"{done / elapsed:.1f}/s" if elapsed >= 1.0 and self._total else ""
         text = " ".join(t for t in (rate, status) if t)
         progress = self._progress
         if progress._rich is not None:
             progress._rich.update(self._id, completed=done, rate=text)
-        elif progress.enabled:
+        elif progress.enabled and self._said != (done, status):
+            # A poll that saw no change is not news in a log: one line per change.
+            self._said = (done, status)
             of = f"/{self._total}" if self._total is not None else ""
             print(
                 f"{self._description}: {done}{of} {text}".rstrip(), file=progress.stream, flush=True

@@ -12,12 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._client import PhotaClient
-from ._files import off_loop
-from ._poll import PollPolicy
-from ._progress import Progress
-from ._uploads import emulator_uploader
-from .models import ImageResult
+from .. import ImageResult, PhotaClient, PollPolicy, emulator_uploader
+from .._files import off_loop
+from .progress import Progress
 
 TRAINING_SECONDS = 4.0
 PORTRAITS = 6
@@ -27,7 +24,7 @@ def _make_inputs(folder: Path) -> dict[str, Any]:
     """Sample portraits, a poor (dark, flat, noisy) photo and a style reference, on disk."""
     from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
-    from .testing._images import sample_photo
+    from ..testing._images import sample_photo
 
     folder.mkdir(parents=True, exist_ok=True)
     portraits = []
@@ -89,9 +86,23 @@ def _contact_sheet(rows: list[tuple[str, list[Path], list[Path]]], path: Path) -
     return path
 
 
-async def demo(out: Path, *, json_output: bool = False) -> int:
-    """Run the tour; return the exit code."""
-    from .testing import PhotaEmulator
+async def demo(
+    out: Path, *, json_output: bool = False, training_seconds: float = TRAINING_SECONDS
+) -> int:
+    """Run the tour and write its files under ``out``.
+
+    Args:
+        out: the folder for the sample inputs, the outputs and the contact sheet.
+        json_output: print a JSON summary instead of the human one (and no progress).
+        training_seconds: how long the emulator takes to train the profile.
+
+    Returns:
+        The exit code (0).
+
+    Raises:
+        PhotaError: a call failed (the emulator is local, so only a bug would do it).
+    """
+    from ..testing import PhotaEmulator
 
     started = time.monotonic()
     inputs = await off_loop(_make_inputs, out / "inputs")
@@ -99,7 +110,7 @@ async def demo(out: Path, *, json_output: bool = False) -> int:
     saved: dict[str, list[Path]] = {}
     with Progress(enabled=not json_output) as progress:
         async with (
-            PhotaEmulator(training_seconds=TRAINING_SECONDS, max_output_side=768) as emulator,
+            PhotaEmulator(training_seconds=training_seconds, max_output_side=768) as emulator,
             PhotaClient(
                 api_key=emulator.api_key,
                 base_url=emulator.base_url,

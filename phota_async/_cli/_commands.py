@@ -1,7 +1,8 @@
-"""The ``phota`` command line (also ``python -m phota_async``).
+"""What each ``phota`` command does, once its command line is parsed.
 
-Exit codes: 0 when everything was done, 1 when some items (or the call) failed or are pending,
-2 for a usage error, 130 when interrupted (Ctrl-C). Errors are one readable line; ``--debug`` shows the traceback and debug logging.
+Every runner takes the parsed arguments and returns the exit code: 0 when everything was done,
+1 when some items (or the call) failed or are pending, 130 when a batch was interrupted. A
+command line that cannot be run raises ``UsageError`` (exit 2).
 """
 
 from __future__ import annotations
@@ -10,17 +11,17 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._progress import Progress
-from ._redact import MIN_KEY, Secret
-from .errors import InvalidRequestError, PhotaError
+from .. import Cadence, PhotaClient, PollPolicy
+from ..errors import PhotaError
+from ._parser import cli_message
+from .progress import Progress
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -28,116 +29,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 class UsageError(Exception):
     """A command line that cannot be run as given."""
-
-
-# -- parser ----------------------------------------------------------------------------------
-
-
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--api-key", help="API key (default: $PHOTA_API_KEY)")
-    common.add_argument("--base-url", help="API base URL (default: $PHOTA_BASE_URL or production)")
-    common.add_argument(
-        "--emulator", action="store_true", help="run against an in-process Phota emulator"
-    )
-    common.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    common.add_argument("--debug", action="store_true", help="tracebacks and debug logging")
-    return common
-
-
-def _batch_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, type=Path, help="folder for the outputs")
-    parser.add_argument("--concurrency", type=int, default=16, help="calls in flight (16)")
-    parser.add_argument(
-        "--manifest",
-        type=Path,
-        help="write-ahead log file (SQLite): a rerun resumes, paying each input once (items run as jobs)",
-    )
-    parser.add_argument("--jobs", action="store_true", help="run each item as a job")
-    parser.add_argument("--format", default="jpg", choices=("jpg", "png"), help="output format")
-    parser.add_argument("--profile", action="append", default=[], help="profile id (repeatable)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = _common()
-    # The shared options live on each command (``phota enhance ... --emulator``): argparse
-    # would let a sub-command's defaults overwrite values given before it.
-    parser = argparse.ArgumentParser(
-        prog="phota", description="Command line for the Phota image API."
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = commands.add_parser("demo", parents=[common], help="a full tour on the local emulator")
-    demo.add_argument("--out", type=Path, default=Path("phota-demo"), help="output folder")
-
-    emulator = commands.add_parser("emulator", parents=[common], help="run the local emulator")
-    emulator.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    emulator.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
-    emulator.add_argument(
-        "--training-seconds", type=float, default=20.0, help="training time after validation"
-    )
-    emulator.add_argument(
-        "--latency",
-        type=_latency,
-        default=(0.0, 0.0),
-        metavar="SECONDS",
-        help="hold each API answer this long after charging (LOW:HIGH draws from a range)",
-    )
-    emulator.add_argument(
-        "--max-output-side", type=_pixels, metavar="PX", help="cap output images (faster, smaller)"
-    )
-
-    enhance = commands.add_parser("enhance", parents=[common], help="enhance photos")
-    enhance.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    enhance.add_argument("--prompt", help="optional guidance")
-    _batch_options(enhance)
-
-    edit = commands.add_parser("edit", parents=[common], help="edit photos with one prompt")
-    edit.add_argument("prompt", help="the edit instruction ([[profile_id]] names a subject)")
-    edit.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    _batch_options(edit)
-
-    remix = commands.add_parser("remix", parents=[common], help="restyle photos after a reference")
-    remix.add_argument("inputs", nargs="+", type=Path, help="image files or folders")
-    remix.add_argument("--reference", required=True, type=Path, help="the style image")
-    _batch_options(remix)
-
-    generate = commands.add_parser("generate", parents=[common], help="draw images from a prompt")
-    generate.add_argument("prompt", help="what to draw ([[profile_id]] names a subject)")
-    generate.add_argument("--out", required=True, type=Path, help="folder for the outputs")
-    generate.add_argument("-n", type=int, default=1, help="number of images (1-4)")
-    generate.add_argument("--aspect-ratio", default="auto")
-    generate.add_argument("--resolution", default="1K")
-    generate.add_argument("--model", default="nb2", help="base model")
-    generate.add_argument("--format", default="jpg", choices=("jpg", "png"))
-
-    profiles = commands.add_parser("profiles", help="trained subjects")
-    actions = profiles.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = actions.add_parser("create", parents=[common], help="train a profile")
-    create.add_argument("photos", nargs="+", help="photo URLs, files or folders")
-    create.add_argument("--tier", default="standard", choices=("standard", "fast"))
-    create.add_argument("--tag")
-    create.add_argument("--wait", action="store_true", help="wait until it is READY")
-    create.add_argument("--timeout", type=float, default=1800.0)
-    listing = actions.add_parser("list", parents=[common], help="list profiles")
-    listing.add_argument("--tag")
-    for name, text in (("status", "show a profile"), ("delete", "delete a profile")):
-        actions.add_parser(name, parents=[common], help=text).add_argument("profile_id")
-    wait = actions.add_parser("wait", parents=[common], help="wait until a profile is READY")
-    wait.add_argument("profile_id")
-    wait.add_argument("--timeout", type=float, default=1800.0)
-    picture = actions.add_parser("picture", parents=[common], help="save a profile's picture")
-    picture.add_argument("profile_id")
-    picture.add_argument("--out", required=True, type=Path, help="JPEG file to write")
-
-    jobs = commands.add_parser("jobs", help="asynchronous jobs")
-    job_actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
-    job_actions.add_parser("get", parents=[common], help="show a job").add_argument("job_id")
-    job_wait = job_actions.add_parser("wait", parents=[common], help="wait for a job, save it")
-    job_wait.add_argument("job_id")
-    job_wait.add_argument("--out", type=Path, help="folder for the outputs")
-    job_wait.add_argument("--timeout", type=float, default=900.0)
-    return parser
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -171,20 +62,39 @@ def expand_images(paths: Sequence[Path], exclude: Path | None = None) -> list[Pa
     return found
 
 
-@contextlib.asynccontextmanager
-async def open_client(args: argparse.Namespace) -> AsyncIterator[Any]:
-    """A ``PhotaClient`` for the command, on an in-process emulator with ``--emulator``."""
-    from ._client import PhotaClient
+def _poll_policy(args: argparse.Namespace) -> PollPolicy | None:
+    """``--poll-interval S``: every profile and job poll S seconds apart (budget unchanged)."""
+    seconds = getattr(args, "poll_interval", None)
+    if seconds is None:
+        # The in-process emulator trains in seconds: the documented cadence would mostly wait.
+        return PollPolicy().scaled(0.05) if args.emulator else None
+    every = Cadence(first=seconds, cap=seconds)
+    return PollPolicy(profile_setup=every, profile_training=every, job=every)
 
+
+@contextlib.asynccontextmanager
+async def open_client(args: argparse.Namespace) -> AsyncIterator[PhotaClient]:
+    """A ``PhotaClient`` for the command, on an in-process emulator with ``--emulator``.
+
+    Raises:
+        UsageError: no API key was given (``--api-key``) or found in the environment.
+    """
+    poll = _poll_policy(args)
     if not args.emulator:
-        async with PhotaClient(api_key=args.api_key, base_url=args.base_url) as client:
+        if not (args.api_key or os.environ.get("PHOTA_API_KEY") or os.environ.get("PHOTA_KEY")):
+            # Checked here, not left to the client, so that the message names the flag.
+            raise UsageError(
+                "no API key: pass --api-key KEY or set the PHOTA_API_KEY environment variable"
+                " (or use --emulator)"
+            )
+        async with PhotaClient(api_key=args.api_key, base_url=args.base_url, poll=poll) as client:
             yield client
         return
-    from .testing import PhotaEmulator
+    from ..testing import PhotaEmulator
 
     async with (
         PhotaEmulator(training_seconds=3.0) as emulator,
-        PhotaClient(api_key=emulator.api_key, base_url=emulator.base_url) as client,
+        PhotaClient(api_key=emulator.api_key, base_url=emulator.base_url, poll=poll) as client,
     ):
         yield client
 
@@ -193,15 +103,26 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2, default=str) if args.json else text)
 
 
-def _item_line(item: Any) -> str:
+def _item_line(item: Any, command: str) -> str:
     error = item.error
-    text = str(error) if error is not None else ""
+    text = cli_message(error, command) if error is not None else ""
     if error is not None and not isinstance(error, PhotaError):
         text = f"{type(error).__name__}: {text}"
     text = " ".join(text.split())[:300]
     if item.pending is not None:
         return f"pending ({item.pending}): {item.input}: {text}"
     return f"failed: {item.input}: {text}"
+
+
+def _call_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The batch call's options, under the SDK's names, from the flags that set them
+    (``_parser.OPTION_FLAGS`` maps them back when the SDK refuses one)."""
+    options: dict[str, Any] = {"output_format": args.format}
+    if args.profile:
+        options["profile_ids"] = args.profile
+    if args.command == "enhance" and args.prompt:
+        options["prompt"] = args.prompt
+    return options
 
 
 async def run_batch(args: argparse.Namespace) -> int:
@@ -213,11 +134,7 @@ async def run_batch(args: argparse.Namespace) -> int:
     is 130.
     """
     inputs = expand_images(args.inputs, exclude=args.out)
-    if args.concurrency < 1:
-        raise UsageError("--concurrency must be at least 1")
-    options: dict[str, Any] = {"output_format": args.format}
-    if args.profile:
-        options["profile_ids"] = args.profile
+    options = _call_options(args)
     common = {
         "concurrency": args.concurrency,
         "out_dir": args.out,
@@ -243,12 +160,10 @@ async def run_batch(args: argparse.Namespace) -> int:
             bad = summary.failed + summary.pending
             bars[0].update(summary.worked, status=f"{bad} not done" if bad else "")
             if not item.ok:
-                say(_item_line(item))
+                say(_item_line(item, args.command))
 
         async with open_client(args) as phota:
             if args.command == "enhance":
-                if args.prompt:
-                    options["prompt"] = args.prompt
                 run = phota.enhance_many(inputs, on_progress=on_progress, **common, **options)
             elif args.command == "edit":
                 run = phota.edit_many(
@@ -287,7 +202,7 @@ async def run_batch(args: argparse.Namespace) -> int:
                                 "request_id": item.request_id,
                                 "skipped": item.skipped,
                                 "pending": item.pending,
-                                "error": _item_line(item) if item.error else None,
+                                "error": _item_line(item, args.command) if item.error else None,
                             }
                         )
             finally:
@@ -330,8 +245,8 @@ async def run_generate(args: argparse.Namespace) -> int:
             output_format=args.format,
         )
         paths = await result.save(args.out, stem="generate")
-    data = {"outputs": [str(p) for p in paths], "request_id": result.request_id}
-    _emit(args, data, "\n".join(data["outputs"]))
+    outputs = [str(p) for p in paths]
+    _emit(args, {"outputs": outputs, "request_id": result.request_id}, "\n".join(outputs))
     return EXIT_OK
 
 
@@ -364,7 +279,7 @@ async def run_profiles(args: argparse.Namespace) -> int:
             _emit(args, _profile_data(profile), f"{profile.id}\t{profile.status}")
         elif args.action == "picture":
             data = await phota.profiles.picture(args.profile_id)
-            from ._files import write_atomic
+            from .._files import write_atomic
 
             await write_atomic(args.out, data)
             _emit(args, {"path": str(args.out)}, str(args.out))
@@ -389,7 +304,7 @@ async def _create_profile(args: argparse.Namespace, phota: Any) -> int:
     if local:
         if not args.emulator:
             raise UsageError("local photos can only be uploaded with --emulator; pass URLs")
-        from ._uploads import emulator_uploader
+        from .. import emulator_uploader
 
         uploader = emulator_uploader(phota)
     with Progress(enabled=not args.json) as progress:
@@ -411,46 +326,31 @@ async def run_jobs(args: argparse.Namespace) -> int:
     async with open_client(args) as phota:
         if args.action == "get":
             job = await phota.jobs.get(args.job_id)
-            data = {"job_id": job.id, "status": job.status, "error": job.error and job.error.detail}
-            _emit(args, data, f"{job.id}\t{job.status}")
+            error = job.error and job.error.detail
+            _emit(
+                args,
+                {"job_id": job.id, "status": job.status, "error": error},
+                f"{job.id}\t{job.status}",
+            )
             return EXIT_OK
         result = await phota.jobs.wait(args.job_id, timeout=args.timeout)
         paths = await result.save(args.out, stem=args.job_id) if args.out else []
-    data = {
-        "job_id": args.job_id,
-        "outputs": [str(p) for p in paths],
-        "request_id": result.request_id,
-    }
-    _emit(args, data, "\n".join(data["outputs"]) or f"{args.job_id}\tSUCCEEDED")
+    outputs = [str(p) for p in paths]
+    _emit(
+        args,
+        {"job_id": args.job_id, "outputs": outputs, "request_id": result.request_id},
+        "\n".join(outputs) or f"{args.job_id}\tSUCCEEDED",
+    )
     return EXIT_OK
 
 
-def _latency(text: str) -> tuple[float, float]:
-    """``--latency 0.3`` or ``--latency 0.2:0.4`` (seconds)."""
-    try:
-        low, _, high = text.partition(":")
-        pair = (float(low), float(high or low))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not SECONDS or LOW:HIGH: {text!r}") from None
-    if not (0 <= pair[0] <= pair[1] < float("inf")):
-        raise argparse.ArgumentTypeError(f"need 0 <= LOW <= HIGH: {text!r}")
-    return pair
-
-
-def _pixels(text: str) -> int:
-    """``--max-output-side 64``: a whole number of pixels, at least 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"not a positive number of pixels: {text!r}")
-    return int(text)
-
-
 async def run_emulator(args: argparse.Namespace) -> int:
-    from .testing import PhotaEmulator
+    from ..testing import PhotaEmulator
 
     emulator = PhotaEmulator(
         host=args.host,
         port=args.port,
-        api_key=args.api_key,
+        api_key=args.key,
         training_seconds=args.training_seconds,
         latency=args.latency,
         max_output_side=args.max_output_side,
@@ -465,12 +365,14 @@ async def run_emulator(args: argparse.Namespace) -> int:
 
 
 async def run_demo(args: argparse.Namespace) -> int:
-    from ._demo import demo
+    from .demo import demo
 
-    return await demo(args.out, json_output=args.json)
+    return await demo(args.out, json_output=args.json, training_seconds=args.training_seconds)
 
 
-RUNNERS = {
+Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+RUNNERS: dict[str, Runner] = {
     "demo": run_demo,
     "emulator": run_emulator,
     "enhance": run_batch,
@@ -480,40 +382,3 @@ RUNNERS = {
     "profiles": run_profiles,
     "jobs": run_jobs,
 }
-
-
-def _scrubbed(exc: BaseException, args: argparse.Namespace) -> str:
-    """The error's line with the key masked (the client that registered it may be gone)."""
-    keys = [getattr(args, "api_key", None), os.environ.get("PHOTA_API_KEY")]
-    keys.append(os.environ.get("PHOTA_KEY"))
-    line = str(exc)
-    for key in keys:
-        if key and len(key) >= MIN_KEY:
-            line = Secret(key).scrub(line)
-    return line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``phota`` command; return its exit code."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return int(exit_.code or 0) and EXIT_USAGE
-    if args.debug:
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s %(levelname)s %(message)s")
-    try:
-        return asyncio.run(RUNNERS[args.command](args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED if args.command != "emulator" else EXIT_OK
-    except (UsageError, InvalidRequestError) as exc:
-        if args.debug:
-            raise
-        print(f"phota: error: {_scrubbed(exc, args)}", file=sys.stderr)
-        return EXIT_USAGE
-    except PhotaError as exc:
-        if args.debug:
-            raise
-        print(f"phota: {type(exc).__name__}: {_scrubbed(exc, args)}", file=sys.stderr)
-        return EXIT_FAILED

@@ -19,7 +19,7 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
@@ -111,14 +111,31 @@ class ManualClock:
         Args:
             seconds: how long, on this clock; zero or less only yields to the loop once.
         """
-        if not seconds > 0:
-            await asyncio.sleep(0)
-            return
+        await self._sleep(lambda now: now + seconds)
+
+    async def sleep_until(self, moment: float) -> None:
+        """Wait until the clock reads ``moment`` or later.
+
+        Unlike ``sleep(moment - now())``, no ``advance()`` from another thread can slip in
+        between reading the clock and starting to wait.
+
+        Args:
+            moment: a reading of this clock.
+        """
+        await self._sleep(lambda _: moment)
+
+    async def _sleep(self, moment_from: Callable[[float], float]) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
-            key = next(self._order)
-            self._sleepers[key] = (self._now + seconds, loop, future)
+            moment = moment_from(self._now)
+            due = not moment > self._now  # NaN counts as due: nothing to wait for
+            if not due:
+                key = next(self._order)
+                self._sleepers[key] = (moment, loop, future)
+        if due:
+            await asyncio.sleep(0)
+            return
         try:
             await future
         finally:
@@ -152,6 +169,20 @@ class ManualClock:
             # A sleeper whose loop has closed meanwhile has nobody left to wake.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_wake, future)
+
+
+async def sleep_until(clock: Clock, moment: float) -> None:
+    """Wait until ``clock`` reads ``moment`` or later (at once if it already does).
+
+    Args:
+        clock: the clock to wait on; a ``ManualClock`` does this without a race against
+            ``advance()`` from another thread.
+        moment: a reading of ``clock``.
+    """
+    if isinstance(clock, ManualClock):
+        await clock.sleep_until(moment)
+    else:
+        await clock.sleep(moment - clock.now())
 
 
 def _wake(future: asyncio.Future[None]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from . import _images
 from ._billing import TRAINING_PRICES
-from ._clock import within
+from ._clock import sleep_until, within
 from ._failure import APIFailure
 from ._records import JobRecord, ProfileRecord
 from ._render import load_image
@@ -102,8 +102,8 @@ def submit(
 async def _run_job(
     state: EmulatorState, job: JobRecord, named: list[ProfileRecord], request_id: str
 ) -> None:
-    await state.clock.sleep(job.starts - state.now())
-    await state.clock.sleep(state.config.job_run_seconds)
+    # One wait to an absolute moment, so that one advance() of a ManualClock covers both phases.
+    await sleep_until(state.clock, job.starts + state.config.job_run_seconds)
     try:
         if state.job_failures:
             code, detail = state.job_failures.pop(0)
@@ -164,7 +164,7 @@ async def _validate(state: EmulatorState, record: ProfileRecord) -> None:
     # training starts at that moment, not when this task happens to wake up.
     due = record.created + state.config.validation_seconds
     if state.now() < due:
-        await state.clock.sleep(due - state.now())
+        await sleep_until(state.clock, due)
         record.validated_at = due
     else:
         record.validated_at = state.now()

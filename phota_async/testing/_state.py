@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import itertools
+import math
 import random
 import secrets
 import time
@@ -138,7 +139,7 @@ class EmulatorState:
         """Keep an output image; return its signed download URL, valid for ``url_ttl``."""
         key = secrets.token_hex(12)
         self.outputs[key] = (data, "image/png" if fmt == "png" else "image/jpeg")
-        expires = int(self.unix() + self.config.url_ttl)
+        expires = math.ceil(self.unix() + self.config.url_ttl)  # valid at least url_ttl
         sig = self._url_signature(key, expires)
         return f"{self.origin}{OUTPUTS}{key}.{fmt}?expires={expires}&sig={sig}"
 

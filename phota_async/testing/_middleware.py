@@ -10,7 +10,7 @@ Emulator decisions:
   client can die knowing nothing of a charge is as wide as the latency. It is measured on the
   emulator's clock. Scripted status faults (a proxy answering) are not delayed; a shutting-down
   emulator cuts the remaining delays short.
-- A ``delay`` fault waits on the emulator's clock too.
+- A ``delay`` fault waits on the emulator's clock too, and is cut short on shutdown.
 """
 
 from __future__ import annotations
@@ -89,10 +89,11 @@ async def outer(request: web.Request, handler: Handler) -> web.StreamResponse:
             _drop(request)
         if fault.delay is not None:
             # Like a real server: the body is received first, then the slow work happens,
-            # and it is finished even if the client has given up meanwhile.
+            # and it is finished even if the client has given up meanwhile. A stopping
+            # emulator cuts the wait short instead of holding its shutdown for the delay.
             if request.can_read_body:
                 await request.read()
-            await state.clock.sleep(fault.delay)
+            await state.hold(fault.delay)
     try:
         response = await handler(request)
     except APIFailure as failure:

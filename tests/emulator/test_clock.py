@@ -128,6 +128,7 @@ async def test_job_stays_running_until_the_clock_passes_its_run_time(
     ) as http:
         async with http.post(f"{P}/enhance", json={"image": b64(jpeg_bytes()), **JOB}) as resp:
             job_id = (await resp.json())["job_id"]
+        await until(lambda: clock.sleepers == 1)  # the job's task waits on the clock
         clock.advance(JOB_QUEUE)
         assert emu.jobs()[0]["status"] == "RUNNING"
         clock.advance(JOB_RUN - 1)

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from phota_async.testing import Fault, PhotaEmulator
+from phota_async.testing import Fault, ManualClock, PhotaEmulator
 from tests.emulator.helpers import P, manual, until
 
 
@@ -144,3 +144,25 @@ async def test_clear_faults(http: aiohttp.ClientSession, emu: PhotaEmulator) -> 
     emu.clear_faults()
     async with http.get(f"{P}/profiles/ids") as resp:
         assert resp.status == 200
+
+
+async def test_stopping_cuts_a_delay_fault_short() -> None:
+    """An emulator stops without waiting out a pending delay; the held request is answered."""
+    clock = ManualClock()
+    emu = PhotaEmulator(clock=clock)
+    await emu.start()
+    try:
+        emu.add_fault("/profiles/ids", delay=3600)
+        async with aiohttp.ClientSession(headers={"X-API-Key": emu.api_key}) as session:
+
+            async def list_ids() -> int:
+                async with session.get(f"{emu.base_url}/profiles/ids") as resp:
+                    return resp.status
+
+            call = asyncio.create_task(list_ids())
+            await until(lambda: clock.sleepers == 1)
+            await asyncio.wait_for(emu.stop(), 30)  # the delay alone would hold it for 60 s
+            assert await call == 200
+    finally:
+        await emu.stop()
+    assert clock.now() == 0

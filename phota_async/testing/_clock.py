@@ -68,9 +68,15 @@ class ManualClock:
     sleeper then wakes on its own event loop (any thread's). Typical use::
 
         clock = ManualClock()
-        with PhotaEmulator(clock=clock, training_seconds=20 * 60) as emu:
-            ...                      # create a profile
-            clock.advance(20 * 60)   # training is over: the profile is READY
+        with PhotaEmulator(clock=clock) as emu:
+            profile_id = emu.add_profile(training_seconds=20 * 60)  # QUEUING
+            clock.advance(20 * 60)                                 # READY, at once
+
+    Statuses that are a matter of time (training phases, a job's QUEUED and RUNNING, URL
+    expiry) change the moment ``advance()`` returns. Work the clock does not pace still takes
+    real time: downloading and checking training photos, making images, delivering callbacks.
+    Poll for its outcome after advancing, and use ``sleepers`` to know that the emulator has
+    started waiting before you move the clock past the wait.
 
     Args:
         start: the first reading of ``now()``.

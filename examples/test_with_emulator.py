@@ -1,19 +1,33 @@
-"""How to test your own code against the Phota emulator with pytest-asyncio.
+"""How to test your own code against the Phota emulator with pytest and pytest-asyncio.
+
+Needs: ``pip install 'phota-async[emulator]' pytest pytest-asyncio`` (pytest-asyncio >= 0.23).
+Nothing to configure: this file works in pytest-asyncio's default *strict* mode (async fixtures
+are declared with ``@pytest_asyncio.fixture`` and async tests carry ``@pytest.mark.asyncio``),
+and also under ``asyncio_mode = "auto"``. (If your pytest configuration turns warnings into
+errors, recent pytest-asyncio also wants ``asyncio_default_fixture_loop_scope = "function"``
+there: it warns when that option is unset.)
 
 Installing phota_async registers the ``phota_emulator`` fixture: a running local Phota API per
-test, stopped afterwards. Point your client at it and check what the API saw and charged.
+test, on its own thread, stopped afterwards. Point your client at it and check what the API saw
+and charged. ``@pytest.mark.phota_emulator(clock="manual")`` gives the emulator a clock that
+moves only when the test calls ``phota_emulator.clock.advance(seconds)``, so a 20-minute
+training or a job's run time costs no real waiting.
 
-    pytest examples/test_with_emulator.py
+    pytest test_with_emulator.py
 """
 
 from __future__ import annotations
 
-import pytest
+import io
+from collections.abc import AsyncIterator
 
-import phota_async
-from phota_async import PhotaClient
+import pytest
+import pytest_asyncio
+from PIL import Image
+
+from phota_async import PhotaClient, RetryPolicy
 from phota_async.errors import OutcomeUnknownError
-from phota_async.testing import PhotaEmulator
+from phota_async.testing import ManualClock, PhotaEmulator
 
 
 async def brighten_all(phota: PhotaClient, photos: list[bytes]) -> list[bytes]:
@@ -23,24 +37,19 @@ async def brighten_all(phota: PhotaClient, photos: list[bytes]) -> list[bytes]:
 
 
 def sample_photo() -> bytes:
-    import io
-
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.new("RGB", (32, 32), (90, 60, 40)).save(buf, format="JPEG")
     return buf.getvalue()
 
 
-@pytest.fixture
-async def phota(phota_emulator: PhotaEmulator):  # type: ignore[no-untyped-def]
-    """A client on the test's emulator, with retry waits switched off."""
-    phota_async.set_testing(True)
+@pytest_asyncio.fixture
+async def phota(phota_emulator: PhotaEmulator) -> AsyncIterator[PhotaClient]:
+    """A client on the test's emulator that retries without waiting between attempts."""
+    no_waits = RetryPolicy(initial_backoff=0, max_backoff=0, max_retry_after=0)
     async with PhotaClient(
-        api_key=phota_emulator.api_key, base_url=phota_emulator.base_url
+        api_key=phota_emulator.api_key, base_url=phota_emulator.base_url, retry=no_waits
     ) as client:
         yield client
-    phota_async.set_testing(False)
 
 
 @pytest.mark.asyncio
@@ -69,4 +78,19 @@ async def test_lost_answer_is_reported_not_repaid(
     phota_emulator.add_fault("/edit", drop="after")
     with pytest.raises(OutcomeUnknownError):
         await brighten_all(phota, [sample_photo()])
+    assert len(phota_emulator.charges()) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.phota_emulator(clock="manual")
+async def test_a_long_job_finishes_when_the_clock_says_so(
+    phota: PhotaClient, phota_emulator: PhotaEmulator
+) -> None:
+    """A job is RUNNING until the emulator's clock has passed its run time, then succeeds."""
+    clock = phota_emulator.clock
+    assert isinstance(clock, ManualClock)
+    job = await phota.jobs.submit_enhance(sample_photo())
+    clock.advance(60)  # the emulator's default queue and run times are well under a minute
+    result = await job.wait(timeout=30)
+    assert (await result.read())[:3] == b"\xff\xd8\xff"
     assert len(phota_emulator.charges()) == 1

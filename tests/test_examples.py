@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,22 +80,42 @@ def test_batch_enhance_script_resumes(
     assert len(env.charges()) == 6
 
 
-def test_pytest_example_passes() -> None:
-    """The example test file passes under pytest-asyncio, as a user would run it."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(EXAMPLES / "test_with_emulator.py"),
-            "-q",
-            "-p",
-            "no:cacheprovider",
-        ],
+STRICT_PROJECT = """\
+[pytest]
+asyncio_mode = strict
+asyncio_default_fixture_loop_scope = function
+addopts = -p no:cacheprovider
+filterwarnings =
+    error
+"""
+
+
+def run_example_in(project: Path, *, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Copy the example test file into ``project`` and run pytest there, as a user would."""
+    shutil.copy(EXAMPLES / "test_with_emulator.py", project / "test_with_emulator.py")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONWARNINGS": "error"},
-        cwd=EXAMPLES.parent,
+        env=env,
+        cwd=project,
+        timeout=120,
     )
+
+
+def test_pytest_example_passes_when_copied_into_a_strict_project(tmp_path: Path) -> None:
+    """Copied alone into a project in pytest-asyncio strict mode, with warnings as errors, the
+    example's tests all pass."""
+    (tmp_path / "pytest.ini").write_text(STRICT_PROJECT)
+    proc = run_example_in(tmp_path, env={**os.environ, "PYTHONWARNINGS": "error"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "3 passed" in proc.stdout
+    assert "4 passed" in proc.stdout
+
+
+def test_pytest_example_passes_in_a_project_with_no_configuration(tmp_path: Path) -> None:
+    """Copied into a folder with no pytest configuration at all, the example's tests all pass."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # the folder is its own rootdir
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "PYTEST_ADDOPTS")}
+    proc = run_example_in(tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 passed" in proc.stdout

@@ -45,8 +45,14 @@ def test_fixed_error_names_are_exported() -> None:
 
 
 def test_testing_exports() -> None:
-    """phota_async.testing exports the emulator."""
-    assert phota_async.testing.__all__ == ["Fault", "PhotaEmulator"]
+    """phota_async.testing exports the emulator, its faults and its clocks."""
+    assert phota_async.testing.__all__ == [
+        "Clock",
+        "Fault",
+        "ManualClock",
+        "MonotonicClock",
+        "PhotaEmulator",
+    ]
 
 
 DOCUMENTED = [

@@ -12,8 +12,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ._app import API_PREFIX, EmulatorConfig, EmulatorState, build_app
+from ._clock import Clock, MonotonicClock
 from ._faults import DropWhen, Fault
+from ._records import EmulatorConfig
+from ._routes import build_app
+from ._state import API_PREFIX, EmulatorState
 
 
 class PhotaEmulator:
@@ -51,6 +54,16 @@ class PhotaEmulator:
             through the ``latency`` property.
         host: interface to listen on; loopback by default.
         port: port to listen on; 0 picks a free one.
+        clock: what the simulated service reads time from and sleeps on (training, validation,
+            job phases, processing time, latency, delay faults, callback back-off, download
+            URL expiry, job timestamps). Real monotonic time by default; pass a
+            ``ManualClock`` to move time yourself with ``advance()``.
+        idempotency_ttl: how long, in seconds on the clock, a ``client_request_id`` keeps
+            naming its job (24 hours by default); a later submit with it is a new job.
+
+    Raises:
+        ValueError: a latency or ``idempotency_ttl`` that is negative or not a number, or a
+            ``clock`` that is not a ``Clock``.
     """
 
     def __init__(
@@ -71,7 +84,15 @@ class PhotaEmulator:
         latency: float | tuple[float, float] = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        clock: Clock | None = None,
+        idempotency_ttl: float = 24 * 3600,
     ) -> None:
+        if clock is None:
+            clock = MonotonicClock()
+        elif not isinstance(clock, Clock):
+            raise ValueError(f"clock must have now() and async sleep(seconds), not {clock!r}")
+        if not (idempotency_ttl >= 0 and math.isfinite(idempotency_ttl)):
+            raise ValueError(f"idempotency_ttl must be >= 0 seconds, not {idempotency_ttl!r}")
         if isinstance(training_seconds, Mapping):
             training = {
                 "standard": float(training_seconds["standard"]),
@@ -93,10 +114,12 @@ class PhotaEmulator:
             max_output_side=max_output_side,
             blocked_words=tuple(w.lower() for w in blocked_words),
             latency=_latency_range(latency),
+            idempotency_ttl=float(idempotency_ttl),
         )
         self._host = host
         self._port = port
-        self._state = EmulatorState(self._config)
+        self._clock = clock
+        self._state = EmulatorState(self._config, clock)
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -106,6 +129,11 @@ class PhotaEmulator:
         return f"<PhotaEmulator {where}>"
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the simulated service lives by (a ``ManualClock`` if one was given)."""
+        return self._clock
 
     @property
     def api_key(self) -> str:
@@ -289,7 +317,7 @@ class PhotaEmulator:
     @property
     def ledger(self) -> list[dict[str, Any]]:
         """Every charge and refund, in order."""
-        return list(self._state.ledger)
+        return list(self._state.billing.entries)
 
     @property
     def callbacks(self) -> list[dict[str, Any]]:
@@ -298,27 +326,24 @@ class PhotaEmulator:
 
     def charges(self) -> list[dict[str, Any]]:
         """Ledger entries that are charges."""
-        return [e for e in self._state.ledger if e["kind"] == "charge"]
+        return [e for e in self._state.billing.entries if e["kind"] == "charge"]
 
     def net_spent(self) -> float:
         """Charges minus refunds, in dollars."""
-        total = 0.0
-        for entry in self._state.ledger:
-            total += entry["amount"] if entry["kind"] == "charge" else -entry["amount"]
-        return round(total, 6)
+        return self._state.billing.net_spent()
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job as ``GET /jobs/{id}`` would show it, plus its client_request_id."""
         return [
-            {**job.to_json(), "client_request_id": job.client_request_id}
+            {**self._state.job_json(job), "client_request_id": job.client_request_id}
             for job in list(self._state.jobs.values())
         ]
 
     def profiles(self) -> list[dict[str, Any]]:
         """Every profile as its status call would show it, with tag, tier and ``ready_at``.
 
-        ``ready_at`` is the ``time.monotonic()`` moment the profile becomes (or became) READY,
-        ``None`` while it is validating or when it failed.
+        ``ready_at`` is the clock reading (``time.monotonic()`` by default) at which the profile
+        becomes (or became) READY, ``None`` while it is validating or when it failed.
         """
         return [
             {**self._state.profile_json(p), "tier": p.tier, "ready_at": p.ready_at()}
@@ -332,7 +357,8 @@ class PhotaEmulator:
 
         It is READY at once by default, for tests that need a trained subject without waiting
         for one; with ``training_seconds`` it goes through ``QUEUING`` and ``IN_PROGRESS`` and
-        is READY that many seconds from now, for tests of waiting that upload no photos.
+        is READY that many seconds from now on the emulator's clock, for tests of waiting that
+        upload no photos.
         """
         if not self._state.origin:
             raise RuntimeError("the emulator is not running")

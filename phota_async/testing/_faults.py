@@ -20,7 +20,8 @@ class Fault:
 
     - ``status``: answer that status (with ``retry_after`` seconds and/or ``body``) without
       processing the request.
-    - ``delay``: wait that many seconds, then process the request normally.
+    - ``delay``: wait that many seconds on the emulator's clock, then process the request
+      normally (a stopping emulator cuts the wait short).
     - ``drop="before"``: close the connection before reading the body; nothing is processed.
     - ``drop="after"``: read the body and process the request (charging for it), then close the
       connection without answering, so the client cannot know the outcome.

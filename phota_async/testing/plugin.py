@@ -1,7 +1,8 @@
 """pytest plugin: the ``phota_emulator`` fixture, registered through the ``pytest11`` entry point.
 
 The emulator runs in a background thread with its own event loop, so the same fixture serves
-synchronous tests, pytest-asyncio tests and anyio tests alike, whatever loop they use.
+synchronous tests, pytest-asyncio tests (strict or auto mode) and anyio tests alike, whatever
+loop they use. The plugin itself needs no async plugin: it imports only pytest.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ def phota_emulator(request: pytest.FixtureRequest) -> Iterator[PhotaEmulator]:
     ``@pytest.mark.phota_emulator(training_seconds=0.2, balance=5.0)``, or
     ``@pytest.mark.phota_emulator(latency=0.3)`` for a server that holds every answer 0.3 s
     after charging (``latency=(0.2, 0.4)`` draws each delay from a range). Outputs are capped
-    at 256 px unless ``max_output_side`` says otherwise.
+    at 256 px unless ``max_output_side`` says otherwise. ``clock="manual"`` gives the test a
+    fresh ``ManualClock`` of its own (``phota_emulator.clock.advance(seconds)`` moves it);
+    a clock object is passed on as it is.
     """
-    from . import PhotaEmulator
+    from . import ManualClock, PhotaEmulator
 
     marker = request.node.get_closest_marker("phota_emulator")
     options = dict(marker.kwargs) if marker is not None else {}
     options.setdefault("max_output_side", 256)
+    if options.get("clock") == "manual":
+        options["clock"] = ManualClock()
     with PhotaEmulator(**options) as emulator:
         yield emulator
 

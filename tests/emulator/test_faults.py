@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 
 import aiohttp
 import pytest
 
-from phota_async.testing import Fault, PhotaEmulator
-from tests.emulator.helpers import P
+from phota_async.testing import Fault, ManualClock, PhotaEmulator
+from tests.emulator.helpers import P, manual, until
 
 
 async def test_status_fault_answers_with_retry_after(
@@ -59,12 +59,19 @@ async def test_html_body_fault(http: aiohttp.ClientSession, emu: PhotaEmulator) 
 async def test_delay_fault_slows_then_processes(
     http: aiohttp.ClientSession, emu: PhotaEmulator
 ) -> None:
-    """A delay fault holds the answer, then processes normally."""
+    """A delay fault holds the request for its time on the clock, then processes it normally."""
     emu.add_fault("/profiles/ids", delay=0.3)
-    start = time.monotonic()
-    async with http.get(f"{P}/profiles/ids") as resp:
-        assert resp.status == 200
-    assert time.monotonic() - start >= 0.3
+    clock = manual(emu)
+
+    async def list_ids() -> int:
+        async with http.get(f"{P}/profiles/ids") as resp:
+            return resp.status
+
+    call = asyncio.create_task(list_ids())
+    await until(lambda: clock.sleepers == 1)
+    assert emu.requests[-1]["status"] is None  # received, not processed yet
+    clock.advance(0.3)
+    assert await call == 200
 
 
 async def test_drop_before_does_not_process(
@@ -137,3 +144,25 @@ async def test_clear_faults(http: aiohttp.ClientSession, emu: PhotaEmulator) -> 
     emu.clear_faults()
     async with http.get(f"{P}/profiles/ids") as resp:
         assert resp.status == 200
+
+
+async def test_stopping_cuts_a_delay_fault_short() -> None:
+    """An emulator stops without waiting out a pending delay; the held request is answered."""
+    clock = ManualClock()
+    emu = PhotaEmulator(clock=clock)
+    await emu.start()
+    try:
+        emu.add_fault("/profiles/ids", delay=3600)
+        async with aiohttp.ClientSession(headers={"X-API-Key": emu.api_key}) as session:
+
+            async def list_ids() -> int:
+                async with session.get(f"{emu.base_url}/profiles/ids") as resp:
+                    return resp.status
+
+            call = asyncio.create_task(list_ids())
+            await until(lambda: clock.sleepers == 1)
+            await asyncio.wait_for(emu.stop(), 30)  # the delay alone would hold it for 60 s
+            assert await call == 200
+    finally:
+        await emu.stop()
+    assert clock.now() == 0

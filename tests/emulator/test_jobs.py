@@ -14,7 +14,7 @@ from aiohttp import web
 
 from phota_async.testing import PhotaEmulator
 from tests.conftest import b64, decode, jpeg_bytes, local_server
-from tests.emulator.helpers import P
+from tests.emulator.helpers import JOB_QUEUE, JOB_RUN, P, manual, until
 
 ASYNC = {"async": True, "response_mode": "urls"}
 
@@ -24,14 +24,18 @@ async def submit(http: aiohttp.ClientSession, body: dict[str, object]) -> tuple[
         return resp.status, await resp.json()
 
 
-async def wait_job(http: aiohttp.ClientSession, job_id: str, seen: list[str] | None = None) -> dict:
+async def get_job(http: aiohttp.ClientSession, job_id: str) -> dict:
+    async with http.get(f"{P}/jobs/{job_id}") as resp:
+        return dict(await resp.json())
+
+
+async def wait_job(http: aiohttp.ClientSession, emu: PhotaEmulator, job_id: str) -> dict:
+    """Move the clock past the job's queue and run times, then poll until it has finished."""
+    manual(emu).advance(JOB_QUEUE + JOB_RUN)
     for _ in range(500):
-        async with http.get(f"{P}/jobs/{job_id}") as resp:
-            job = await resp.json()
-        if seen is not None and (not seen or seen[-1] != job["status"]):
-            seen.append(job["status"])
+        job = await get_job(http, job_id)
         if job["status"] in ("SUCCEEDED", "FAILED"):
-            return dict(job)
+            return job
         await asyncio.sleep(0.01)
     raise AssertionError("job never finished")
 
@@ -70,22 +74,29 @@ async def test_submit_answers_202_with_a_handle(
     assert handle["poll_url"] == f"{emu.base_url}/jobs/{handle['job_id']}"
 
 
-async def test_job_moves_through_its_statuses(http: aiohttp.ClientSession) -> None:
-    """A job goes QUEUED -> RUNNING -> SUCCEEDED and then holds a 200 result body."""
+async def test_job_moves_through_its_statuses(
+    http: aiohttp.ClientSession, emu: PhotaEmulator
+) -> None:
+    """A job goes QUEUED -> RUNNING -> SUCCEEDED on the clock and then holds a 200 result body."""
     _, handle = await submit(http, {"num_output_images": 2})
-    seen: list[str] = []
-    job = await wait_job(http, handle["job_id"], seen)
-    assert seen == ["QUEUED", "RUNNING", "SUCCEEDED"]
+    seen = [(await get_job(http, handle["job_id"]))["status"]]
+    manual(emu).advance(JOB_QUEUE)
+    seen.append((await get_job(http, handle["job_id"]))["status"])
+    manual(emu).advance(JOB_RUN - 1)
+    seen.append((await get_job(http, handle["job_id"]))["status"])
+    job = await wait_job(http, emu, handle["job_id"])
+    seen.append(job["status"])
+    assert seen == ["QUEUED", "RUNNING", "RUNNING", "SUCCEEDED"]
     assert set(job) == {"job_id", "status", "created_at", "updated_at", "result", "error"}
     assert job["created_at"].endswith("Z")
     assert len(job["result"]["download_urls"]) == 2
     assert job["error"] is None
 
 
-async def test_job_results_download(http: aiohttp.ClientSession) -> None:
+async def test_job_results_download(http: aiohttp.ClientSession, emu: PhotaEmulator) -> None:
     """A finished job's download URLs serve real images."""
     _, handle = await submit(http, {"output_format": "png"})
-    job = await wait_job(http, handle["job_id"])
+    job = await wait_job(http, emu, handle["job_id"])
     async with aiohttp.ClientSession() as anon, anon.get(job["result"]["download_urls"][0]) as resp:
         assert decode(await resp.read()).format == "PNG"
 
@@ -117,17 +128,17 @@ async def test_failed_job_reports_error_and_is_refunded(
     """A job that fails ends FAILED with code and detail, and its charge is refunded."""
     emu.fail_next_jobs(code="GPU_LOST", detail="worker vanished")
     _, handle = await submit(http, {})
-    job = await wait_job(http, handle["job_id"])
+    job = await wait_job(http, emu, handle["job_id"])
     assert job["status"] == "FAILED"
     assert job["error"] == {"code": "GPU_LOST", "detail": "worker vanished"}
     assert emu.net_spent() == 0
 
 
-async def test_job_with_bad_input_fails(http: aiohttp.ClientSession) -> None:
+async def test_job_with_bad_input_fails(http: aiohttp.ClientSession, emu: PhotaEmulator) -> None:
     """An async enhance whose image cannot be decoded ends FAILED with INVALID_IMAGE."""
     async with http.post(f"{P}/enhance", json={"image": b64(b"junk"), **ASYNC}) as resp:
         handle = await resp.json()
-    job = await wait_job(http, handle["job_id"])
+    job = await wait_job(http, emu, handle["job_id"])
     assert (job["status"], job["error"]["code"]) == ("FAILED", "INVALID_IMAGE")
 
 
@@ -144,6 +155,7 @@ async def test_callback_is_delivered_signed(
     """A finished job is POSTed to callback_url with a valid t=,v1= HMAC signature."""
     rec, url = receiver
     _, handle = await submit(http, {"callback_url": url})
+    manual(emu).advance(JOB_QUEUE + JOB_RUN)
     await asyncio.wait_for(rec.arrived.wait(), 5)
     body, header = rec.deliveries[0]
     parts = dict(item.split("=", 1) for item in header.split(","))
@@ -162,6 +174,7 @@ async def test_failed_job_is_also_called_back(
     rec, url = receiver
     emu.fail_next_jobs()
     await submit(http, {"callback_url": url})
+    manual(emu).advance(JOB_QUEUE + JOB_RUN)
     await asyncio.wait_for(rec.arrived.wait(), 5)
     assert json.loads(rec.deliveries[0][0])["status"] == "FAILED"
 
@@ -169,14 +182,18 @@ async def test_failed_job_is_also_called_back(
 async def test_callback_is_retried_when_the_receiver_fails(
     http: aiohttp.ClientSession, emu: PhotaEmulator, receiver: tuple[Receiver, str]
 ) -> None:
-    """A receiver answering 500 gets three attempts, all recorded."""
+    """A receiver answering 500 gets three attempts, 0.2 s then 0.4 s apart, all recorded."""
     rec, url = receiver
     rec.status = 500
+    clock = manual(emu)
     await submit(http, {"callback_url": url})
-    for _ in range(300):
-        if len(emu.callbacks) == 3:
-            break
-        await asyncio.sleep(0.02)
+    clock.advance(JOB_QUEUE + JOB_RUN)
+    for attempt, backoff in ((1, 0.2), (2, 0.4)):
+        await until(lambda n=attempt: len(emu.callbacks) == n and clock.sleepers == 1)
+        clock.advance(backoff - 0.01)
+        assert clock.sleepers == 1  # the back-off has not passed yet: nobody was woken
+        clock.advance(0.02)
+    await until(lambda: len(emu.callbacks) == 3)
     assert [c["attempt"] for c in emu.callbacks] == [1, 2, 3]
     assert len(rec.deliveries) == 3
 
@@ -199,9 +216,11 @@ async def test_async_submit_checks_credit(emu: PhotaEmulator) -> None:
     assert emu.jobs() == []
 
 
-async def test_async_enhance_with_jpeg_input(http: aiohttp.ClientSession) -> None:
+async def test_async_enhance_with_jpeg_input(
+    http: aiohttp.ClientSession, emu: PhotaEmulator
+) -> None:
     """Every studio endpoint accepts async mode; enhance is one."""
     async with http.post(f"{P}/enhance", json={"image": b64(jpeg_bytes()), **ASYNC}) as resp:
         assert resp.status == 202
         handle = await resp.json()
-    assert (await wait_job(http, handle["job_id"]))["status"] == "SUCCEEDED"
+    assert (await wait_job(http, emu, handle["job_id"]))["status"] == "SUCCEEDED"

@@ -10,25 +10,15 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 
 import aiohttp
 import pytest
 
 from phota_async.testing import PhotaEmulator
 from tests.conftest import b64, decode, jpeg_bytes
-from tests.emulator.helpers import P
+from tests.emulator.helpers import P, manual, until
 
 JOB = {"async": True, "response_mode": "urls"}
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait (bounded) until ``condition()`` holds; the waiting itself asserts nothing."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition never held")
 
 
 async def post_enhance(http: aiohttp.ClientSession, **extra: object) -> tuple[int, dict]:
@@ -39,12 +29,20 @@ async def post_enhance(http: aiohttp.ClientSession, **extra: object) -> tuple[in
 async def test_answers_wait_for_the_latency(
     emu: PhotaEmulator, http: aiohttp.ClientSession
 ) -> None:
-    """An API answer arrives no sooner than the configured latency."""
-    emu.latency = 0.3
-    started = time.monotonic()
-    async with http.get(f"{P}/profiles/ids") as resp:
-        assert resp.status == 200
-    assert time.monotonic() - started >= 0.29
+    """An API answer is held until the clock has moved by the configured latency."""
+    emu.latency = 0.5
+    clock = manual(emu)
+
+    async def list_ids() -> int:
+        async with http.get(f"{P}/profiles/ids") as resp:
+            return resp.status
+
+    call = asyncio.create_task(list_ids())
+    await until(lambda: clock.sleepers == 1)
+    clock.advance(0.25)
+    assert clock.sleepers == 1  # still held
+    clock.advance(0.25)
+    assert await call == 200
 
 
 async def test_sync_call_is_charged_before_the_answer_is_sent(
@@ -88,9 +86,14 @@ async def test_same_key_in_the_latency_window_returns_the_original_job(
 ) -> None:
     """A resubmit with the same key, sent while the first answer is held, pays nothing more."""
     emu.latency = 0.5
+    clock = manual(emu)
     first = asyncio.create_task(post_enhance(http, client_request_id="key-1", **JOB))
-    await until(lambda: len(emu.charges()) == 1)
+    # Sleeping on the clock: the job's run and the first answer's latency.
+    await until(lambda: len(emu.charges()) == 1 and clock.sleepers == 2)
     second = asyncio.create_task(post_enhance(http, client_request_id="key-1", **JOB))
+    await until(lambda: clock.sleepers == 3)
+    assert not first.done()  # both answers are held at once
+    clock.advance(0.5)
     (status_a, handle_a), (status_b, handle_b) = await asyncio.gather(first, second)
     assert (status_a, status_b) == (202, 202)
     assert handle_a["job_id"] == handle_b["job_id"]
@@ -119,9 +122,13 @@ async def test_concurrent_first_submits_with_one_key_make_one_job(
 ) -> None:
     """Many submits racing with the same key make one job and one charge."""
     emu.latency = 0.2
-    answers = await asyncio.gather(
-        *(post_enhance(http, client_request_id="key-3", **JOB) for _ in range(8))
-    )
+    clock = manual(emu)
+    calls = [
+        asyncio.create_task(post_enhance(http, client_request_id="key-3", **JOB)) for _ in range(8)
+    ]
+    await until(lambda: clock.sleepers == 8 + 1)  # eight answers held, one job running
+    clock.advance(0.2)
+    answers = await asyncio.gather(*calls)
     assert {handle["job_id"] for _, handle in answers} == {emu.jobs()[0]["job_id"]}
     assert len(emu.jobs()) == 1
     assert len(emu.charges()) == 1

@@ -6,7 +6,15 @@ import aiohttp
 
 from phota_async.testing import PhotaEmulator
 from tests.conftest import decode, jpeg_bytes, local_server
-from tests.emulator.helpers import create, training_urls, wait_for_status
+from tests.emulator.helpers import (
+    TRAINING,
+    create,
+    manual,
+    status_of,
+    training_urls,
+    validated,
+    wait_for_status,
+)
 
 P = "/v1/phota"
 
@@ -14,12 +22,16 @@ P = "/v1/phota"
 async def test_training_moves_through_every_status(
     http: aiohttp.ClientSession, emu: PhotaEmulator
 ) -> None:
-    """A good training set goes VALIDATING -> QUEUING -> IN_PROGRESS -> READY."""
+    """A good training set goes VALIDATING -> QUEUING -> IN_PROGRESS -> READY, on the clock."""
     profile_id = await create(http, training_urls(emu, 5))
-    seen: list[str] = []
-    final = await wait_for_status(http, profile_id, {"READY", "ERROR"}, seen)
-    assert final["status"] == "READY"
-    assert seen == ["VALIDATING", "QUEUING", "IN_PROGRESS", "READY"]
+    assert (await status_of(http, profile_id))["status"] == "VALIDATING"
+    assert await validated(http, emu, profile_id) == "QUEUING"
+    manual(emu).advance(TRAINING / 4)
+    assert (await status_of(http, profile_id))["status"] == "IN_PROGRESS"
+    manual(emu).advance(TRAINING * 3 / 4 - 1)
+    assert (await status_of(http, profile_id))["status"] == "IN_PROGRESS"
+    manual(emu).advance(1)
+    assert (await status_of(http, profile_id))["status"] == "READY"
 
 
 async def test_create_charges_the_tier_price(
@@ -67,8 +79,9 @@ async def test_training_urls_may_be_any_loopback_server(
     app.router.add_get("/p/{n}.jpg", serve)
     async with local_server(app) as origin:
         profile_id = await create(http, [f"{origin}/p/{i}.jpg" for i in range(5)])
-        final = await wait_for_status(http, profile_id, {"READY", "ERROR"})
-    assert final["status"] == "READY"
+        assert await validated(http, emu, profile_id) == "QUEUING"
+    manual(emu).advance(TRAINING)
+    assert (await status_of(http, profile_id))["status"] == "READY"
 
 
 async def test_set_without_subject_ends_in_error(
@@ -157,7 +170,7 @@ async def test_status_of_unknown_profile_is_404(http: aiohttp.ClientSession) -> 
 async def test_picture_is_a_real_jpeg(http: aiohttp.ClientSession, emu: PhotaEmulator) -> None:
     """A validated profile's picture is a decodable square JPEG."""
     profile_id = await create(http, training_urls(emu, 5))
-    await wait_for_status(http, profile_id, {"READY"})
+    await validated(http, emu, profile_id)
     async with http.get(f"{P}/profiles/{profile_id}/profile_picture") as resp:
         data = await resp.read()
     assert resp.content_type == "image/jpeg"
@@ -190,10 +203,12 @@ async def test_added_profile_trains_for_the_given_time(
     http: aiohttp.ClientSession, emu: PhotaEmulator
 ) -> None:
     """add_profile(training_seconds=...) goes QUEUING -> IN_PROGRESS -> READY, uncharged."""
-    profile_id = emu.add_profile(training_seconds=0.4)
-    seen: list[str] = []
-    final = await wait_for_status(http, profile_id, {"READY"}, seen)
-    assert final["status"] == "READY"
+    profile_id = emu.add_profile(training_seconds=400)
+    seen = [(await status_of(http, profile_id))["status"]]
+    manual(emu).advance(100)
+    seen.append((await status_of(http, profile_id))["status"])
+    manual(emu).advance(300)
+    seen.append((await status_of(http, profile_id))["status"])
     assert seen == ["QUEUING", "IN_PROGRESS", "READY"]
     assert emu.charges() == []
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import time
 
 import aiohttp
 import pytest
 from PIL import ImageStat
 
-from phota_async.testing import PhotaEmulator
+from phota_async.testing import ManualClock, PhotaEmulator
 from tests.conftest import b64, decode, jpeg_bytes, png_bytes
-from tests.emulator.helpers import P, create, ready_profile, training_urls
+from tests.emulator.helpers import P, create, manual, ready_profile, training_urls, until
 
 
 async def post(
@@ -294,14 +293,24 @@ async def test_recognised_subject_raises_enhance_price(
 
 
 async def test_slow_sync_call_is_504_and_refunded() -> None:
-    """A call past the synchronous limit answers 504 and its charge is refunded."""
+    """A call still processing when the clock passes sync_timeout answers 504 and is refunded."""
+    clock = ManualClock()
     async with (
-        PhotaEmulator(processing_seconds=0.5, sync_timeout=0.05, max_output_side=64) as emu,
+        PhotaEmulator(
+            clock=clock, processing_seconds=0.5, sync_timeout=0.05, max_output_side=64
+        ) as emu,
         aiohttp.ClientSession(headers={"X-API-Key": emu.api_key}) as session,
-        session.post(f"{emu.base_url}/generate", json={"prompt": "x"}) as resp,
     ):
-        body = await resp.json()
-        assert (resp.status, body["code"]) == (504, "TIMEOUT")
+
+        async def generate() -> tuple[int, dict]:
+            async with session.post(f"{emu.base_url}/generate", json={"prompt": "x"}) as resp:
+                return resp.status, await resp.json()
+
+        call = asyncio.create_task(generate())
+        await until(lambda: clock.sleepers == 2)  # the time limit and the processing time
+        clock.advance(0.05)
+        status, body = await call
+        assert (status, body["code"]) == (504, "TIMEOUT")
         assert [e["kind"] for e in emu.ledger] == ["charge", "refund"]
         assert emu.net_spent() == 0
 
@@ -326,19 +335,17 @@ async def test_tampered_download_url_is_refused(http: aiohttp.ClientSession) -> 
         assert resp.status == 403
 
 
-async def test_expired_download_url_is_refused() -> None:
-    """A download URL past its validity answers 403 URL_EXPIRED."""
-    async with (
-        PhotaEmulator(url_ttl=1, max_output_side=64) as emu,
-        aiohttp.ClientSession(headers={"X-API-Key": emu.api_key}) as session,
-    ):
-        async with session.post(
-            f"{emu.base_url}/generate", json={"prompt": "x", "response_mode": "urls"}
-        ) as resp:
-            url = (await resp.json())["download_urls"][0]
-        expires = int(url.split("expires=")[1].split("&")[0])
-        while time.time() <= expires:
-            await asyncio.sleep(0.1)
-        async with session.get(url) as resp:
+async def test_download_url_expires_on_the_clock(
+    http: aiohttp.ClientSession, emu: PhotaEmulator
+) -> None:
+    """A download URL serves for its 24 hours on the clock, then answers 403 URL_EXPIRED."""
+    _, body = await post(http, "generate", {"prompt": "x", "response_mode": "urls"})
+    url = body["download_urls"][0]
+    async with aiohttp.ClientSession() as anon:
+        manual(emu).advance(24 * 3600 - 1)
+        async with anon.get(url) as resp:
+            assert resp.status == 200
+        manual(emu).advance(2)
+        async with anon.get(url) as resp:
             body = await resp.json()
         assert (resp.status, body["code"]) == (403, "URL_EXPIRED")

@@ -1,0 +1,209 @@
+"""The emulator's routes: the Phota API under ``/v1/phota`` and its own under ``/_emulator``.
+
+Handlers read and validate the request, then hand it to the service (``_service``) or read the
+state; what they answer is raw JSON built here, never an SDK model.
+
+Emulator decisions:
+
+- ``/profiles/add`` with a number of URLs outside the tier's range answers 400
+  ``INVALID_TRAINING_SET``; download or decode failures surface later as status ``ERROR``.
+- The profile picture is available once validation has passed.
+- ``POST /_emulator/uploads`` (with the API key) hands out a one-time PUT URL for the public
+  file store; ``GET /_emulator/files/{key}`` and signed output downloads need no key.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from . import _service
+from ._billing import price
+from ._failure import APIFailure
+from ._middleware import JSON_LOG, REQUEST_ID, STATE_KEY, Handler, auth, outer, short
+from ._rules import check_semantics, named_profiles
+from ._schema import TIER_COUNTS, validate
+from ._state import API_PREFIX, FILES, OUTPUTS, EmulatorState
+
+STUDIO_ENDPOINTS = ("edit", "generate", "enhance", "remix")
+
+
+async def _json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw) if raw else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        position = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
+        raise APIFailure(
+            422,
+            "VALIDATION_ERROR",
+            [{"loc": ["body", position], "msg": "JSON decode error", "type": "json_invalid"}],
+        ) from exc
+
+
+async def _read_json(request: web.Request, endpoint: str) -> dict[str, Any]:
+    """The request's JSON body, logged (shortened) and validated against the endpoint's schema."""
+    body = await _json_body(request)
+    JSON_LOG.set(short(body))
+    details = validate(endpoint, body)
+    if details:
+        raise APIFailure(422, "VALIDATION_ERROR", details)
+    assert isinstance(body, dict)
+    return body
+
+
+def _studio_handler(endpoint: str) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE_KEY]
+        body = await _read_json(request, endpoint)
+        check_semantics(endpoint, body, state.config.blocked_words)
+        named = named_profiles(body, state.profiles, state.now())
+        cost = price(endpoint, body, bool(named))
+        if body.get("async"):
+            handle = _service.submit(state, endpoint, body, named, cost, REQUEST_ID.get())
+            return web.json_response(handle, status=202)
+        result = await _service.call(state, endpoint, body, named, cost, REQUEST_ID.get())
+        return web.json_response(result)
+
+    return handle
+
+
+async def _get_job(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    job_id = request.match_info["job_id"]
+    job = state.jobs.get(job_id)
+    if job is None:
+        raise APIFailure(404, "JOB_NOT_FOUND", f"job {job_id[:80]} does not exist")
+    return web.json_response(state.job_json(job))
+
+
+async def _add_profile(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    body = await _read_json(request, "profiles/add")
+    tier = body.get("training_tier") or "standard"
+    lo, hi = TIER_COUNTS[tier]
+    urls: list[str] = body["image_urls"]
+    if not lo <= len(urls) <= hi:
+        raise APIFailure(
+            400, "INVALID_TRAINING_SET", f"the {tier} tier needs {lo}-{hi} images, got {len(urls)}"
+        )
+    if any(not u.startswith(("http://", "https://")) for u in urls):
+        raise APIFailure(400, "INVALID_TRAINING_SET", "image_urls must be http(s) URLs, not base64")
+    record = _service.create_profile(state, urls, tier, body.get("tag"), REQUEST_ID.get())
+    return web.json_response({"profile_id": record.id})
+
+
+async def _list_profiles(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    tag = request.query.get("tag")
+    profiles = [
+        state.profile_json(p) for p in state.profiles.values() if tag is None or p.tag == tag
+    ]
+    return web.json_response(
+        {"profiles": [{k: p[k] for k in ("profile_id", "status", "tag")} for p in profiles]}
+    )
+
+
+async def _profile_status(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    body = state.profile_json(state.get_profile(request.match_info["profile_id"]))
+    del body["tag"]
+    return web.json_response(body)
+
+
+async def _profile_picture(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    record = state.get_profile(request.match_info["profile_id"])
+    if record.subject() is None or record.picture is None:
+        raise APIFailure(404, "PICTURE_NOT_AVAILABLE", f"profile {record.id} has no picture yet")
+    return web.Response(body=record.picture, content_type="image/jpeg")
+
+
+async def _delete_profile(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    record = state.get_profile(request.match_info["profile_id"])
+    del state.profiles[record.id]
+    return web.json_response({"profile_id": record.id, "status": "ok"})
+
+
+async def _webhook_secret(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"secret": request.app[STATE_KEY].webhook_secret})
+
+
+async def _new_upload(request: web.Request) -> web.StreamResponse:
+    """Hand out a one-time PUT URL for the file store (emulator-only, needs the API key)."""
+    state = request.app[STATE_KEY]
+    given = request.headers.get("X-API-Key", "")
+    if not hmac.compare_digest(given.encode(), state.config.api_key.encode()):
+        raise APIFailure(401, "INVALID_API_KEY", "the API key is not valid")
+    key = secrets.token_hex(12)
+    token = secrets.token_hex(16)
+    state.upload_tokens[key] = token
+    return web.json_response(
+        {
+            "upload_url": f"{state.origin}{FILES}{key}?token={token}",
+            "url": f"{state.origin}{FILES}{key}",
+        }
+    )
+
+
+async def _put_file(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    key = request.match_info["key"]
+    token = state.upload_tokens.get(key)
+    if token is None or not hmac.compare_digest(token, request.query.get("token", "")):
+        raise APIFailure(403, "INVALID_UPLOAD_URL", "this upload URL is not valid")
+    data = await request.read()
+    del state.upload_tokens[key]
+    state.files[key] = (data, request.headers.get("Content-Type", "application/octet-stream"))
+    return web.json_response({"url": f"{state.origin}{FILES}{key}", "size": len(data)}, status=201)
+
+
+async def _get_file(request: web.Request) -> web.StreamResponse:
+    entry = request.app[STATE_KEY].files.get(request.match_info["key"])
+    if entry is None:
+        raise APIFailure(404, "NOT_FOUND", "no such file")
+    return web.Response(body=entry[0], content_type=entry[1])
+
+
+async def _get_output(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    data, content_type = state.signed_output(
+        request.match_info["key"], request.query.get("expires", ""), request.query.get("sig", "")
+    )
+    return web.Response(body=data, content_type=content_type)
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    app[STATE_KEY].stopping.set()
+
+
+async def _on_cleanup(app: web.Application) -> None:
+    await app[STATE_KEY].close()
+
+
+def build_app(state: EmulatorState) -> web.Application:
+    """The emulator's ``aiohttp.web`` application, serving ``state``."""
+    app = web.Application(middlewares=[outer, auth], client_max_size=state.config.max_body_bytes)
+    app[STATE_KEY] = state
+    p = API_PREFIX
+    for endpoint in STUDIO_ENDPOINTS:
+        app.router.add_post(f"{p}/{endpoint}", _studio_handler(endpoint))
+    app.router.add_get(f"{p}/jobs/{{job_id}}", _get_job)
+    app.router.add_post(f"{p}/profiles/add", _add_profile)
+    app.router.add_get(f"{p}/profiles/ids", _list_profiles)
+    app.router.add_get(f"{p}/profiles/{{profile_id}}/status", _profile_status)
+    app.router.add_get(f"{p}/profiles/{{profile_id}}/profile_picture", _profile_picture)
+    app.router.add_delete(f"{p}/profiles/{{profile_id}}", _delete_profile)
+    app.router.add_get(f"{p}/webhook-secret", _webhook_secret)
+    app.router.add_post("/_emulator/uploads", _new_upload)
+    app.router.add_put(FILES + "{key}", _put_file)
+    app.router.add_get(FILES + "{key}", _get_file)
+    app.router.add_get(OUTPUTS + "{key}.{fmt}", _get_output)
+    app.on_shutdown.append(_on_shutdown)
+    app.on_cleanup.append(_on_cleanup)
+    return app

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import Cadence, PhotaClient, PollPolicy
+from .._client import PhotaClient
+from .._poll import Cadence, PollPolicy
 from ..errors import PhotaError
 from ._parser import cli_message
 from .progress import Progress

@@ -14,7 +14,7 @@ import math
 import re
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..errors import InvalidRequestError
 
 # What the SDK calls a parameter (``InvalidRequestError.field``) -> what the command line calls it.

@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import ImageResult, PhotaClient, PollPolicy, emulator_uploader
+from .._client import PhotaClient
 from .._files import off_loop
+from .._poll import PollPolicy
+from .._uploads import emulator_uploader
+from ..models import ImageResult
 from .progress import Progress
 
 TRAINING_SECONDS = 4.0

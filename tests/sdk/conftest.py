@@ -14,9 +14,8 @@ from phota_async.testing import PhotaEmulator
 @pytest.fixture(autouse=True)
 def _no_backoff() -> Iterator[None]:
     """Retries still happen, without their waits."""
-    phota_async.set_testing(True)
-    yield
-    phota_async.set_testing(False)
+    with phota_async.set_testing():
+        yield
 
 
 @pytest.fixture

@@ -78,6 +78,18 @@ async def local_server(app: web.Application, **runner: float) -> AsyncIterator[s
         await app_runner.cleanup()
 
 
+async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds, checking every few milliseconds; fail after
+    ``timeout`` seconds. For state another task or thread changes without an event to await
+    (an emulator's request log), instead of a fixed sleep that hopes it is long enough."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    while not condition():
+        if loop.time() > give_up:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
 class _Selector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
     """A selector that, instead of blocking for ``timeout``, moves its loop's clock on."""
 

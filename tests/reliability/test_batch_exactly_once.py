@@ -29,7 +29,11 @@ import pytest
 from PIL import Image
 
 from phota_async.testing import PhotaEmulator
-from tests.conftest import jpeg_bytes, png_bytes
+from tests.helpers import jpeg_bytes, png_bytes
+
+# Every scenario here runs the real CLI in subprocesses against a slow server and kills or
+# interrupts it: wide windows on purpose, so the module runs with `pytest -m slow` (CI does).
+pytestmark = pytest.mark.slow
 
 INPUTS = 300
 LATENCY = 0.3

@@ -22,7 +22,7 @@ from phota_async.errors import (
 )
 from phota_async.models import Profile
 from phota_async.testing import PhotaEmulator
-from tests.helpers import jpeg_bytes, png_bytes, run_virtual
+from tests.helpers import jpeg_bytes, png_bytes, run_virtual, until
 
 FAST = PollPolicy().scaled(0.01)
 
@@ -143,11 +143,13 @@ async def test_cancelling_a_wait_stops_polling(threaded_emu: PhotaEmulator) -> N
         emu.add_fault(f"/profiles/{profile.id}/status", delay=0.05, times=1000)
         before = set(asyncio.all_tasks())
         waiter = asyncio.ensure_future(phota.profiles.wait_ready(profile.id, timeout=10))
-        await asyncio.sleep(0.2)
+        await until(lambda: status_polls(emu, profile.id) >= 2, "polling to be under way")
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
         polls = status_polls(emu, profile.id)
+        # An observation window of several poll intervals (50-100 ms here) in which a loop
+        # left running would have polled again.
         await asyncio.sleep(0.3)
         assert status_polls(emu, profile.id) == polls
         assert set(asyncio.all_tasks()) - before == set()
@@ -160,7 +162,7 @@ async def test_cancelling_one_waiter_keeps_the_others(
     profile = await start(fast, emu)
     first = asyncio.ensure_future(fast.profiles.wait_ready(profile.id, timeout=10))
     second = asyncio.ensure_future(fast.profiles.wait_ready(profile.id, timeout=10))
-    await asyncio.sleep(0.05)
+    await until(lambda: status_polls(emu, profile.id) >= 1, "both waiters to be polling")
     first.cancel()
     assert (await second).is_ready
     assert first.cancelled()

@@ -90,6 +90,9 @@ def test_pytest_example_passes() -> None:
             "-q",
             "-p",
             "no:cacheprovider",
+            # A user's project has none of this repository's addopts (xdist workers, markers).
+            "-o",
+            "addopts=",
         ],
         capture_output=True,
         text=True,

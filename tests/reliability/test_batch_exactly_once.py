@@ -33,9 +33,9 @@ from tests.helpers import jpeg_bytes, png_bytes
 
 # Every scenario here runs the real CLI in subprocesses against a slow server and kills or
 # interrupts it: wide windows on purpose, so the module runs with `pytest -m slow` (CI does).
-# The four 300-input scenarios are played once per module (a module-scoped fixture): keep the
-# module on one pytest-xdist worker so that they are not played once per worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("batch_exactly_once")]
+# The four 300-input scenarios are played once per module (a module-scoped fixture), so this
+# module runs on one pytest-xdist worker: `.ci/run` passes `--dist loadfile` to the slow step.
+pytestmark = pytest.mark.slow
 
 INPUTS = 300
 LATENCY = 0.3

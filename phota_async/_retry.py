@@ -22,12 +22,13 @@ is capped, jittered exponential backoff. The call's deadline lives here too: a w
 time left cannot cover is not started (as stamina's ``stop_before_delay``); the last real error
 is raised at once, saying that the deadline stopped the retries. Every attempt's request id is
 kept on the final error (``Trail``), even when the deadline cuts a later attempt short.
-``set_testing(True)`` keeps the attempts but removes the waits, for fast test suites.
+``with set_testing():`` keeps the attempts but removes the waits, for fast test suites.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -58,10 +59,41 @@ IDEMPOTENT_RETRIED_STATUSES = frozenset({500, 502})
 _testing = False
 
 
-def set_testing(enabled: bool) -> None:
-    """Turn backoff waits off (``True``) or back on. Attempts and their limits are unchanged."""
+class _Testing(contextlib.AbstractContextManager[None]):
+    """The switch as it was before one ``set_testing`` call, restored on leaving a ``with``."""
+
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: bool) -> None:
+        self._previous = previous
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _testing
+        _testing = self._previous
+
+
+def set_testing(enabled: bool = True) -> contextlib.AbstractContextManager[None]:
+    """Turn retry backoff waits off (``True``) or back on; attempts and their limits are
+    unchanged.
+
+    Use it as a context manager, which restores the previous setting on leaving (also on an
+    error, and correctly when nested)::
+
+        with phota_async.set_testing():
+            ...  # retries happen at once
+
+    A plain call ``set_testing(True)`` still switches at once and stays switched until
+    ``set_testing(False)``.
+
+    Args:
+        enabled: ``True`` removes the waits, ``False`` puts them back.
+
+    Returns:
+        A context manager whose exit restores the setting seen before this call.
+    """
     global _testing
-    _testing = enabled
+    previous, _testing = _testing, bool(enabled)
+    return _Testing(previous)
 
 
 def _seconds(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:

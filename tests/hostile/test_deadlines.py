@@ -30,6 +30,7 @@ from tests.conftest import jpeg_bytes, local_server
 
 RESULT = {"known_subjects": {"counts": {}}, "images": [], "download_urls": []}
 PROFILE = {"profile_id": "p1", "status": "READY", "message": None}
+FAST = PollPolicy().scaled(0.01)  # polls every 10 ms at first: these tests time retries, not polls
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -207,7 +208,9 @@ async def test_a_huge_retry_after_on_a_job_poll_is_capped() -> None:
         return await _json(done)
 
     server.routes["/jobs/j1"] = job
-    async with server.serve(retry=RetryPolicy(max_attempts=1, max_retry_after=0.05)) as phota:
+    async with server.serve(
+        retry=RetryPolicy(max_attempts=1, max_retry_after=0.05), poll=FAST
+    ) as phota:
         job = await phota.jobs.get("j1")
         await job.wait(timeout=10)
     assert len(polls) == 3
@@ -222,10 +225,10 @@ async def test_backoff_stops_at_the_deadline_with_every_request_id() -> None:
         return await _json({"code": "DOWN"}, 503, {"X-Request-Id": f"req-{next(count)}"})
 
     server.routes["/profiles/p1/status"] = unavailable
-    policy = RetryPolicy(max_attempts=20, initial_backoff=0.2, max_backoff=0.8)
+    policy = RetryPolicy(max_attempts=20, initial_backoff=0.05, max_backoff=0.2)
     async with server.serve(retry=policy) as phota:
         with pytest.raises(ServiceUnavailableError) as info:
-            await phota.profiles.get("p1", timeout=1)
+            await phota.profiles.get("p1", timeout=0.25)
     hits = server.hits["/profiles/p1/status"]
     assert 1 < hits < 20
     assert info.value.request_ids == tuple(f"req-{i}" for i in range(hits))
@@ -384,7 +387,7 @@ async def test_another_jobs_answer_to_a_poll_is_not_taken_as_the_result() -> Non
         {"job_id": "j1", "status": "FAILED", "error": {"code": "BOOM", "detail": "x"}},
     ]
     server.routes["/jobs/j1"] = lambda _: _json(answers.pop(0))
-    async with server.serve(retry=RetryPolicy(max_attempts=1)) as phota:
+    async with server.serve(retry=RetryPolicy(max_attempts=1), poll=FAST) as phota:
         job = await phota.jobs.get("j1")
         with pytest.raises(JobFailedError):
             await job.wait(timeout=30)

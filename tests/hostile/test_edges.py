@@ -398,10 +398,10 @@ def slow_app(delay: float) -> web.Application:
 
 
 async def test_borrowed_session_total_timeout_does_not_cut_a_call() -> None:
-    """A session whose own total timeout is 0.5 s does not cut a 1 s answer the client allows."""
+    """A session whose own total timeout is 0.2 s does not cut a 0.4 s answer the client allows."""
     async with (
-        local_server(slow_app(1.0), shutdown_timeout=0.1) as origin,
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as session,
+        local_server(slow_app(0.4), shutdown_timeout=0.1) as origin,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as session,
         client(origin, session=session, read_timeout=30) as phota,
     ):
         profile = await phota.profiles.get("p1")
@@ -433,14 +433,14 @@ async def test_borrowed_session_raise_for_status_does_not_change_errors(
 
 
 async def test_borrowed_session_total_timeout_does_not_cut_a_download(tmp_path: Path) -> None:
-    """A download slower than the borrowed session's 0.5 s total timeout completes."""
+    """A download slower than the borrowed session's 0.2 s total timeout completes."""
 
     async def slow_image(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
         response.content_length = len(JPEG)
         await response.prepare(request)
         await response.write(JPEG[:100])
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.4)
         await response.write(JPEG[100:])
         return response
 
@@ -449,7 +449,7 @@ async def test_borrowed_session_total_timeout_does_not_cut_a_download(tmp_path: 
     app.router.add_get("/img", slow_image)
     async with (
         serve_on(app, "127.0.0.1") as a,
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as session,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as session,
         client(a, session=session) as phota,
     ):
         origins["a"] = a

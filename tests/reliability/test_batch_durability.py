@@ -15,7 +15,10 @@ from PIL import Image
 
 from phota_async._manifest import Manifest
 from phota_async.testing import PhotaEmulator
-from tests.conftest import jpeg_bytes
+from tests.helpers import jpeg_bytes
+
+# SIGKILLs at random moments of a real CLI run: a wide window on purpose (`pytest -m slow`).
+pytestmark = pytest.mark.slow
 
 INPUTS = 24
 

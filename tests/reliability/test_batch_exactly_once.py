@@ -29,7 +29,13 @@ import pytest
 from PIL import Image
 
 from phota_async.testing import PhotaEmulator
-from tests.conftest import jpeg_bytes, png_bytes
+from tests.helpers import jpeg_bytes, png_bytes
+
+# Every scenario here runs the real CLI in subprocesses against a slow server and kills or
+# interrupts it: wide windows on purpose, so the module runs with `pytest -m slow` (CI does).
+# The four 300-input scenarios are played once per module (a module-scoped fixture), so this
+# module runs on one pytest-xdist worker: `.ci/run` passes `--dist loadfile` to the slow step.
+pytestmark = pytest.mark.slow
 
 INPUTS = 300
 LATENCY = 0.3

@@ -7,7 +7,6 @@ leaves in the emulator's ledger is exactly the number expected.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,10 @@ from phota_async.errors import (
     ServerError,
 )
 from phota_async.testing import PhotaEmulator
+from tests.helpers import until
 
+# The client's read timeout; the "read timeout" fault holds the answer twice as long.
+READ_TIMEOUT = 0.25
 KINDS = ("get", "delete", "paid", "submit", "poll", "download")
 PATHS = {
     "get": "/profiles/*/status",
@@ -45,7 +47,7 @@ FAULTS: dict[str, dict[str, Any]] = {
     "connection refused": {},
     "dropped before the body": {"drop": "before"},
     "dropped after the body": {"drop": "after"},
-    "read timeout": {"delay": 1.0},
+    "read timeout": {"delay": 2 * READ_TIMEOUT},
     "truncated body": {"truncate": True},
     "malformed JSON": {"malformed": True},
     "wrong content type": {"content_type": "text/plain"},
@@ -141,7 +143,7 @@ async def test_fault_matrix(
 ) -> None:
     """The faulted call ends as the table says, and charges exactly as the table says."""
     refused = fault == "connection refused"
-    real = AiohttpTransport(read_timeout=0.3)
+    real = AiohttpTransport(read_timeout=READ_TIMEOUT)
     transport = RefuseFirst(real) if refused else real
     async with PhotaClient(
         api_key=emu.api_key,
@@ -162,8 +164,15 @@ async def test_fault_matrix(
         else:
             with pytest.raises(outcome):
                 await call()
-        if "delay" in FAULTS[fault]:
-            await asyncio.sleep(FAULTS[fault]["delay"] + 0.3)  # the server finishes late work
+        # The server finishes work the client gave up on: count charges once it has answered.
+        await until(
+            lambda: all(
+                r["status"] is not None
+                for r in emu.requests
+                if str(r["fault"]).startswith("delay=")
+            ),
+            "the delayed request to be answered",
+        )
     assert len(emu.charges()) - before == charges
     if kind == "submit" and outcome == "ok":
         assert len(emu.jobs()) == 1

@@ -12,7 +12,7 @@ import pytest
 
 from phota_async import PhotaClient, PollPolicy
 from phota_async.testing import PhotaEmulator
-from tests.conftest import jpeg_bytes
+from tests.helpers import jpeg_bytes
 
 FAST = PollPolicy().scaled(0.01)
 
@@ -36,6 +36,7 @@ def open_connections(phota: PhotaClient) -> int:
     return acquired + idle
 
 
+@pytest.mark.slow
 async def test_five_thousand_mixed_calls(threaded_emu: PhotaEmulator) -> None:
     """5,000 mixed calls at 200 concurrent all succeed, leave no busy connection, and memory stays flat."""
     emu = threaded_emu

@@ -20,7 +20,7 @@ from phota_async._naming import output_bases, output_name
 from phota_async.errors import InvalidRequestError
 from phota_async.models import ImageResult
 from phota_async.testing import PhotaEmulator
-from tests.conftest import decode, jpeg_bytes
+from tests.helpers import decode, jpeg_bytes, until
 
 
 @pytest.fixture
@@ -260,10 +260,11 @@ async def test_resume_after_interruption_mid_item(
 ) -> None:
     """A run cancelled while calls are in flight leaves no partial output and resumes cleanly."""
     manifest = tmp_path / "run.jsonl"
-    emu.add_fault("/enhance", delay=1.0, times=3)
+    emu.add_fault("/enhance", delay=0.5, times=3)
     run = fast.enhance_many(photos[:6], concurrency=3, out_dir=tmp_path / "out", manifest=manifest)
     task = asyncio.ensure_future(run.collect())
-    await asyncio.sleep(0.3)
+    # Cancel once the three calls are held by the server (the fault holds each for 0.5 s).
+    await until(lambda: enhance_requests(emu) == 3, "three calls in flight")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -255,7 +255,7 @@ async def test_rate_limit_exhausting_retries_is_typed(
 
 async def test_whole_call_deadline_on_a_get(phota: PhotaClient, emu: PhotaEmulator) -> None:
     """A GET slower than its timeout raises a PhotaError that is not OutcomeUnknownError."""
-    emu.add_fault("/profiles/ids", delay=1.0)
+    emu.add_fault("/profiles/ids", delay=0.4)
     with pytest.raises(PhotaError) as info:
         await phota.profiles.list(timeout=0.1)
     assert not isinstance(info.value, OutcomeUnknownError)
@@ -263,7 +263,7 @@ async def test_whole_call_deadline_on_a_get(phota: PhotaClient, emu: PhotaEmulat
 
 async def test_whole_call_deadline_on_a_paid_post(phota: PhotaClient, emu: PhotaEmulator) -> None:
     """A paid call past its deadline raises OutcomeUnknownError."""
-    emu.add_fault("/generate", delay=1.0)
+    emu.add_fault("/generate", delay=0.4)
     with pytest.raises(OutcomeUnknownError):
         await phota.generate("x", timeout=0.1)
 
@@ -286,7 +286,7 @@ async def test_download_past_the_deadline_is_a_phota_error(
 
     async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, timeout=0.3) as phota:
         result = await phota.generate("x", response_mode="urls")
-        emu.add_fault("/_emulator/outputs/*", delay=1.0)
+        emu.add_fault("/_emulator/outputs/*", delay=0.6)
         with pytest.raises(ReadTimeoutError):
             await result.save(tmp_path)
     assert list(tmp_path.iterdir()) == []

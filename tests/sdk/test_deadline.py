@@ -11,16 +11,42 @@ import pytest
 from phota_async import Cadence, PhotaClient, PollPolicy, RetryPolicy
 from phota_async._deadline import Deadlines, check_seconds
 from phota_async.errors import InvalidRequestError
+from tests.helpers import run_virtual
 
 
-async def test_a_block_past_its_deadline_raises_timeout_error() -> None:
-    """A call still running when its deadline passes is cancelled and raises TimeoutError."""
-    deadlines = Deadlines()
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    with pytest.raises(TimeoutError), deadlines.after(0.05):
-        await asyncio.sleep(5)
-    assert 0.04 <= loop.time() - started < 1.0
+def test_a_block_past_its_deadline_raises_timeout_error() -> None:
+    """A call still running when its deadline passes is cancelled at exactly that moment and
+    raises TimeoutError (on virtual time)."""
+
+    async def scenario() -> float:
+        deadlines = Deadlines()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError), deadlines.after(0.05):
+            await asyncio.sleep(5)
+        return loop.time() - started
+
+    assert run_virtual(scenario()) == pytest.approx(0.05)
+
+
+def test_a_twenty_minute_deadline_cuts_a_call_off_exactly() -> None:
+    """A 20-minute deadline among shorter ones fires at exactly 20 minutes (virtual time)."""
+
+    async def scenario() -> list[float]:
+        deadlines = Deadlines()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ended: list[float] = []
+
+        async def call(seconds: float) -> None:
+            with pytest.raises(TimeoutError), deadlines.after(seconds):
+                await asyncio.sleep(3600)
+            ended.append(loop.time() - started)
+
+        await asyncio.gather(call(1200), call(0.5), call(60))
+        return ended
+
+    assert run_virtual(scenario()) == pytest.approx([0.5, 60, 1200])
 
 
 async def test_a_block_finished_in_time_is_untouched() -> None:

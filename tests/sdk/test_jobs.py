@@ -11,7 +11,7 @@ import pytest
 from phota_async import Job, PhotaClient, PollPolicy
 from phota_async.errors import JobFailedError, NotFoundError, WaitTimeoutError
 from phota_async.testing import PhotaEmulator
-from tests.conftest import decode, jpeg_bytes, png_bytes
+from tests.helpers import decode, jpeg_bytes, png_bytes, until
 
 FAST = PollPolicy().scaled(0.01)
 
@@ -109,10 +109,10 @@ async def test_restart_and_resume(emu: PhotaEmulator) -> None:
     assert len(emu.charges()) == 1
 
 
-async def test_refresh_returns_a_new_snapshot(fast: PhotaClient) -> None:
+async def test_refresh_returns_a_new_snapshot(fast: PhotaClient, emu: PhotaEmulator) -> None:
     """refresh() returns a new Job and leaves the old one unchanged."""
     job = await fast.jobs.submit_generate("x")
-    await asyncio.sleep(0.3)
+    await until(lambda: emu.jobs()[0]["status"] == "SUCCEEDED", "the job to finish")
     fresh = await job.refresh()
     assert (job.status, fresh.status) == ("QUEUED", "SUCCEEDED")
     assert fresh.client_request_id == job.client_request_id

@@ -1,18 +1,19 @@
-"""The poller's pure parts: next_delay, the poll budget, policy scaling and deadlines."""
+"""The poller: next_delay, the poll budget, policy scaling, deadlines, and poll timing on
+virtual time (tests/helpers.py), where intervals are asserted exactly."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import math
-import time
 
 import pytest
 
 from phota_async import Cadence, PollPolicy
 from phota_async._poll import PollBudget, Poller, next_delay, transient, wait_deadline
 from phota_async._protocol import Response, error_from
-from phota_async.errors import ConnectionLostError, InvalidRequestError
+from phota_async.errors import ConnectionLostError, InvalidRequestError, WaitTimeoutError
+from tests.helpers import run_virtual
 
 STEADY = Cadence(first=1.0, cap=8.0, factor=2.0, jitter=0.0)
 
@@ -79,18 +80,25 @@ def test_budget_spaces_polls_from_the_last_one() -> None:
     assert budget.delay() == 0.0
 
 
-async def test_budget_gate_never_lets_a_burst_through() -> None:
-    """Fifty concurrent acquisitions at 100/s leave at least 10 ms apart."""
-    budget = PollBudget(rate=100)
-    times: list[float] = []
+def test_budget_gate_never_lets_a_burst_through() -> None:
+    """Fifty concurrent acquisitions at 100/s leave exactly 10 ms apart (virtual time)."""
 
-    async def one() -> None:
-        await budget.acquire()
-        times.append(time.monotonic())
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        budget = PollBudget(rate=100)
+        times: list[float] = []
 
-    await asyncio.gather(*(one() for _ in range(50)))
+        async def one() -> None:
+            await budget.acquire()
+            times.append(loop.time())
+
+        await asyncio.gather(*(one() for _ in range(50)))
+        return times
+
+    times = run_virtual(scenario())
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.0099
+    assert len(gaps) == 49
+    assert gaps == pytest.approx([0.01] * 49)
 
 
 def test_budget_must_be_positive() -> None:
@@ -137,42 +145,76 @@ async def _poll_times(answer_takes: float, interval: float, polls: int) -> list[
     return times
 
 
-async def test_answers_arrive_one_interval_after_the_previous_poll_left() -> None:
-    """With answers taking 50 ms, each answer comes one interval after the previous poll left,
-    so a change is never seen later than one interval after it happened."""
-    times = await _poll_times(0.05, 0.2, 4)
+def test_answers_arrive_one_interval_after_the_previous_poll_left() -> None:
+    """With answers taking 50 ms, each answer comes exactly one interval after the previous
+    poll left, so a change is never seen later than one interval after it happened."""
+    times = run_virtual(_poll_times(0.05, 0.2, 4))
     starts, answers = times[0::2], times[1::2]
     lags = [answer - start for start, answer in zip(starts, answers[1:], strict=False)]
     assert len(lags) == 3
-    assert all(0.17 <= lag <= 0.205 for lag in lags), lags
+    assert lags == pytest.approx([0.2] * 3), lags
 
 
-async def test_answers_slower_than_half_an_interval_keep_one_poll_in_flight() -> None:
+def test_answers_slower_than_half_an_interval_keep_one_poll_in_flight() -> None:
     """When answers take most of an interval, polls go back to back but never overlap."""
-    times = await _poll_times(0.15, 0.2, 4)
+    times = run_virtual(_poll_times(0.15, 0.2, 4))
     starts, answers = times[0::2], times[1::2]
+    assert len(starts) == 4
     assert all(start >= answer for answer, start in zip(answers, starts[1:], strict=False))
-    assert all(start - answer < 0.03 for answer, start in zip(answers, starts[1:], strict=False))
+    gaps = [start - answer for answer, start in zip(answers, starts[1:], strict=False)]
+    assert gaps == pytest.approx([0.0] * 3, abs=1e-9)
 
 
-async def test_retry_after_counts_from_the_answer() -> None:
+def test_retry_after_counts_from_the_answer() -> None:
     """A server's Retry-After is waited in full after its answer, however long the poll took."""
-    loop = asyncio.get_running_loop()
     starts: list[float] = []
     answered: list[float] = []
 
-    async def busy_then_done() -> int:
-        starts.append(loop.time())
-        await asyncio.sleep(0.1)
-        answered.append(loop.time())
-        if len(starts) == 1:
-            raise error_from(Response(429, {"retry-after": "0.3"}, b"{}"))
-        return 1
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
 
-    every = Cadence(first=0.05, cap=0.05, floor=0.05, jitter=0.0)
-    poller = Poller(PollBudget(rate=1000))
-    await poller.wait("k", busy_then_done, lambda n: n == 1, lambda _: every, 10.0, "thing")
-    assert starts[1] - answered[0] >= 0.29
+        async def busy_then_done() -> int:
+            starts.append(loop.time())
+            await asyncio.sleep(0.1)
+            answered.append(loop.time())
+            if len(starts) == 1:
+                raise error_from(Response(429, {"retry-after": "0.3"}, b"{}"))
+            return 1
+
+        every = Cadence(first=0.05, cap=0.05, floor=0.05, jitter=0.0)
+        poller = Poller(PollBudget(rate=1000))
+        await poller.wait("k", busy_then_done, lambda n: n == 1, lambda _: every, 10.0, "thing")
+
+    run_virtual(scenario())
+    assert len(starts) == 2
+    assert starts[1] - answered[0] == pytest.approx(0.3)
+
+
+def test_a_twenty_minute_wait_runs_on_virtual_time_to_its_exact_deadline() -> None:
+    """A wait on something that never finishes ends with WaitTimeoutError at exactly its
+    timeout, after polls at exactly the cadence (20 minutes of virtual time)."""
+    polled: list[float] = []
+
+    async def scenario() -> tuple[float, float, WaitTimeoutError]:
+        loop = asyncio.get_running_loop()
+
+        async def never_done() -> str:
+            polled.append(loop.time())
+            return "RUNNING"
+
+        every = Cadence(first=10.0, cap=30.0, factor=2.0, floor=10.0, jitter=0.0)
+        poller = Poller(PollBudget(rate=10))
+        started = loop.time()
+        with pytest.raises(WaitTimeoutError) as info:
+            await poller.wait("k", never_done, lambda s: s == "DONE", lambda _: every, 1200, "x")
+        return started, loop.time(), info.value
+
+    started, ended, error = run_virtual(scenario())
+    assert ended - started == pytest.approx(1200)
+    # Polls at 0, 10, 30 s, then every 30 s (the cap) while the deadline has not come.
+    expected = [0.0, 10.0, 30.0, *range(60, 1200, 30)]
+    assert [t - started for t in polled] == pytest.approx(expected)
+    assert error.last == "RUNNING"
 
 
 def test_widened_budget_allows_more_polls_only_inside_the_block() -> None:

@@ -150,27 +150,21 @@ def test_retry_after_is_honoured_up_to_the_cap() -> None:
     from phota_async import _protocol as proto
     from phota_async import set_testing
 
-    set_testing(False)
-    try:
+    with set_testing(False):
         policy = RetryPolicy(max_retry_after=5)
         short = proto.error_from(Response(429, {"retry-after": "2"}, b""))
         long = proto.error_from(Response(503, {"retry-after": "300"}, b""))
         assert policy.wait_for(1, short) == 2
         assert policy.wait_for(1, long) == 5
-    finally:
-        set_testing(True)
 
 
 def test_backoff_is_jittered_exponential_and_capped() -> None:
     """Without a hint, waits grow exponentially with jitter and stay under the cap."""
     from phota_async import set_testing
 
-    set_testing(False)
-    try:
+    with set_testing(False):
         policy = RetryPolicy(initial_backoff=1, max_backoff=4)
         waits = [policy.wait_for(n, None) for n in (1, 2, 3, 10)]
-    finally:
-        set_testing(True)
     assert 0.5 <= waits[0] <= 1
     assert 1 <= waits[1] <= 2
     assert 2 <= waits[2] <= 4
@@ -193,13 +187,10 @@ async def test_retry_waits_use_the_hint() -> None:
             raise proto.error_from(Response(429, {"retry-after": "3"}, b""))
         return 7
 
-    set_testing(False)
-    try:
+    with set_testing(False):
         got = await _retry.call(
             attempt, retry="safe", endpoint="/x", policy=RetryPolicy(), sleep=record
         )
-    finally:
-        set_testing(True)
     assert (got, slept) == (7, [3.0])
 
 
@@ -263,19 +254,54 @@ async def test_retries_stop_before_a_wait_the_deadline_cannot_cover() -> None:
     async def attempt() -> int:
         raise proto.error_from(Response(429, {"retry-after": "5", "x-request-id": "r1"}, b""))
 
-    set_testing(False)
-    try:
-        with Deadlines().after(1.0) as deadline, pytest.raises(RateLimitError) as info:
-            await _retry.call(
-                attempt,
-                retry="paid",
-                endpoint="/x",
-                policy=RetryPolicy(),
-                sleep=record,
-                deadline=deadline,
-            )
-    finally:
-        set_testing(True)
+    with (
+        set_testing(False),
+        Deadlines().after(1.0) as deadline,
+        pytest.raises(RateLimitError) as info,
+    ):
+        await _retry.call(
+            attempt,
+            retry="paid",
+            endpoint="/x",
+            policy=RetryPolicy(),
+            sleep=record,
+            deadline=deadline,
+        )
     assert slept == []
     assert info.value.request_ids == ("r1",)
     assert "deadline" in str(info.value)
+
+
+def test_set_testing_as_a_context_manager_restores_the_previous_setting() -> None:
+    """Leaving ``with set_testing(...)`` puts back the setting it found, also when nested."""
+    from phota_async import _retry, set_testing
+
+    assert _retry._testing is True  # the SDK suites run with waits off
+    with set_testing(False):
+        assert _retry._testing is False
+        with set_testing():
+            assert _retry._testing is True
+        assert _retry._testing is False
+    assert _retry._testing is True
+
+
+def test_set_testing_restores_the_setting_after_an_error() -> None:
+    """An exception leaving the block still restores the previous setting."""
+    from phota_async import _retry, set_testing
+
+    with pytest.raises(RuntimeError), set_testing(False):
+        raise RuntimeError("boom")
+    assert _retry._testing is True
+
+
+def test_set_testing_as_a_plain_call_switches_until_switched_back() -> None:
+    """``set_testing(False)`` without ``with`` takes effect at once and stays."""
+    from phota_async import _retry, set_testing
+
+    set_testing(False)
+    try:
+        assert _retry._testing is False
+        assert RetryPolicy(max_retry_after=5).wait_for(1, None) > 0
+    finally:
+        set_testing(True)
+    assert _retry._testing is True

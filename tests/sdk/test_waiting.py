@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from phota_async import PhotaClient, PollPolicy, emulator_uploader
+from phota_async import MockTransport, PhotaClient, PollPolicy, emulator_uploader
+from phota_async._protocol import Request, Response
 from phota_async.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -19,7 +22,7 @@ from phota_async.errors import (
 )
 from phota_async.models import Profile
 from phota_async.testing import PhotaEmulator
-from tests.conftest import jpeg_bytes, png_bytes
+from tests.helpers import jpeg_bytes, png_bytes, run_virtual, until
 
 FAST = PollPolicy().scaled(0.01)
 
@@ -140,11 +143,13 @@ async def test_cancelling_a_wait_stops_polling(threaded_emu: PhotaEmulator) -> N
         emu.add_fault(f"/profiles/{profile.id}/status", delay=0.05, times=1000)
         before = set(asyncio.all_tasks())
         waiter = asyncio.ensure_future(phota.profiles.wait_ready(profile.id, timeout=10))
-        await asyncio.sleep(0.2)
+        await until(lambda: status_polls(emu, profile.id) >= 2, "polling to be under way")
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
         polls = status_polls(emu, profile.id)
+        # An observation window of several poll intervals (50-100 ms here) in which a loop
+        # left running would have polled again.
         await asyncio.sleep(0.3)
         assert status_polls(emu, profile.id) == polls
         assert set(asyncio.all_tasks()) - before == set()
@@ -157,7 +162,7 @@ async def test_cancelling_one_waiter_keeps_the_others(
     profile = await start(fast, emu)
     first = asyncio.ensure_future(fast.profiles.wait_ready(profile.id, timeout=10))
     second = asyncio.ensure_future(fast.profiles.wait_ready(profile.id, timeout=10))
-    await asyncio.sleep(0.05)
+    await until(lambda: status_polls(emu, profile.id) >= 1, "both waiters to be polling")
     first.cancel()
     assert (await second).is_ready
     assert first.cancelled()
@@ -170,8 +175,58 @@ async def test_create_with_wait(fast: PhotaClient, emu: PhotaEmulator) -> None:
     assert profile.is_ready
 
 
+def test_thousand_waiters_stay_within_the_poll_budget_on_virtual_time() -> None:
+    """1,000 profiles awaited at once never send more polls per second than the budget, and
+    no two polls leave closer than one budget interval (exact, on virtual time)."""
+    budget = 200.0
+    policy = PollPolicy(
+        profile_setup=FAST.profile_setup, profile_training=FAST.profile_training, job=FAST.job,
+        max_polls_per_second=budget,
+    )  # fmt: skip
+    sent: list[float] = []
+
+    async def scenario() -> list[Profile]:
+        loop = asyncio.get_running_loop()
+        created: dict[str, float] = {}
+
+        def answer(request: Request) -> Response:
+            # The emulator's fast clocks: validating 0.02 s, training done at 0.3 s.
+            if request.method == "POST":
+                profile_id = f"prof_{len(created)}"
+                created[profile_id] = loop.time()
+                return Response(200, {}, json.dumps({"profile_id": profile_id}).encode())
+            sent.append(loop.time())
+            profile_id = request.url.rsplit("/", 2)[-2]
+            age = loop.time() - created[profile_id]
+            state = "VALIDATING" if age < 0.02 else "IN_PROGRESS" if age < 0.3 else "READY"
+            body = {"profile_id": profile_id, "status": state, "message": None}
+            return Response(200, {}, json.dumps(body).encode())
+
+        urls = [f"https://photos.test/{i}.jpg" for i in range(5)]
+        async with PhotaClient(
+            api_key="k", base_url="https://api.test/v1/phota", poll=policy,
+            transport=MockTransport(answer),
+        ) as phota:  # fmt: skip
+            profiles = await asyncio.gather(
+                *(phota.profiles.create(urls, tier="fast") for _ in range(1000))
+            )
+            return await asyncio.gather(
+                *(phota.profiles.wait_ready(p.id, timeout=60) for p in profiles)
+            )
+
+    ready = run_virtual(scenario())
+    assert len(ready) == 1000
+    assert all(p.is_ready for p in ready)
+    assert len(sent) >= 1000
+    worst_second = max(bisect.bisect_left(sent, t + 1.0) - i for i, t in enumerate(sent))
+    assert worst_second <= budget + 1
+    assert min(b - a for a, b in itertools.pairwise(sent)) >= 1 / budget - 1e-9
+
+
+@pytest.mark.slow
 async def test_thousand_waiters_stay_within_the_poll_budget(threaded_emu: PhotaEmulator) -> None:
-    """1,000 profiles awaited at once never send more polls per second than the budget."""
+    """1,000 profiles awaited at once over real sockets never send more polls per second than
+    the budget (the wide-window twin of the virtual-time test above)."""
     budget = 200.0
     policy = PollPolicy(
         profile_setup=FAST.profile_setup, profile_training=FAST.profile_training, job=FAST.job,

@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument(
         "--key", metavar="API_KEY", help="the API key it accepts (default: a new random one)"
     )
+    # The earlier spelling (renamed because ``--api-key`` reads as the key to send) is kept,
+    # unlisted, so scripts that start the emulator that way keep working.
+    emulator.add_argument("--api-key", dest="key", help=argparse.SUPPRESS)
     emulator.add_argument(
         "--training-seconds",
         type=_seconds,

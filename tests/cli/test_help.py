@@ -8,6 +8,7 @@ import pytest
 
 import phota_async
 from phota_async._cli import main
+from phota_async._cli._parser import build_parser
 
 HELP = {"-h"}
 CLIENT = {"--api-key", "--base-url", "--emulator", "--json", "--debug"}
@@ -76,3 +77,14 @@ def test_every_command_is_covered_by_the_flag_table(capsys: pytest.CaptureFixtur
         actions = re.findall(r"^\s{4}(\w+)\s", capsys.readouterr().out, re.M)
         listed |= {f"{group} {action}" for action in actions}
     assert listed == set(EXPECTED_FLAGS) - {""}
+
+
+def test_emulator_still_accepts_the_old_api_key_spelling(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`phota emulator --api-key K`, the spelling before `--key`, still sets the key it accepts
+    and stays out of the help."""
+    args = build_parser().parse_args(["emulator", "--api-key", "phota_emu_old_spelling"])
+    assert args.key == "phota_emu_old_spelling"
+    assert main(["emulator", "--help"]) == 0
+    assert "--api-key" not in capsys.readouterr().out

@@ -134,6 +134,13 @@ def _pixels(text: str) -> int:
     return int(text)
 
 
+def _port(text: str) -> int:
+    """``--port 8080``: a TCP port number, 0 to 65535 (0 picks a free one)."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"need a port number from 0 to 65535: {text!r}")
+    return int(text)
+
+
 def _concurrency(text: str) -> int:
     """``--concurrency 16``: a whole number of calls, at least 1."""
     if not text.isdigit() or int(text) < 1:
@@ -251,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     emulator = commands.add_parser("emulator", parents=[debug], help="run the local emulator")
     emulator.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    emulator.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    emulator.add_argument("--port", type=_port, default=8080, help="port (0 picks a free one)")
     emulator.add_argument(
         "--key", metavar="API_KEY", help="the API key it accepts (default: a new random one)"
     )

@@ -111,3 +111,14 @@ def test_a_refused_batch_option_is_named_by_its_flag(
 def test_flag_table(field: str, command: str, flag: str) -> None:
     """An SDK parameter maps to the flag or positional that sets it in that command."""
     assert flag_for(field, command) == flag
+
+
+@pytest.mark.parametrize("port", ["65536", "-1", "http"])
+def test_an_impossible_emulator_port_is_a_usage_error_naming_the_flag(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`phota emulator --port 99999` exits 2 naming --port, before anything listens."""
+    assert main(["emulator", "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert "argument --port: need a port number from 0 to 65535" in err
+    assert "Traceback" not in err

@@ -159,11 +159,18 @@ class ManualClock:
             seconds: how far; must be a finite number >= 0.
 
         Raises:
-            ValueError: ``seconds`` is negative, infinite or not a number.
+            TypeError: ``seconds`` is not a number.
+            ValueError: ``seconds`` is negative, infinite or NaN, or so large that the clock
+                would read infinity.
         """
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"advance() takes a number of seconds, not {seconds!r}")
         if not (seconds >= 0 and math.isfinite(seconds)):
             raise ValueError(f"a clock only moves forward: advance({seconds!r})")
         with self._lock:
+            if not math.isfinite(self._now + seconds):
+                # An infinite reading would break every timestamp the emulator derives from it.
+                raise ValueError(f"advance({seconds!r}) would move the clock past any finite time")
             self._now += seconds
             due = sorted(
                 (moment, key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import urllib.request
 from datetime import datetime
 
@@ -77,6 +78,37 @@ def test_clock_only_moves_forward(bad: float) -> None:
     """Advancing by a negative, NaN or endless amount is a ValueError."""
     with pytest.raises(ValueError, match="forward"):
         ManualClock().advance(bad)
+
+
+def test_an_advance_past_any_finite_time_is_refused_and_moves_nothing() -> None:
+    """An advance that would make the clock read infinity is a ValueError; the clock stays put."""
+    clock = ManualClock()
+    clock.advance(1e308)
+    with pytest.raises(ValueError, match="finite"):
+        clock.advance(1e308)
+    assert clock.now() == 1e308
+
+
+@pytest.mark.parametrize("bad", ["1", None, True])
+def test_advance_by_what_is_not_a_number_is_a_type_error(bad: object) -> None:
+    """advance("1") is a TypeError that says a number of seconds is needed."""
+    with pytest.raises(TypeError, match="number of seconds"):
+        ManualClock().advance(bad)  # type: ignore[arg-type]
+
+
+def test_a_ten_year_advance_leaves_a_threaded_emulator_answering() -> None:
+    """After ten years on the clock, a queued job succeeds and new calls still answer."""
+    clock = ManualClock()
+    with PhotaEmulator(clock=clock, max_output_side=32) as emu:
+        job = _post(emu, "/generate", {"prompt": "a fox", **JOB})
+        clock.advance(10 * 365 * 86400)
+        # Making the images takes real time, which the clock does not pace: poll for it.
+        give_up = time.monotonic() + 10
+        while (status := _call(emu, "GET", f"/jobs/{job['job_id']}")["status"]) == "RUNNING":
+            assert time.monotonic() < give_up, "the job never finished"
+            time.sleep(0.01)
+        assert status == "SUCCEEDED"
+        assert _post(emu, "/generate", {"prompt": "a fox", **JOB})["status"] == "QUEUED"
 
 
 def test_both_clocks_are_clocks_and_real_time_is_the_default() -> None:
@@ -200,3 +232,20 @@ def test_fixture_marker_gives_a_fresh_manual_clock(phota_emulator: PhotaEmulator
     assert status() == "QUEUING"
     clock.advance(600)
     assert status() == "READY"
+
+
+def _call(emu: PhotaEmulator, method: str, path: str, body: object = None) -> dict[str, object]:
+    """One blocking JSON call to a threaded emulator (for sync tests)."""
+    request = urllib.request.Request(
+        f"{emu.base_url}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"X-API-Key": emu.api_key, "Content-Type": "application/json"},
+        method=method,
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        answer: dict[str, object] = json.loads(resp.read())
+        return answer
+
+
+def _post(emu: PhotaEmulator, path: str, body: object) -> dict[str, object]:
+    return _call(emu, "POST", path, body)

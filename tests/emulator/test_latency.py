@@ -190,3 +190,15 @@ def test_cli_refuses_a_bad_latency(bad: str) -> None:
     )
     assert proc.returncode == 2
     assert "--latency" in proc.stderr
+
+
+async def test_a_real_clock_emulator_holds_each_answer_for_its_latency() -> None:
+    """Without a clock given, the latency is real time: an answer takes at least that long."""
+    async with (
+        PhotaEmulator(latency=0.3) as emu,
+        aiohttp.ClientSession(headers={"X-API-Key": emu.api_key}) as http,
+    ):
+        started = time.monotonic()
+        async with http.get(f"{emu.base_url}/profiles/ids") as resp:
+            assert resp.status == 200
+        assert time.monotonic() - started >= 0.3

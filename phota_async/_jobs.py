@@ -73,6 +73,7 @@ class Jobs:
                 ``client_request_id``.
         """
         call = generate_call(prompt, options, "submit_generate", SUBMIT_ARGUMENTS)
+        proto.check_async(client_request_id, callback_url)
         return await self._session.submit(
             call, client_request_id=client_request_id, callback_url=callback_url, timeout=timeout
         )
@@ -102,7 +103,8 @@ class Jobs:
             OutcomeUnknownError: as for ``submit_generate``.
         """
         fields = edit_fields(prompt, options, "submit_edit", SUBMIT_ARGUMENTS)
-        budget, started = self._session.timeout if timeout is None else timeout, time.monotonic()
+        proto.check_async(client_request_id, callback_url)
+        budget, started = self._session.budget(timeout), time.monotonic()
         call = await edit_call(fields, images, budget)
         return await self._session.submit(
             call,
@@ -135,7 +137,8 @@ class Jobs:
             OutcomeUnknownError: as for ``submit_generate``.
         """
         fields = enhance_fields(options, "submit_enhance", SUBMIT_ARGUMENTS)
-        budget, started = self._session.timeout if timeout is None else timeout, time.monotonic()
+        proto.check_async(client_request_id, callback_url)
+        budget, started = self._session.budget(timeout), time.monotonic()
         call = await enhance_call(image, fields, budget)
         return await self._session.submit(
             call,
@@ -169,7 +172,8 @@ class Jobs:
             OutcomeUnknownError: as for ``submit_generate``.
         """
         fields = remix_fields(options, "submit_remix", SUBMIT_ARGUMENTS)
-        budget, started = self._session.timeout if timeout is None else timeout, time.monotonic()
+        proto.check_async(client_request_id, callback_url)
+        budget, started = self._session.budget(timeout), time.monotonic()
         call = await remix_call(image, reference, fields, budget)
         return await self._session.submit(
             call,

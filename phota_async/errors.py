@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._redact import scrub_value
+from ._redact import scrub, scrub_value
 
 if TYPE_CHECKING:
     from .models import Job, Profile
@@ -114,8 +114,21 @@ class InvalidRequestError(PhotaError, ValueError):
     """
 
     def __init__(self, field: str, message: str) -> None:
+        # Bounded whatever a caller passed (an option name is the caller's text, too): the
+        # places that raise echo values through ``_redact.shown``; this is the net.
+        field, message = _bounded(field, FIELD_LIMIT), _bounded(message, MESSAGE_LIMIT)
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+FIELD_LIMIT = 100
+MESSAGE_LIMIT = 1000
+
+
+def _bounded(text: str, limit: int) -> str:
+    """``text`` scrubbed, then cut to ``limit`` characters."""
+    text = scrub(text) if len(text) > limit else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class TransportError(PhotaError):

@@ -21,9 +21,8 @@ from urllib.parse import urlencode, urlsplit
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._blob import ImageBlob, sniff_format
+from ._blob import ImageBlob, close_images, sniff_format
 from ._converter import structure
-from ._decode import Decoded, close_images
 from ._redact import register as register_secret
 from ._redact import scrub, scrub_echoes, shown
 from ._version import __version__
@@ -35,7 +34,7 @@ from .errors import (
     ResponseValidationError,
     ServerError,
 )
-from .models import Job, JobHandle, Profile, ResultBody
+from .models import Job, JobHandle, Profile, ResultBody, SpooledImage
 
 Expect = Literal["json", "result", "image"]
 """What a 2xx body should be, which says how a transport reads it: ``json`` (held in memory up to
@@ -106,7 +105,9 @@ class Response:
     status: int
     headers: Mapping[str, str] = attrs.field(repr=False)
     body: bytes = attrs.field(repr=False)
-    decoded: tuple[Any, Decoded] | None = attrs.field(default=None, repr=False)
+    decoded: tuple[Any, Mapping[str, bytes | SpooledImage]] | None = attrs.field(
+        default=None, repr=False
+    )
     """A studio result the transport decoded as it streamed in (``body`` is then empty): the
     JSON value and the images its markers stand for (``_decode.ResultDecoder``)."""
 

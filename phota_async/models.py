@@ -8,13 +8,15 @@ Signed URLs are kept out of ``repr``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, NoReturn, Protocol
 
 import attrs
+
+from ._blob import close_images
 
 
 class SpooledImage(Protocol):
@@ -31,12 +33,6 @@ class SpooledImage(Protocol):
     def read(self) -> bytes: ...
 
     def save(self, path: Path) -> Path: ...
-
-
-def _close_images(images: Iterable[bytes | SpooledImage]) -> None:
-    for image in images:
-        if not isinstance(image, bytes):
-            image.close()
 
 
 def wire(name: str) -> dict[str, str]:
@@ -407,7 +403,7 @@ def image_result(
     except BaseException:
         # A later image that does not decode: the spooled ones are closed now, not whenever
         # the error's traceback (which holds them) is dropped.
-        _close_images(body._decoded.values())
+        close_images(body._decoded.values())
         raise
     used = set(body.images)
     for marker, unused in body._decoded.items():

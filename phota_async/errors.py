@@ -44,8 +44,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from ._redact import scrub, scrub_value
 
 if TYPE_CHECKING:
@@ -76,26 +74,13 @@ class PhotaError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # Exception's own pickling calls ``cls(*args)``, which fails for classes whose
         # constructor takes other parameters than their message; rebuild without calling it.
-        state = {k: _detached(v) for k, v in self.__dict__.items()}
-        return (_rebuild, (type(self), self.args, state))
+        # A job among the attributes pickles unbound from its client (``Job.__reduce__``).
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
     @property
     def request_id(self) -> str | None:
         """The request id of the last attempt, if a response carried one."""
         return self.request_ids[-1] if self.request_ids else None
-
-
-def _detached(value: Any) -> Any:
-    """``value`` without its binding to a live client (a model's private, ``eq=False`` fields
-    such as a job's backend), so that it pickles."""
-    if attrs.has(type(value)):
-        unbound = {
-            f.alias or f.name: None
-            for f in attrs.fields(type(value))
-            if f.name.startswith("_") and not f.eq and getattr(value, f.name) is not None
-        }
-        return attrs.evolve(value, **unbound) if unbound else value
-    return value
 
 
 def _rebuild(cls: type[PhotaError], args: tuple[Any, ...], state: dict[str, Any]) -> PhotaError:

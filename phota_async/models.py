@@ -205,6 +205,12 @@ class Job:
         """
         return await self._bound().wait_job(self, timeout)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled without its binding to a live client (for multiprocessing and distributed
+        # engines): bind the copy again with ``phota.jobs.wait(job)`` or ``Job.from_json``.
+        fields = {f.alias: getattr(self, f.name) for f in attrs.fields(Job) if f.alias != "backend"}
+        return (_unbound_job, (fields,))
+
     def to_json(self) -> dict[str, str | None]:
         """What a restarted worker needs to resume this job (see ``Job.from_json``)."""
         return {
@@ -229,6 +235,11 @@ class Job:
             InvalidRequestError: ``data`` is not a saved job.
         """
         return client.jobs.resume(dict(data))
+
+
+def _unbound_job(fields: dict[str, Any]) -> Job:
+    """Unpickle a job, unbound."""
+    return Job(**fields)
 
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -365,6 +376,14 @@ class ImageResult:
 
     async def __aenter__(self) -> ImageResult:
         return self
+
+    def __reduce__(self) -> NoReturn:
+        # Its images may live in temporary files or behind a live client's downloads: what
+        # crosses a process boundary is their bytes or their saved paths.
+        raise TypeError(
+            "an ImageResult does not pickle: send `await result.read(i)` bytes or the paths "
+            "of `await result.save(dir)` instead"
+        )
 
     def __enter__(self) -> NoReturn:
         raise TypeError("use `async with result:` (ImageResult is an async context manager)")

@@ -270,8 +270,17 @@ class PhotaClient:
 
     # -- studio calls --------------------------------------------------------------------
 
-    def _budget(self, timeout: float | None) -> float:
-        return self._session.budget(timeout)
+    async def _run(
+        self,
+        prepare: Callable[[float], Awaitable[proto.StudioCall]],
+        via_job: bool,
+        timeout: float | None,
+    ) -> ImageResult:
+        """Run the call ``prepare`` makes once its images are described: describing them
+        counts against the deadline, and what is left of it is the call's."""
+        budget, started = self._session.budget(timeout), time.monotonic()
+        call = await prepare(budget)
+        return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
 
     async def generate(
         self,
@@ -335,9 +344,7 @@ class PhotaClient:
             JobFailedError: with ``via_job``, the job failed.
         """
         fields = edit_fields(prompt, options, "edit", CALL_ARGUMENTS)
-        budget, started = self._budget(timeout), time.monotonic()
-        call = await edit_call(fields, images, budget)
-        return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
+        return await self._run(lambda t: edit_call(fields, images, t), via_job, timeout)
 
     async def enhance(
         self,
@@ -366,9 +373,7 @@ class PhotaClient:
             JobFailedError: with ``via_job``, the job failed.
         """
         fields = enhance_fields(options, "enhance", CALL_ARGUMENTS)
-        budget, started = self._budget(timeout), time.monotonic()
-        call = await enhance_call(image, fields, budget)
-        return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
+        return await self._run(lambda t: enhance_call(image, fields, t), via_job, timeout)
 
     async def remix(
         self,
@@ -398,9 +403,7 @@ class PhotaClient:
             JobFailedError: with ``via_job``, the job failed.
         """
         fields = remix_fields(options, "remix", CALL_ARGUMENTS)
-        budget, started = self._budget(timeout), time.monotonic()
-        call = await remix_call(image, reference, fields, budget)
-        return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
+        return await self._run(lambda t: remix_call(image, reference, fields, t), via_job, timeout)
 
     # -- many calls at once --------------------------------------------------------------
 

@@ -9,7 +9,7 @@ resume waiting on the same job.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Unpack
 
 import attrs
@@ -73,10 +73,7 @@ class Jobs:
                 ``client_request_id``.
         """
         call = generate_call(prompt, options, "submit_generate", SUBMIT_ARGUMENTS)
-        proto.check_async(client_request_id, callback_url)
-        return await self._session.submit(
-            call, client_request_id=client_request_id, callback_url=callback_url, timeout=timeout
-        )
+        return await self._submit(call, client_request_id, callback_url, timeout)
 
     async def submit_edit(
         self,
@@ -103,14 +100,8 @@ class Jobs:
             OutcomeUnknownError: as for ``submit_generate``.
         """
         fields = edit_fields(prompt, options, "submit_edit", SUBMIT_ARGUMENTS)
-        proto.check_async(client_request_id, callback_url)
-        budget, started = self._session.budget(timeout), time.monotonic()
-        call = await edit_call(fields, images, budget)
-        return await self._session.submit(
-            call,
-            client_request_id=client_request_id,
-            callback_url=callback_url,
-            timeout=left(budget, started),
+        return await self._submit(
+            lambda t: edit_call(fields, images, t), client_request_id, callback_url, timeout
         )
 
     async def submit_enhance(
@@ -137,14 +128,8 @@ class Jobs:
             OutcomeUnknownError: as for ``submit_generate``.
         """
         fields = enhance_fields(options, "submit_enhance", SUBMIT_ARGUMENTS)
-        proto.check_async(client_request_id, callback_url)
-        budget, started = self._session.budget(timeout), time.monotonic()
-        call = await enhance_call(image, fields, budget)
-        return await self._session.submit(
-            call,
-            client_request_id=client_request_id,
-            callback_url=callback_url,
-            timeout=left(budget, started),
+        return await self._submit(
+            lambda t: enhance_call(image, fields, t), client_request_id, callback_url, timeout
         )
 
     async def submit_remix(
@@ -172,9 +157,26 @@ class Jobs:
             OutcomeUnknownError: as for ``submit_generate``.
         """
         fields = remix_fields(options, "submit_remix", SUBMIT_ARGUMENTS)
+        return await self._submit(
+            lambda t: remix_call(image, reference, fields, t),
+            client_request_id,
+            callback_url,
+            timeout,
+        )
+
+    async def _submit(
+        self,
+        call: proto.StudioCall | Callable[[float], Awaitable[proto.StudioCall]],
+        client_request_id: str | None,
+        callback_url: str | None,
+        timeout: float | None,
+    ) -> Job:
+        """Submit ``call``, or the call its images make once described (within the deadline:
+        describing them counts against it), after checking the submit's own arguments."""
         proto.check_async(client_request_id, callback_url)
         budget, started = self._session.budget(timeout), time.monotonic()
-        call = await remix_call(image, reference, fields, budget)
+        if not isinstance(call, proto.StudioCall):
+            call = await call(budget)
         return await self._session.submit(
             call,
             client_request_id=client_request_id,

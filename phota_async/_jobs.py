@@ -58,8 +58,8 @@ class Jobs:
 
         Args:
             prompt: what to draw.
-            client_request_id: your idempotency key (one is made when omitted); the same key
-                sent again returns the original job.
+            client_request_id: your idempotency key, 1-256 characters (one is made when
+                omitted); the same key sent again returns the original job.
             callback_url: an https URL to receive the signed job when it finishes.
             timeout: deadline for the submit, in seconds.
             **options: see ``GenerateOptions`` (as for ``PhotaClient.generate``).
@@ -68,7 +68,8 @@ class Jobs:
             The ``Job``; ``await job.wait()`` for its ``ImageResult``.
 
         Raises:
-            InvalidRequestError: an unknown option or an invalid value (nothing was sent).
+            InvalidRequestError: an unknown option, an invalid value, key, callback URL or
+                timeout (nothing was sent).
             OutcomeUnknownError: the submit's answer was lost; submit again with its
                 ``client_request_id``.
         """

@@ -47,6 +47,7 @@ from ._files import off_loop
 from ._inputs import open_regular
 from ._manifest import RESUMABLE, Manifest, Record
 from ._naming import output_bases
+from ._redact import shown
 from .errors import (
     APIError,
     InvalidRequestError,
@@ -308,6 +309,35 @@ async def _iterate(run: BatchRun[I]) -> AsyncIterator[BatchItem[I]]:
         await run.aclose()
 
 
+def _check_arguments(
+    concurrency: object, out_dir: object, manifest: object, on_progress: object
+) -> None:
+    """Refuse a batch's wrong arguments before anything starts, each named.
+
+    Raises:
+        InvalidRequestError: ``concurrency`` is not a whole number >= 1, ``out_dir`` or
+            ``manifest`` is not a path (or a ``Manifest``), a manifest comes without
+            ``out_dir``, or ``on_progress`` is not callable.
+    """
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidRequestError(
+            "concurrency", f"must be a whole number >= 1, got {shown(concurrency)}"
+        )
+    if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
+        raise InvalidRequestError("out_dir", f"must be a path, got {type(out_dir).__name__}")
+    if manifest is not None:
+        if not isinstance(manifest, (str, os.PathLike, Manifest)):
+            raise InvalidRequestError(
+                "manifest", f"must be a path or a Manifest, got {type(manifest).__name__}"
+            )
+        if out_dir is None:
+            raise InvalidRequestError("manifest", "needs out_dir: done means written to disk")
+    if on_progress is not None and not callable(on_progress):
+        raise InvalidRequestError(
+            "on_progress", f"must be callable, got {type(on_progress).__name__}"
+        )
+
+
 class BatchRun(Generic[I]):
     """A running batch: iterate it for items as they complete.
 
@@ -331,8 +361,7 @@ class BatchRun(Generic[I]):
         manifest: str | Path | Manifest | None,
         on_progress: Progress | None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        _check_arguments(concurrency, out_dir, manifest, on_progress)
         self._calls = calls
         self._inputs = list(inputs)
         self._concurrency = concurrency
@@ -340,11 +369,12 @@ class BatchRun(Generic[I]):
         self._manifest_arg = manifest
         self._manifest: Manifest | None = None
         if manifest is not None:
-            if self._out_dir is None:
-                raise ValueError("a manifest needs out_dir: done means written to disk")
-            for value in self._inputs:
+            for i, value in enumerate(self._inputs):
                 if not isinstance(value, (Path, str)):
-                    raise TypeError("resumable batches need Path or URL inputs")
+                    raise TypeError(
+                        f"inputs[{i}]: resumable batches need Path or URL inputs, "
+                        f"got {type(value).__name__}"
+                    )
         self._on_progress = on_progress
         self.summary = BatchSummary(total=len(self._inputs))
         self._send: MemoryObjectSendStream[BatchItem[I]]

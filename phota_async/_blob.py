@@ -6,8 +6,9 @@ downloaded image's first bytes without importing the file readers of ``_inputs``
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, Protocol
 
 import attrs
 
@@ -58,3 +59,16 @@ class ImageBlob:
     def chunk_count(self) -> int:
         """How many ``CHUNK``-sized pieces the blob is sent in."""
         return (self.size + CHUNK - 1) // CHUNK
+
+
+class Closable(Protocol):
+    """A decoded image held in a temporary file, as far as closing it goes."""
+
+    def close(self) -> None: ...
+
+
+def close_images(images: Iterable[bytes | Closable]) -> None:
+    """Close the spooled files among decoded ``images`` (bytes are left alone)."""
+    for image in images:
+        if not isinstance(image, bytes):
+            image.close()

@@ -23,6 +23,7 @@ from ._manifest import Manifest
 from ._options import EditOptions, EnhanceOptions, GenerateOptions, ImageInput, RemixOptions
 from ._poll import PollPolicy
 from ._profiles import Profiles
+from ._redact import shown
 from ._retry import RetryPolicy
 from ._session import Session
 from ._transport import (
@@ -54,12 +55,25 @@ DEFAULT_TIMEOUT = 900.0
 
 
 def _find_key(api_key: str | None) -> str:
+    if api_key is not None and not isinstance(api_key, str):
+        raise InvalidRequestError("api_key", f"must be a string, got {type(api_key).__name__}")
     key = api_key or os.environ.get("PHOTA_API_KEY") or os.environ.get("PHOTA_KEY")
     if not key:
         raise InvalidRequestError(
             "api_key", "no API key: pass api_key=... or set the PHOTA_API_KEY environment variable"
         )
     return key
+
+
+def _check_types(*arguments: tuple[str, object, type | tuple[type, ...]]) -> None:
+    """Refuse a client option of the wrong type by name, rather than failing later on it."""
+    for name, value, expected in arguments:
+        if value is not None and not isinstance(value, expected):
+            kinds = expected if isinstance(expected, tuple) else (expected,)
+            raise InvalidRequestError(
+                name,
+                f"must be {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}",
+            )
 
 
 _SYNC_WITH = (
@@ -127,7 +141,8 @@ class PhotaClient:
     Raises:
         InvalidRequestError: no API key was given or found, or an option is out of range
             (a timeout that is not a number of seconds >= 0, ``nan``, or ``inf`` where a limit
-            is needed; ``max_concurrency`` not a whole number >= 1; a size cap not positive).
+            is needed; ``max_concurrency`` not a whole number >= 1; a size cap not positive;
+            ``session``, ``transport``, ``retry``, ``poll`` or ``ssl`` of the wrong type).
     """
 
     def __init__(
@@ -161,7 +176,7 @@ class PhotaClient:
             or max_concurrency < 1
         ):
             raise InvalidRequestError(
-                "max_concurrency", f"must be a whole number >= 1, got {max_concurrency!r}"
+                "max_concurrency", f"must be a whole number >= 1, got {shown(max_concurrency)}"
             )
         connect_timeout = check_seconds(
             connect_timeout, "connect_timeout", allow_inf=False, allow_zero=False
@@ -170,6 +185,20 @@ class PhotaClient:
             read_timeout, "read_timeout", allow_inf=False, allow_zero=False
         )
         timeout = check_seconds(timeout, "timeout")
+        _check_types(
+            ("session", session, aiohttp.ClientSession),
+            ("retry", retry, RetryPolicy),
+            ("poll", poll, PollPolicy),
+            ("ssl", ssl, (bool, ssl_module.SSLContext)),
+        )
+        if transport is not None and not (
+            callable(getattr(transport, "send", None))
+            and callable(getattr(transport, "aclose", None))
+        ):
+            raise InvalidRequestError(
+                "transport",
+                f"must be a Transport (send and aclose), got {type(transport).__name__}",
+            )
         transport = transport or AiohttpTransport(
             session,
             connect_timeout=connect_timeout,
@@ -241,8 +270,17 @@ class PhotaClient:
 
     # -- studio calls --------------------------------------------------------------------
 
-    def _budget(self, timeout: float | None) -> float:
-        return self._session.timeout if timeout is None else timeout
+    async def _run(
+        self,
+        prepare: Callable[[float], Awaitable[proto.StudioCall]],
+        via_job: bool,
+        timeout: float | None,
+    ) -> ImageResult:
+        """Run the call ``prepare`` makes once its images are described: describing them
+        counts against the deadline, and what is left of it is the call's."""
+        budget, started = self._session.budget(timeout), time.monotonic()
+        call = await prepare(budget)
+        return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
 
     async def generate(
         self,
@@ -306,9 +344,7 @@ class PhotaClient:
             JobFailedError: with ``via_job``, the job failed.
         """
         fields = edit_fields(prompt, options, "edit", CALL_ARGUMENTS)
-        budget, started = self._budget(timeout), time.monotonic()
-        call = await edit_call(fields, images, budget)
-        return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
+        return await self._run(lambda t: edit_call(fields, images, t), via_job, timeout)
 
     async def enhance(
         self,
@@ -337,9 +373,7 @@ class PhotaClient:
             JobFailedError: with ``via_job``, the job failed.
         """
         fields = enhance_fields(options, "enhance", CALL_ARGUMENTS)
-        budget, started = self._budget(timeout), time.monotonic()
-        call = await enhance_call(image, fields, budget)
-        return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
+        return await self._run(lambda t: enhance_call(image, fields, t), via_job, timeout)
 
     async def remix(
         self,
@@ -369,9 +403,7 @@ class PhotaClient:
             JobFailedError: with ``via_job``, the job failed.
         """
         fields = remix_fields(options, "remix", CALL_ARGUMENTS)
-        budget, started = self._budget(timeout), time.monotonic()
-        call = await remix_call(image, reference, fields, budget)
-        return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
+        return await self._run(lambda t: remix_call(image, reference, fields, t), via_job, timeout)
 
     # -- many calls at once --------------------------------------------------------------
 
@@ -406,9 +438,14 @@ class PhotaClient:
             A ``BatchRun`` of ``BatchItem``.
 
         Raises:
-            ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
+            InvalidRequestError: ``call`` is not callable, ``concurrency`` is not a whole
+                number >= 1, a path is not one, or a manifest comes without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
+        if not callable(call):
+            raise InvalidRequestError(
+                "call", f"must be an async function, got {type(call).__name__}"
+            )
         return BatchRun(
             Calls(kind, call), inputs, concurrency=concurrency, out_dir=out_dir,
             manifest=manifest, on_progress=on_progress,
@@ -500,7 +537,8 @@ class PhotaClient:
         Raises:
             InvalidRequestError: an unknown option, an invalid value or ``timeout`` (nothing
                 started).
-            ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
+            InvalidRequestError: also ``concurrency`` not a whole number >= 1, a path that is
+                not one, or a manifest without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
         enhance_fields(options, "enhance_many", BATCH_ARGUMENTS)
@@ -541,7 +579,8 @@ class PhotaClient:
         Raises:
             InvalidRequestError: an unknown option, an invalid value, prompt or ``timeout``
                 (nothing started).
-            ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
+            InvalidRequestError: also ``concurrency`` not a whole number >= 1, a path that is
+                not one, or a manifest without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
         edit_fields(prompt, options, "edit_many", BATCH_ARGUMENTS)
@@ -583,7 +622,8 @@ class PhotaClient:
         Raises:
             InvalidRequestError: an unknown option, an invalid value, a reference of a type
                 that is not an image input, or an invalid ``timeout`` (nothing started).
-            ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
+            InvalidRequestError: also ``concurrency`` not a whole number >= 1, a path that is
+                not one, or a manifest without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
         remix_fields(options, "remix_many", BATCH_ARGUMENTS)

@@ -24,6 +24,7 @@ import math
 from types import TracebackType
 from typing import Any
 
+from ._redact import shown
 from .errors import InvalidRequestError
 
 # Where a call is when its deadline passes (``Deadline.phase``).
@@ -57,7 +58,7 @@ def check_seconds(
         raise InvalidRequestError(field, "must be a number of seconds, got nan")
     if seconds < 0 or (seconds == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise InvalidRequestError(field, f"must be {bound} seconds, got {value!r}")
+        raise InvalidRequestError(field, f"must be {bound} seconds, got {shown(value)}")
     if math.isinf(seconds) and not allow_inf:
         raise InvalidRequestError(field, "must be a finite number of seconds, got inf")
     return seconds

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Final
 
+from ._blob import close_images
 from ._files import write_chunks
 from .errors import ResponseTooLargeError, ResponseValidationError
 
@@ -339,10 +340,3 @@ class ResultDecoder:
                 self._sink = None
             close_images(self.images.values())
             self.images = {}
-
-
-def close_images(images: Any) -> None:
-    """Close the spooled files among ``images`` (bytes are left alone)."""
-    for image in images:
-        if isinstance(image, SpooledImage):
-            image.close()

@@ -9,7 +9,7 @@ resume waiting on the same job.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Unpack
 
 import attrs
@@ -58,8 +58,8 @@ class Jobs:
 
         Args:
             prompt: what to draw.
-            client_request_id: your idempotency key (one is made when omitted); the same key
-                sent again returns the original job.
+            client_request_id: your idempotency key, 1-256 characters (one is made when
+                omitted); the same key sent again returns the original job.
             callback_url: an https URL to receive the signed job when it finishes.
             timeout: deadline for the submit, in seconds.
             **options: see ``GenerateOptions`` (as for ``PhotaClient.generate``).
@@ -68,14 +68,13 @@ class Jobs:
             The ``Job``; ``await job.wait()`` for its ``ImageResult``.
 
         Raises:
-            InvalidRequestError: an unknown option or an invalid value (nothing was sent).
+            InvalidRequestError: an unknown option, an invalid value, key, callback URL or
+                timeout (nothing was sent).
             OutcomeUnknownError: the submit's answer was lost; submit again with its
                 ``client_request_id``.
         """
         call = generate_call(prompt, options, "submit_generate", SUBMIT_ARGUMENTS)
-        return await self._session.submit(
-            call, client_request_id=client_request_id, callback_url=callback_url, timeout=timeout
-        )
+        return await self._submit(call, client_request_id, callback_url, timeout)
 
     async def submit_edit(
         self,
@@ -102,13 +101,8 @@ class Jobs:
             OutcomeUnknownError: as for ``submit_generate``.
         """
         fields = edit_fields(prompt, options, "submit_edit", SUBMIT_ARGUMENTS)
-        budget, started = self._session.timeout if timeout is None else timeout, time.monotonic()
-        call = await edit_call(fields, images, budget)
-        return await self._session.submit(
-            call,
-            client_request_id=client_request_id,
-            callback_url=callback_url,
-            timeout=left(budget, started),
+        return await self._submit(
+            lambda t: edit_call(fields, images, t), client_request_id, callback_url, timeout
         )
 
     async def submit_enhance(
@@ -135,13 +129,8 @@ class Jobs:
             OutcomeUnknownError: as for ``submit_generate``.
         """
         fields = enhance_fields(options, "submit_enhance", SUBMIT_ARGUMENTS)
-        budget, started = self._session.timeout if timeout is None else timeout, time.monotonic()
-        call = await enhance_call(image, fields, budget)
-        return await self._session.submit(
-            call,
-            client_request_id=client_request_id,
-            callback_url=callback_url,
-            timeout=left(budget, started),
+        return await self._submit(
+            lambda t: enhance_call(image, fields, t), client_request_id, callback_url, timeout
         )
 
     async def submit_remix(
@@ -169,8 +158,26 @@ class Jobs:
             OutcomeUnknownError: as for ``submit_generate``.
         """
         fields = remix_fields(options, "submit_remix", SUBMIT_ARGUMENTS)
-        budget, started = self._session.timeout if timeout is None else timeout, time.monotonic()
-        call = await remix_call(image, reference, fields, budget)
+        return await self._submit(
+            lambda t: remix_call(image, reference, fields, t),
+            client_request_id,
+            callback_url,
+            timeout,
+        )
+
+    async def _submit(
+        self,
+        call: proto.StudioCall | Callable[[float], Awaitable[proto.StudioCall]],
+        client_request_id: str | None,
+        callback_url: str | None,
+        timeout: float | None,
+    ) -> Job:
+        """Submit ``call``, or the call its images make once described (within the deadline:
+        describing them counts against it), after checking the submit's own arguments."""
+        proto.check_async(client_request_id, callback_url)
+        budget, started = self._session.budget(timeout), time.monotonic()
+        if not isinstance(call, proto.StudioCall):
+            call = await call(budget)
         return await self._session.submit(
             call,
             client_request_id=client_request_id,

@@ -10,7 +10,17 @@ its lists of valid values from these aliases (once, at import).
 from __future__ import annotations
 
 import os
-from typing import IO, BinaryIO, Literal, Protocol, TypedDict
+from collections.abc import Iterator, Sequence
+from typing import (
+    IO,
+    Any,
+    BinaryIO,
+    Literal,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    overload,
+)
 
 Model = Literal["nb2", "gpt-image-2", "qwen-image-2", "flux-2", "reve"]
 """A ``base_model`` for edit and generate (``nb2`` by default)."""
@@ -28,9 +38,30 @@ TrainingTier = Literal["standard", "fast"]
 """A profile's training ``tier``: ``standard`` (10-50 photos) or ``fast`` (5-10)."""
 ImageCount = Literal[1, 2, 3, 4]
 """How many images one studio call makes (``n``)."""
-ProfileIds = list[str] | tuple[str, ...]
-"""Trained subjects by id. A list or a tuple, so that one id passed alone as a string (which
-would be a sequence of one-letter ids) is a type error."""
+_T_co = TypeVar("_T_co", covariant=True)
+
+
+class SequenceNotStr(Protocol[_T_co]):
+    """A ``Sequence`` that is not a ``str`` (openai-python's idiom): ``str.__contains__`` takes
+    only a ``str``, where this takes any object, so a type checker refuses a string here and
+    accepts a list, a tuple or a ``Sequence`` alike."""
+
+    @overload
+    def __getitem__(self, index: int, /) -> _T_co: ...
+    @overload
+    def __getitem__(self, index: slice, /) -> Sequence[_T_co]: ...
+    def __contains__(self, value: object, /) -> bool: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[_T_co]: ...
+    def index(self, value: Any, start: int = 0, stop: int = ..., /) -> int: ...
+    def count(self, value: Any, /) -> int: ...
+    def __reversed__(self) -> Iterator[_T_co]: ...
+
+
+ProfileIds = list[str] | tuple[str, ...] | SequenceNotStr[str]
+"""Trained subjects by id: a list, a tuple or any ``Sequence[str]``, but not one id passed
+alone as a string (which would be a sequence of one-letter ids): that is a type error. (The
+list and tuple come first so that a type checker checks a literal ``[...]`` item by item.)"""
 
 
 class PILImage(Protocol):

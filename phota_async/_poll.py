@@ -42,6 +42,7 @@ import anyio
 import attrs
 
 from ._deadline import check_seconds
+from ._redact import shown
 from .errors import (
     APIError,
     InvalidRequestError,
@@ -65,7 +66,7 @@ def _seconds(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:
 def _fraction(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:
     check_seconds(value, f"Cadence.{attribute.name}", allow_inf=False)
     if value > 1:
-        raise InvalidRequestError(f"Cadence.{attribute.name}", f"must be 0-1, got {value!r}")
+        raise InvalidRequestError(f"Cadence.{attribute.name}", f"must be 0-1, got {shown(value)}")
 
 
 @attrs.frozen
@@ -151,7 +152,7 @@ class PollBudget:
     def __init__(self, rate: float, clock: Callable[[], float] | None = None) -> None:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0:
             raise InvalidRequestError(
-                "max_polls_per_second", f"must be a positive number, got {rate!r}"
+                "max_polls_per_second", f"must be a positive number, got {shown(rate)}"
             )
         self.rate = float(rate)
         self.interval = 1.0 / rate

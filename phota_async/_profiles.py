@@ -30,7 +30,7 @@ from ._poll import Cadence, transient, wait_deadline
 from ._protocol import Response
 from ._session import Session
 from ._uploads import Uploader, bind_uploader
-from ._validate import check_training_set, training_fields
+from ._validate import check_tag, check_training_set, training_fields
 from .errors import (
     InvalidRequestError,
     NotFoundError,
@@ -234,7 +234,19 @@ class Profiles:
         return await session.send(request, decode, timeout)
 
     async def list(self, *, tag: str | None = None, timeout: float | None = None) -> list[Profile]:
-        """Every profile of the account, optionally only those with ``tag``."""
+        """Every profile of the account, optionally only those with ``tag``.
+
+        Args:
+            tag: list only the profiles created with this tag (1-128 characters).
+            timeout: deadline for the call, in seconds.
+
+        Returns:
+            The ``Profile`` snapshots.
+
+        Raises:
+            InvalidRequestError: ``tag`` or ``timeout`` is invalid (nothing was sent).
+        """
+        check_tag(tag)
         session = self._session
         query = {"tag": tag} if tag is not None else None
         request = session.api.get("/profiles/ids", query)

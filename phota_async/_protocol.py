@@ -21,11 +21,10 @@ from urllib.parse import urlencode, urlsplit
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._blob import ImageBlob, sniff_format
+from ._blob import ImageBlob, close_images, sniff_format
 from ._converter import structure
-from ._decode import Decoded, close_images
 from ._redact import register as register_secret
-from ._redact import scrub, scrub_echoes
+from ._redact import scrub, scrub_echoes, shown
 from ._version import __version__
 from .errors import (
     CODE_ERRORS,
@@ -35,7 +34,7 @@ from .errors import (
     ResponseValidationError,
     ServerError,
 )
-from .models import Job, JobHandle, Profile, ResultBody
+from .models import Job, JobHandle, Profile, ResultBody, SpooledImage
 
 Expect = Literal["json", "result", "image"]
 """What a 2xx body should be, which says how a transport reads it: ``json`` (held in memory up to
@@ -106,7 +105,9 @@ class Response:
     status: int
     headers: Mapping[str, str] = attrs.field(repr=False)
     body: bytes = attrs.field(repr=False)
-    decoded: tuple[Any, Decoded] | None = attrs.field(default=None, repr=False)
+    decoded: tuple[Any, Mapping[str, bytes | SpooledImage]] | None = attrs.field(
+        default=None, repr=False
+    )
     """A studio result the transport decoded as it streamed in (``body`` is then empty): the
     JSON value and the images its markers stand for (``_decode.ResultDecoder``)."""
 
@@ -123,22 +124,47 @@ class Response:
 def check_id(value: Any, field: str) -> str:
     """Accept a profile or job id, which also goes into URL paths; refuse anything else."""
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise InvalidRequestError(field, f"{shown} is not a valid id (1-64 of A-Z a-z 0-9 _ -)")
+        raise InvalidRequestError(
+            field, f"{shown(value, 40)} is not a valid id (1-64 of A-Z a-z 0-9 _ -)"
+        )
     return value
 
 
 def async_fields(client_request_id: str | None, callback_url: str | None) -> dict[str, Any]:
     """Fields that turn a studio call into a job submit."""
+    check_async(client_request_id, callback_url)
     fields: dict[str, Any] = {"async": True, "response_mode": "urls"}
     fields["client_request_id"] = client_request_id or new_client_request_id()
     if callback_url is not None:
-        if not isinstance(callback_url, str) or not _callback_allowed(callback_url):
-            raise InvalidRequestError(
-                "callback_url", "must be an https:// URL (plain http only to a loopback host)"
-            )
         fields["callback_url"] = callback_url
     return fields
+
+
+MAX_REQUEST_KEY: Final = 256
+"""The longest ``client_request_id`` sent (the API states none; real keys are ids or hashes)."""
+
+
+def check_async(client_request_id: object, callback_url: object) -> None:
+    """Accept a job submit's own arguments: ``None`` or a non-empty key of at most
+    ``MAX_REQUEST_KEY`` characters (an empty one would silently become a fresh key on every
+    call, and a retry of the caller's would pay again), and ``None`` or an https callback.
+
+    Raises:
+        InvalidRequestError: either argument is wrong, named.
+    """
+    if client_request_id is not None and (
+        not isinstance(client_request_id, str) or not 1 <= len(client_request_id) <= MAX_REQUEST_KEY
+    ):
+        raise InvalidRequestError(
+            "client_request_id",
+            f"must be a string of 1-{MAX_REQUEST_KEY} characters, got {shown(client_request_id)}",
+        )
+    if callback_url is not None and (
+        not isinstance(callback_url, str) or not _callback_allowed(callback_url)
+    ):
+        raise InvalidRequestError(
+            "callback_url", "must be an https:// URL (plain http only to a loopback host)"
+        )
 
 
 def _callback_allowed(callback_url: str) -> bool:

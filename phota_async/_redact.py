@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
+import reprlib
 import weakref
 from collections.abc import Mapping
 from typing import Any, Final
@@ -183,6 +184,24 @@ def scrub(text: str) -> str:
     for secret in _secrets():
         spans += secret.spans(text)
     return _mask(text, spans)
+
+
+SHOWN: Final = 60
+"""The most characters of a caller's value an error message echoes."""
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 4 * SHOWN
+
+
+def shown(value: object, limit: int = SHOWN) -> str:
+    """A caller's value as an error message echoes it: its ``repr``, at most ``limit``
+    characters, with any live key masked.
+
+    A string is cut before its ``repr`` is built, so a 10 MB value costs no 10 MB message; it
+    is scrubbed with some characters to spare before the final cut, so the cut cannot leave a
+    piece of a key too short to be recognised.
+    """
+    text = scrub(_SHORT.repr(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def scrub_echoes(value: Any, raw: bytes) -> Any:

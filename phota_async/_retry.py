@@ -39,6 +39,7 @@ import tenacity
 
 from ._deadline import BACKOFF, Deadline, check_seconds
 from ._protocol import RetryClass
+from ._redact import shown
 from .errors import (
     APIError,
     ConnectError,
@@ -103,7 +104,7 @@ def _seconds(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:
 def _count(_: Any, attribute: attrs.Attribute[int], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidRequestError(
-            f"RetryPolicy.{attribute.name}", f"must be a whole number >= 1, got {value!r}"
+            f"RetryPolicy.{attribute.name}", f"must be a whole number >= 1, got {shown(value)}"
         )
 
 

@@ -155,6 +155,14 @@ class Session:
             )
         return decode(response)
 
+    def budget(self, timeout: float | None) -> float:
+        """A call's deadline in seconds: ``timeout``, checked, or the client's default.
+
+        Raises:
+            InvalidRequestError: ``timeout`` is not a number of seconds >= 0.
+        """
+        return self.timeout if timeout is None else check_seconds(timeout, "timeout")
+
     async def send(
         self,
         request: Request,
@@ -177,7 +185,7 @@ class Session:
             PhotaError: the last attempt's error, as ``_retry.call`` raises it.
         """
         self.check_usable()
-        seconds = self.timeout if timeout is None else check_seconds(timeout, "timeout")
+        seconds = self.budget(timeout)
         trail: _retry.Trail | None = None
         deadline: Deadline | None = None
         try:
@@ -305,7 +313,7 @@ class Session:
         Raises:
             InvalidRequestError: ``timeout`` is not a number of seconds >= 0 (nothing sent).
         """
-        deadline = self.timeout if timeout is None else check_seconds(timeout, "timeout")
+        deadline = self.budget(timeout)
         if via_job:
             started = time.monotonic()
             job = await self.submit(call, timeout=deadline)

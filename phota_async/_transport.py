@@ -42,6 +42,7 @@ from ._decode import Decoded, ResultDecoder, too_large
 from ._files import off_loop, settled
 from ._inputs import BodyChunks
 from ._protocol import FileBody, Request, Response, StreamedBody
+from ._redact import shown
 from .errors import (
     ConnectError,
     ConnectionLostError,
@@ -423,7 +424,7 @@ class AiohttpTransport:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidRequestError(
-                    name, f"must be a positive number of bytes, got {value!r}"
+                    name, f"must be a positive number of bytes, got {shown(value)}"
                 )
         self._max_response = max_response_bytes
         self._max_image = max_image_bytes

@@ -38,6 +38,7 @@ from ._options import (
     TrainingTier,
 )
 from ._protocol import StudioCall, check_id
+from ._redact import SHOWN, shown
 from .errors import InvalidRequestError
 
 TOKEN_PATTERN: Final = re.compile(r"\[\[([^\[\]]*)\]\]")
@@ -90,8 +91,8 @@ def _rest(timeout: float | None, started: float) -> float | None:
 
 def _close(value: object, choices: Collection[str]) -> str:
     """`` (did you mean 'x'?)`` for a string close to one of ``choices``, else nothing."""
-    if not isinstance(value, str):
-        return ""
+    if not isinstance(value, str) or len(value) > 2 * SHOWN:
+        return ""  # nothing long is a near miss (and difflib's time grows with the length)
     found = difflib.get_close_matches(value, list(choices), n=1)
     return f" (did you mean {found[0]!r}?)" if found else ""
 
@@ -113,13 +114,13 @@ def check_names(
     for name in options:
         if name not in valid:
             hint = _close(name, (*valid, *others)) or f"; its options are {', '.join(valid)}"
-            raise InvalidRequestError(name, f"{call}() takes no option {name!r}{hint}")
+            raise InvalidRequestError(name, f"{call}() takes no option {shown(name)}{hint}")
 
 
 def _choice(value: object, field: str, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise InvalidRequestError(
-            field, f"{value!r} is not one of {', '.join(choices)}{_close(value, choices)}"
+            field, f"{shown(value)} is not one of {', '.join(choices)}{_close(value, choices)}"
         )
     return value
 
@@ -127,7 +128,7 @@ def _choice(value: object, field: str, choices: Sequence[str]) -> str:
 def _check_n(n: object) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n not in COUNTS:
         raise InvalidRequestError(
-            "n", f"must be an integer from {COUNTS[0]} to {COUNTS[-1]}, got {n!r}"
+            "n", f"must be an integer from {COUNTS[0]} to {COUNTS[-1]}, got {shown(n)}"
         )
     return n
 
@@ -323,6 +324,11 @@ def check_training_set(count: int, tier: object, tag: object) -> None:
     lo, hi = TIER_COUNTS[tier]
     if not lo <= count <= hi:
         raise InvalidRequestError("images", f"the {tier} tier needs {lo}-{hi} images, got {count}")
+    check_tag(tag)
+
+
+def check_tag(tag: object) -> None:
+    """Accept ``None`` or a profile tag of 1-128 characters."""
     if tag is not None and (not isinstance(tag, str) or not 1 <= len(tag) <= 128):
         raise InvalidRequestError("tag", "must be a string of 1-128 characters")
 

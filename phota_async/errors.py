@@ -44,9 +44,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
-from ._redact import scrub_value
+from ._redact import scrub, scrub_value
 
 if TYPE_CHECKING:
     from .models import Job, Profile
@@ -76,26 +74,13 @@ class PhotaError(Exception):
     def __reduce__(self) -> tuple[Any, ...]:
         # Exception's own pickling calls ``cls(*args)``, which fails for classes whose
         # constructor takes other parameters than their message; rebuild without calling it.
-        state = {k: _detached(v) for k, v in self.__dict__.items()}
-        return (_rebuild, (type(self), self.args, state))
+        # A job among the attributes pickles unbound from its client (``Job.__reduce__``).
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
     @property
     def request_id(self) -> str | None:
         """The request id of the last attempt, if a response carried one."""
         return self.request_ids[-1] if self.request_ids else None
-
-
-def _detached(value: Any) -> Any:
-    """``value`` without its binding to a live client (a model's private, ``eq=False`` fields
-    such as a job's backend), so that it pickles."""
-    if attrs.has(type(value)):
-        unbound = {
-            f.alias or f.name: None
-            for f in attrs.fields(type(value))
-            if f.name.startswith("_") and not f.eq and getattr(value, f.name) is not None
-        }
-        return attrs.evolve(value, **unbound) if unbound else value
-    return value
 
 
 def _rebuild(cls: type[PhotaError], args: tuple[Any, ...], state: dict[str, Any]) -> PhotaError:
@@ -114,8 +99,21 @@ class InvalidRequestError(PhotaError, ValueError):
     """
 
     def __init__(self, field: str, message: str) -> None:
+        # Bounded whatever a caller passed (an option name is the caller's text, too): the
+        # places that raise echo values through ``_redact.shown``; this is the net.
+        field, message = _bounded(field, FIELD_LIMIT), _bounded(message, MESSAGE_LIMIT)
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+FIELD_LIMIT = 100
+MESSAGE_LIMIT = 1000
+
+
+def _bounded(text: str, limit: int) -> str:
+    """``text`` scrubbed, then cut to ``limit`` characters."""
+    text = scrub(text) if len(text) > limit else text
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class TransportError(PhotaError):

@@ -8,13 +8,15 @@ Signed URLs are kept out of ``repr``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, NoReturn, Protocol
 
 import attrs
+
+from ._blob import close_images
 
 
 class SpooledImage(Protocol):
@@ -31,12 +33,6 @@ class SpooledImage(Protocol):
     def read(self) -> bytes: ...
 
     def save(self, path: Path) -> Path: ...
-
-
-def _close_images(images: Iterable[bytes | SpooledImage]) -> None:
-    for image in images:
-        if not isinstance(image, bytes):
-            image.close()
 
 
 def wire(name: str) -> dict[str, str]:
@@ -209,6 +205,12 @@ class Job:
         """
         return await self._bound().wait_job(self, timeout)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled without its binding to a live client (for multiprocessing and distributed
+        # engines): bind the copy again with ``phota.jobs.wait(job)`` or ``Job.from_json``.
+        fields = {f.alias: getattr(self, f.name) for f in attrs.fields(Job) if f.alias != "backend"}
+        return (_unbound_job, (fields,))
+
     def to_json(self) -> dict[str, str | None]:
         """What a restarted worker needs to resume this job (see ``Job.from_json``)."""
         return {
@@ -233,6 +235,11 @@ class Job:
             InvalidRequestError: ``data`` is not a saved job.
         """
         return client.jobs.resume(dict(data))
+
+
+def _unbound_job(fields: dict[str, Any]) -> Job:
+    """Unpickle a job, unbound."""
+    return Job(**fields)
 
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -370,6 +377,14 @@ class ImageResult:
     async def __aenter__(self) -> ImageResult:
         return self
 
+    def __reduce__(self) -> NoReturn:
+        # Its images may live in temporary files or behind a live client's downloads: what
+        # crosses a process boundary is their bytes or their saved paths.
+        raise TypeError(
+            "an ImageResult does not pickle: send `await result.read(i)` bytes or the paths "
+            "of `await result.save(dir)` instead"
+        )
+
     def __enter__(self) -> NoReturn:
         raise TypeError("use `async with result:` (ImageResult is an async context manager)")
 
@@ -407,7 +422,7 @@ def image_result(
     except BaseException:
         # A later image that does not decode: the spooled ones are closed now, not whenever
         # the error's traceback (which holds them) is dropped.
-        _close_images(body._decoded.values())
+        close_images(body._decoded.values())
         raise
     used = set(body.images)
     for marker, unused in body._decoded.items():

@@ -123,3 +123,37 @@ def test_every_module_imports_alone_in_a_fresh_interpreter() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+# Modules that read files, spool to disk, stream bodies or hold connections.
+_DOES_IO = {
+    "phota_async._decode",
+    "phota_async._files",
+    "phota_async._inputs",
+    "phota_async._manifest",
+    "phota_async._session",
+    "phota_async._transport",
+    "phota_async._uploads",
+}
+
+
+def _reachable(start: str) -> set[str]:
+    """Every package module ``start`` imports at module level, directly or not."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in _imports(todo.pop()) - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_the_protocol_module_imports_nothing_that_does_io() -> None:
+    """``_protocol`` (the wire code, tested without sockets) reaches none of the modules that
+    read files, spool, stream or hold connections, through any chain of imports."""
+    assert _reachable("phota_async._protocol") & _DOES_IO == set()
+
+
+def test_the_models_import_nothing_that_does_io() -> None:
+    """The public models reach none of the I/O modules either."""
+    assert _reachable("phota_async.models") & _DOES_IO == set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 from collections.abc import AsyncIterator
 
 import pytest
@@ -107,6 +108,28 @@ async def test_restart_and_resume(emu: PhotaEmulator) -> None:
         result = await resumed.wait(timeout=10)
         assert decode(await result.read()).format == "PNG"
     assert len(emu.charges()) == 1
+
+
+async def test_a_submitted_job_pickles_unbound_and_waits_in_another_client(
+    emu: PhotaEmulator,
+) -> None:
+    """A live job pickles (without its client) and is waited on by a new client, charged once."""
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, poll=FAST) as first:
+        job = await first.jobs.submit_enhance(jpeg_bytes(), output_format="png")
+        copy = pickle.loads(pickle.dumps(job))
+    assert copy == job
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, poll=FAST) as second:
+        result = await second.jobs.wait(copy, timeout=10)
+        assert decode(await result.read()).format == "PNG"
+    assert len(emu.charges()) == 1
+
+
+async def test_a_result_refuses_to_pickle_saying_what_to_send(fast: PhotaClient) -> None:
+    """An ImageResult (temporary files, a live client) refuses pickling with a message that
+    says to send its bytes or saved paths instead."""
+    result = await fast.enhance(jpeg_bytes())
+    with pytest.raises(TypeError, match="read"):
+        pickle.dumps(result)
 
 
 async def test_refresh_returns_a_new_snapshot(fast: PhotaClient, emu: PhotaEmulator) -> None:

@@ -213,3 +213,117 @@ def test_protocol_imports_no_validation_or_file_reading() -> None:
         if isinstance(node, ast.ImportFrom) and node.module is not None
     }
     assert not imported & {"_inputs", "_validate", "_files", "_transport", "aiohttp"}
+
+
+# -- a careless caller: wrong types and huge values, everywhere ---------------------------
+
+HUGE = "x" * 10_000_000
+
+
+def _huge_value_calls(phota: PhotaClient) -> dict[str, Any]:
+    jpg = jpeg_bytes()
+    return {
+        "base_model": lambda: phota.generate("a cat", base_model=HUGE),
+        "n": lambda: phota.enhance(jpg, n=HUGE),
+        "aspect_ratio": lambda: phota.edit("x", images=[jpg], aspect_ratio=[HUGE]),
+        "tier": lambda: phota.profiles.create([jpg] * 10, tier=HUGE),
+        "client_request_id": lambda: phota.jobs.submit_enhance(jpg, client_request_id=HUGE),
+        HUGE[:97] + "...": lambda: phota.jobs.submit_remix(jpg, reference=jpg, **{HUGE: 1}),
+        "tag": lambda: phota.profiles.list(tag=HUGE),
+    }
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["base_model", "n", "aspect_ratio", "tier", "client_request_id", "tag", HUGE[:97] + "..."],
+    ids=["base_model", "n", "aspect_ratio", "tier", "client_request_id", "tag", "option_name"],
+)
+async def test_a_huge_wrong_value_makes_a_short_message(idle: PhotaClient, field: str) -> None:
+    """A 10 MB string given as an option's value (or name) is refused with a message of a few
+    hundred characters that still names the argument, before anything is sent."""
+    with pytest.raises(InvalidRequestError) as info:
+        await _huge_value_calls(idle)[field]()
+    assert info.value.field == field
+    assert len(str(info.value)) < 300
+
+
+async def test_an_echoed_value_never_shows_the_key() -> None:
+    """The API key given by mistake as an option's value is masked in the message."""
+    key = "sk-live-0123456789abcdefghijklmnop"
+    transport = MockTransport(lambda r: pytest.fail("a request was sent"))
+    async with PhotaClient(api_key=key, base_url="https://api.test", transport=transport) as c:
+        with pytest.raises(InvalidRequestError) as info:
+            await c.generate("a cat", base_model="x" * 30 + key)  # type: ignore[arg-type]
+    assert "0123456789abcdef" not in str(info.value)
+    assert "***" in str(info.value)
+
+
+@pytest.mark.parametrize("timeout", ["soon", math.nan, -1])
+async def test_a_call_refuses_a_wrong_timeout_by_name(
+    idle: PhotaClient, photo: Path, timeout: Any
+) -> None:
+    """A per-call timeout that is not a number of seconds >= 0 is an InvalidRequestError
+    naming ``timeout``, on a call and on its submit twin alike."""
+    for call in (idle.enhance, idle.jobs.submit_enhance):
+        with pytest.raises(InvalidRequestError) as info:
+            await call(photo, timeout=timeout)
+        assert info.value.field == "timeout"
+
+
+async def test_an_empty_client_request_id_is_refused(idle: PhotaClient, photo: Path) -> None:
+    """An empty idempotency key is refused rather than silently replaced by a fresh one (which
+    would make a caller's own retry pay again)."""
+    with pytest.raises(InvalidRequestError) as info:
+        await idle.jobs.submit_enhance(photo, client_request_id="")
+    assert info.value.field == "client_request_id"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"concurrency": "8"}, "concurrency"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"out_dir": 12}, "out_dir"),
+        ({"manifest": "run.manifest"}, "manifest"),
+        ({"manifest": 3, "out_dir": "out"}, "manifest"),
+        ({"on_progress": 3}, "on_progress"),
+    ],
+    ids=["concurrency-str", "concurrency-0", "out_dir", "manifest-alone", "manifest-int", "cb"],
+)
+def test_a_batch_refuses_wrong_arguments_before_it_starts(
+    idle: PhotaClient, photo: Path, kwargs: dict[str, Any], field: str
+) -> None:
+    """A batch's wrong ``concurrency``, ``out_dir``, ``manifest`` or ``on_progress`` is an
+    InvalidRequestError naming it, raised by the call that makes the batch."""
+    with pytest.raises(InvalidRequestError) as info:
+        idle.enhance_many([photo], **kwargs)
+    assert info.value.field == field
+
+
+def test_map_refuses_a_call_that_is_not_callable(idle: PhotaClient, photo: Path) -> None:
+    """``map`` with something that cannot be called is refused at once, naming ``call``."""
+    with pytest.raises(InvalidRequestError) as info:
+        idle.map(12, [photo])  # type: ignore[arg-type]
+    assert info.value.field == "call"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"api_key": 12345}, "api_key"),
+        ({"retry": "3"}, "retry"),
+        ({"poll": 5}, "poll"),
+        ({"transport": object()}, "transport"),
+        ({"ssl": "no"}, "ssl"),
+        ({"session": "shared"}, "session"),
+    ],
+)
+def test_the_client_refuses_options_of_the_wrong_type_by_name(
+    kwargs: dict[str, Any], field: str
+) -> None:
+    """A client option of the wrong type is an InvalidRequestError naming it, not an
+    AttributeError from deep inside on first use."""
+    kwargs.setdefault("api_key", "k")
+    with pytest.raises(InvalidRequestError) as info:
+        PhotaClient(base_url="https://api.test", **kwargs)
+    assert info.value.field == field

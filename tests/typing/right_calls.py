@@ -6,6 +6,7 @@ Every accepted input form and option, as a user's program writes them. Never run
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ from phota_async import (
 )
 
 
-async def right_calls(phota: PhotaClient, photo: Path, urls: list[str], pid: str) -> None:
+async def right_calls(
+    phota: PhotaClient, photo: Path, urls: list[str], pid: str, subjects: Sequence[str]
+) -> None:
     model: Model = "gpt-image-2"
     await phota.generate(f"[[{pid}]] in a garden", n=4, aspect_ratio="16:9", resolution="4K")
     await phota.generate("a cat", base_model=model, quality="high", response_mode="urls")
@@ -35,6 +38,9 @@ async def right_calls(phota: PhotaClient, photo: Path, urls: list[str], pid: str
         await phota.enhance(handle, profile_ids=None)
     await phota.enhance(Image.new("RGB", (8, 8)))
     await phota.remix(photo, reference=urls[0], n=2)
+    await phota.enhance(photo, profile_ids=subjects)  # a Sequence[str] from the caller's code
+    await phota.jobs.submit_edit("x", images=[photo], profile_ids=subjects)
+    phota.remix_many([photo], reference=photo, profile_ids=subjects)
     options: EnhanceOptions = {"n": 2, "profile_ids": [pid]}
     await phota.enhance(photo, **options)
     loose: dict[str, Any] = {"output_format": "jpg"}  # as a CLI builds them from argparse

@@ -22,7 +22,15 @@ async def wrong_calls(phota: PhotaClient, photo: Path) -> None:
     await phota.enhance(photo, promt="brighter")  # E: call-arg
     await phota.remix(photo, reference=photo, quality="high")  # E: call-arg
     await phota.edit("make [[p]] smile", images=[photo], profile_ids="p")  # E: arg-type
-    await phota.edit("make [[p]] smile", images=[photo], profile_ids=[1, 2])  # E: list-item
+    await phota.edit("make [[p]] smile", images=[photo], profile_ids=[1, 2])  # E: arg-type
+    await phota.enhance(photo, profile_ids={"p"})  # E: arg-type
+    await phota.generate("a cat", aspec_ratio="1:1")  # E: call-arg
+    await phota.edit("x", images=[photo], base_modle="nb2")  # E: call-arg
+    await phota.jobs.submit_generate("a cat", resolutoin="2K")  # E: call-arg
+    await phota.jobs.submit_edit("x", images=[photo], qualty="high")  # E: call-arg
+    await phota.jobs.submit_remix(photo, reference=photo, n=5)  # E: arg-type
+    await phota.jobs.submit_remix(photo, reference=photo, promt="x")  # E: call-arg
+    phota.remix_many([photo], reference=photo, outptu_format="png")  # E: call-arg
     await phota.edit("make it warmer", images=[12345])  # E: list-item
     await phota.jobs.submit_enhance(photo, response_mode="stream")  # E: arg-type
     await phota.jobs.submit_edit("x", images=[photo], base_model="gpt-5")  # E: arg-type

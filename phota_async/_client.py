@@ -16,6 +16,7 @@ import aiohttp
 
 from . import _protocol as proto
 from ._batch import BatchRun, Calls, Progress
+from ._budget import Budget, Guard, Prices, Spend, UnknownPrice, as_budget
 from ._deadline import check_seconds
 from ._inputs import check_input_type
 from ._jobs import Jobs
@@ -123,11 +124,22 @@ class PhotaClient:
         max_image_bytes: the largest output image (default 64 MiB): each one decoded from a
             bytes-mode result (large ones go to temporary files, not memory) and each
             download. Past it: ``ResponseTooLargeError``.
+        budget: a spending cap in dollars, or a ``Budget`` (which several clients may share):
+            before each paid call its estimated price is reserved, and a call that would pass
+            the cap raises ``BudgetExceededError`` without being sent. A call whose outcome is
+            unknown (``OutcomeUnknownError``) keeps its reservation, since it may have been
+            charged. ``None`` (the default): no checks. See ``spend``.
+        prices: the price table (a ``Prices``, or ``{key: dollars}`` added to Phota's published
+            prices), such as ``{"edit/nb2": 0.08}``: edit and generate prices are not published.
+        unknown_price: under a budget, ``"refuse"`` (the default) a call whose price is not in
+            the table with ``InvalidRequestError`` before sending, or ``"allow"`` it (reserving
+            nothing: such calls are counted as ``unpriced``, not capped).
 
     Raises:
         InvalidRequestError: no API key was given or found, or an option is out of range
             (a timeout that is not a number of seconds >= 0, ``nan``, or ``inf`` where a limit
-            is needed; ``max_concurrency`` not a whole number >= 1; a size cap not positive).
+            is needed; ``max_concurrency`` not a whole number >= 1; a size cap not positive; a
+            budget or a price that is not dollars >= 0).
     """
 
     def __init__(
@@ -148,8 +160,14 @@ class PhotaClient:
         follow_download_redirects: bool = False,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         max_image_bytes: int = MAX_IMAGE_BYTES,
+        budget: float | Budget | None = None,
+        prices: Prices | Mapping[str, float] | None = None,
+        unknown_price: UnknownPrice = "refuse",
     ) -> None:
         api_key = _find_key(api_key)
+        if prices is not None and not isinstance(prices, Prices):
+            prices = Prices().extended(prices)
+        guard = Guard(as_budget(budget, "client"), prices or Prices(), unknown_price)
         self.base_url = (base_url or os.environ.get("PHOTA_BASE_URL") or DEFAULT_BASE_URL).rstrip(
             "/"
         )
@@ -188,6 +206,7 @@ class PhotaClient:
             retry=retry or RetryPolicy(),
             max_concurrency=max_concurrency,
             poll=poll or PollPolicy(),
+            guard=guard,
         )
         self._secret: str | None = None
         self.profiles = Profiles(self._session)
@@ -197,6 +216,14 @@ class PhotaClient:
 
     def __repr__(self) -> str:
         return f"<PhotaClient base_url={self.base_url!r} api_key=***>"
+
+    @property
+    def spend(self) -> Spend | None:
+        """A snapshot of the client's budget ledger: spent, refunded and pending (reserved for
+        calls in flight or of unknown outcome), overall and per endpoint; ``None`` without a
+        budget (``budget=math.inf`` tracks spending without a cap)."""
+        budget = self._session.guard.budget
+        return budget.spend if budget is not None else None
 
     @property
     def timeout(self) -> float:

@@ -48,7 +48,8 @@ async def test_a_call_that_would_pass_the_budget_is_not_sent(
     error = caught.value
     assert (error.spent, error.reserved, error.limit, error.estimate) == (0.24, 0.0, 0.30, 0.12)
     assert isinstance(error, PhotaError)
-    assert "$0.12" in str(error) and "$0.30" in str(error)
+    assert "$0.12" in str(error)
+    assert "$0.30" in str(error)
     assert len(posts(emu, "/enhance")) == 2
 
 
@@ -118,7 +119,8 @@ async def test_a_failed_job_is_refunded(capped: PhotaClient, emu: PhotaEmulator)
     """A job that ends FAILED (refunded by the API) gives its reservation back as refunded."""
     emu.fail_next_jobs()
     job = await capped.jobs.submit_enhance(jpeg_bytes())
-    assert capped.spend is not None and capped.spend.pending == 0.12
+    assert capped.spend is not None
+    assert capped.spend.pending == 0.12
     with pytest.raises(JobFailedError):
         await job.wait(timeout=10)
     spend = capped.spend
@@ -142,7 +144,8 @@ async def test_a_keyed_resubmit_reuses_its_reservation(
     with pytest.raises(OutcomeUnknownError) as caught:
         await capped.jobs.submit_enhance(jpeg_bytes())
     key = caught.value.client_request_id
-    assert capped.spend is not None and capped.spend.pending == 0.12
+    assert capped.spend is not None
+    assert capped.spend.pending == 0.12
     job = await capped.jobs.submit_enhance(jpeg_bytes(), client_request_id=key)
     assert capped.spend.pending == 0.12
     await job.wait(timeout=10)
@@ -169,7 +172,8 @@ async def test_supplied_prices_cap_edits(emu: PhotaEmulator) -> None:
         await phota.edit("brighter", images=[jpeg_bytes()], n=2)
         with pytest.raises(BudgetExceededError):
             await phota.edit("brighter", images=[jpeg_bytes()], n=1)
-        assert phota.spend is not None and phota.spend.spent == 0.16 == emu.net_spent()
+        assert phota.spend is not None
+        assert phota.spend.spent == 0.16 == emu.net_spent()
 
 
 async def test_unknown_price_allowed_is_sent_and_counted(emu: PhotaEmulator) -> None:
@@ -199,7 +203,8 @@ async def test_training_is_reserved_and_refused_past_the_budget(emu: PhotaEmulat
         await phota.profiles.create(urls[:5], tier="fast")
         assert phota.spend is not None
         assert phota.spend.endpoints["training"].spent == 1.49
-    assert posts(emu, "/profiles/add") and len(posts(emu, "/profiles/add")) == 1
+    assert posts(emu, "/profiles/add")
+    assert len(posts(emu, "/profiles/add")) == 1
 
 
 async def test_a_shared_budget_caps_two_clients(emu: PhotaEmulator) -> None:

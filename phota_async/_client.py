@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import ssl as ssl_module
 import time
@@ -412,6 +413,7 @@ class PhotaClient:
         out_dir: str | Path | None = None,
         manifest: str | Path | Manifest | None = None,
         on_progress: Progress | None = None,
+        budget: float | Budget | None = None,
     ) -> BatchRun[I]:
         """Run ``call`` on every input, ``concurrency`` at a time; items arrive as they finish.
 
@@ -428,6 +430,8 @@ class PhotaClient:
                 ``out_dir`` and ``Path`` or URL inputs. A custom call cannot be resumed by key:
                 prefer ``enhance_many``/``edit_many``/``remix_many`` for paid exactly-once runs.
             on_progress: called as ``on_progress(summary, item)`` after each item.
+            budget: cap the paid calls ``call`` makes for this run, in dollars or a ``Budget``
+                (within the client's budget, if any); see ``enhance_many``.
 
         Returns:
             A ``BatchRun`` of ``BatchItem``.
@@ -437,9 +441,16 @@ class PhotaClient:
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
         return BatchRun(
-            Calls(kind, call), inputs, concurrency=concurrency, out_dir=out_dir,
-            manifest=manifest, on_progress=on_progress,
+            Calls(kind, call, budget=self._run_budget(budget)), inputs, concurrency=concurrency,
+            out_dir=out_dir, manifest=manifest, on_progress=on_progress,
         )  # fmt: skip
+
+    def _run_budget(self, budget: float | Budget | None) -> Budget | None:
+        """A run's budget: its own cap, or (under a client budget) an uncapped ledger."""
+        run = as_budget(budget, "run")
+        if run is None and self._session.guard.budget is not None:
+            run = Budget(math.inf, name="run")
+        return run
 
     def _many(
         self,
@@ -455,6 +466,8 @@ class PhotaClient:
         via_job: bool,
         on_progress: Progress | None,
         timeout: float | None,
+        budget: float | Budget | None,
+        price: float | None,
     ) -> BatchRun[Im]:
         """The one batch of studio calls behind ``enhance_many``/``edit_many``/``remix_many``,
         whose options are already checked.
@@ -474,6 +487,8 @@ class PhotaClient:
             via_job=via_job,
             timeout=timeout,
             room_for_jobs=self._session.room_for_jobs,
+            budget=self._run_budget(budget),
+            price=price,
         )
         return BatchRun(
             calls, inputs, concurrency=concurrency, out_dir=out_dir, manifest=manifest,
@@ -490,6 +505,7 @@ class PhotaClient:
         via_job: bool = False,
         on_progress: Progress | None = None,
         timeout: float | None = None,
+        budget: float | Budget | None = None,
         **options: Unpack[EnhanceOptions],
     ) -> BatchRun[Im]:
         """Enhance many photos, ``concurrency`` at a time; items arrive as they finish.
@@ -518,6 +534,12 @@ class PhotaClient:
             via_job: without a manifest, run each photo as a job rather than a synchronous call.
             on_progress: called as ``on_progress(summary, item)`` after each item.
             timeout: deadline for each photo's call (with jobs: for its submit and its wait).
+            budget: cap this run's spending, in dollars or a ``Budget`` (within the client's
+                budget, if any). When a call would pass it, that photo and every one not yet
+                started are delivered as ``not_started`` (not failed), those in flight finish,
+                and the run ends; a rerun with a larger budget and the same manifest resumes,
+                paying nothing twice. ``run.summary.spend`` is the run's ledger;
+                ``await run.estimate()`` prices the run before paying.
             **options: see ``EnhanceOptions`` (``profile_ids``, ``prompt``, ``n``, ...).
 
         Returns:
@@ -530,7 +552,7 @@ class PhotaClient:
             ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
-        enhance_fields(options, "enhance_many", BATCH_ARGUMENTS)
+        fields = enhance_fields(options, "enhance_many", BATCH_ARGUMENTS)
         return self._many(
             "enhance", inputs,
             lambda image, t: self.enhance(image, timeout=t, **options),
@@ -538,7 +560,8 @@ class PhotaClient:
                 image, client_request_id=key, timeout=t, **options
             ),
             options, concurrency=concurrency, out_dir=out_dir, manifest=manifest,
-            via_job=via_job, on_progress=on_progress, timeout=timeout,
+            via_job=via_job, on_progress=on_progress, timeout=timeout, budget=budget,
+            price=self._session.guard.prices.call("enhance", fields),
         )  # fmt: skip
 
     def edit_many(
@@ -552,14 +575,15 @@ class PhotaClient:
         via_job: bool = False,
         on_progress: Progress | None = None,
         timeout: float | None = None,
+        budget: float | Budget | None = None,
         **options: Unpack[EditOptions],
     ) -> BatchRun[Im]:
         """Apply one edit prompt to each photo; consumed and resumed as ``enhance_many``.
 
         Args:
             prompt: the instruction (``[[profile_id]]`` names a subject).
-            inputs, concurrency, out_dir, manifest, via_job, on_progress, timeout: as for
-                ``enhance_many``.
+            inputs, concurrency, out_dir, manifest, via_job, on_progress, timeout, budget: as
+                for ``enhance_many``.
             **options: see ``EditOptions`` (``profile_ids``, ``n``, ``base_model``, ...).
 
         Returns:
@@ -571,7 +595,7 @@ class PhotaClient:
             ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
-        edit_fields(prompt, options, "edit_many", BATCH_ARGUMENTS)
+        fields = edit_fields(prompt, options, "edit_many", BATCH_ARGUMENTS)
         return self._many(
             "edit", inputs,
             lambda image, t: self.edit(prompt, images=[image], timeout=t, **options),
@@ -580,6 +604,7 @@ class PhotaClient:
             ),
             {**options, "prompt": prompt}, concurrency=concurrency, out_dir=out_dir,
             manifest=manifest, via_job=via_job, on_progress=on_progress, timeout=timeout,
+            budget=budget, price=self._session.guard.prices.call("edit", fields),
         )  # fmt: skip
 
     def remix_many(
@@ -593,6 +618,7 @@ class PhotaClient:
         via_job: bool = False,
         on_progress: Progress | None = None,
         timeout: float | None = None,
+        budget: float | Budget | None = None,
         **options: Unpack[RemixOptions],
     ) -> BatchRun[Im]:
         """Restyle each photo after one reference; consumed and resumed as ``enhance_many``.
@@ -600,7 +626,7 @@ class PhotaClient:
         Args:
             inputs: the content photos.
             reference: the style image (a ``Path`` is identified by its bytes).
-            concurrency, out_dir, manifest, via_job, on_progress, timeout: as for
+            concurrency, out_dir, manifest, via_job, on_progress, timeout, budget: as for
                 ``enhance_many``.
             **options: see ``RemixOptions`` (``profile_ids``, ``prompt``, ``n``, ...).
 
@@ -613,7 +639,7 @@ class PhotaClient:
             ValueError: ``concurrency`` is below 1, or a manifest is given without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
-        remix_fields(options, "remix_many", BATCH_ARGUMENTS)
+        fields = remix_fields(options, "remix_many", BATCH_ARGUMENTS)
         check_input_type(reference, "reference")
         return self._many(
             "remix", inputs,
@@ -623,6 +649,7 @@ class PhotaClient:
             ),
             {**options, "reference": reference}, concurrency=concurrency, out_dir=out_dir,
             manifest=manifest, via_job=via_job, on_progress=on_progress, timeout=timeout,
+            budget=budget, price=self._session.guard.prices.call("remix", fields),
         )  # fmt: skip
 
     async def webhook_secret(self, *, refresh: bool = False) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import math
 import pickle
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,13 @@ from tests.helpers import jpeg_bytes
 
 FAST = PollPolicy().scaled(0.01)
 EMULATOR_EDIT_PRICES = {"edit/nb2": 0.08, "generate/nb2": 0.08}
+
+
+@pytest.fixture
+async def fast(emu: PhotaEmulator) -> AsyncIterator[PhotaClient]:
+    """A client without a budget, polling fast."""
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, poll=FAST) as client:
+        yield client
 
 
 @pytest.fixture
@@ -282,3 +290,96 @@ def test_budget_exceeded_error_pickles() -> None:
     again = pickle.loads(pickle.dumps(error))
     assert (again.spent, again.reserved, again.limit, again.estimate) == (1, 0.5, 1.5, 0.12)
     assert str(again) == str(error)
+
+
+# -- batch runs -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> list[Path]:
+    """Ten small distinct JPEG files."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    paths = []
+    for i in range(10):
+        path = folder / f"p{i}.jpg"
+        path.write_bytes(jpeg_bytes(i, (48, 48)))
+        paths.append(path)
+    return paths
+
+
+async def test_a_run_budget_stops_the_batch_with_items_not_started(
+    phota: PhotaClient, emu: PhotaEmulator, photos: list[Path]
+) -> None:
+    """A $0.30 run of ten enhances does two, reports eight as not started, and fails none."""
+    run = phota.enhance_many(photos, concurrency=1, budget=0.30)
+    items = await run.collect()
+    assert [i.status for i in items].count("done") == 2
+    assert [i.status for i in items].count("not started") == 8
+    summary = run.summary
+    assert (summary.done, summary.failed, summary.not_started) == (2, 0, 8)
+    assert "8 not started (budget reached)" in summary.line()
+    assert summary.spend is not None
+    assert summary.spend.spent == 0.24 == emu.net_spent()
+
+
+async def test_a_rerun_with_a_larger_budget_resumes_without_paying_twice(
+    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
+) -> None:
+    """A manifest run stopped by its budget resumes with a larger one: each photo paid once."""
+    where = {"out_dir": tmp_path / "out", "manifest": tmp_path / "run.manifest"}
+    first = fast.enhance_many(photos, concurrency=4, budget=0.50, **where)
+    await first.collect()
+    assert first.summary.done == 4
+    assert first.summary.not_started == 6
+    second = fast.enhance_many(photos, concurrency=4, budget=5.0, **where)
+    items = await second.collect()
+    assert all(item.ok for item in items)
+    assert (second.summary.skipped, second.summary.done) == (4, 6)
+    assert len(emu.charges()) == 10
+    assert emu.net_spent() == 1.20
+
+
+async def test_a_run_budget_counts_within_the_client_budget(
+    emu: PhotaEmulator, photos: list[Path]
+) -> None:
+    """A run's generous budget is still held to the client's smaller one."""
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, budget=0.25) as phota:
+        run = phota.enhance_many(photos, concurrency=1, budget=10.0)
+        await run.collect()
+        assert run.summary.done == 2
+        assert phota.spend is not None
+        assert phota.spend.spent == 0.24
+
+
+async def test_estimate_counts_what_the_manifest_finished_and_sends_nothing(
+    fast: PhotaClient, emu: PhotaEmulator, photos: list[Path], tmp_path: Path
+) -> None:
+    """estimate() prices only the photos not done per the manifest, with no request sent."""
+    where = {"out_dir": tmp_path / "out", "manifest": tmp_path / "run.manifest"}
+    await fast.enhance_many(photos[:3], **where).collect()
+    sent = len(emu.requests)
+    async with fast.enhance_many(photos, **where) as run:
+        estimate = await run.estimate()
+    assert (estimate.items, estimate.done, estimate.to_run) == (10, 3, 7)
+    assert (estimate.per_item, estimate.total) == (0.12, 0.84)
+    assert len(emu.requests) == sent
+
+
+async def test_estimate_without_a_manifest_prices_every_item(
+    phota: PhotaClient, photos: list[Path]
+) -> None:
+    """Two outputs an item: ten items estimate to $2.40."""
+    async with phota.enhance_many(photos, n=2) as run:
+        estimate = await run.estimate()
+    assert (estimate.to_run, estimate.total) == (10, 2.4)
+
+
+async def test_estimate_of_an_unpriced_edit_is_unknown(
+    phota: PhotaClient, photos: list[Path]
+) -> None:
+    """An edit batch without a model price estimates to None, and says why."""
+    async with phota.edit_many("brighter", photos) as run:
+        estimate = await run.estimate()
+    assert estimate.total is None
+    assert "price unknown" in estimate.line()

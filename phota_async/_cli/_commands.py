@@ -160,7 +160,12 @@ async def estimate_batch(args: argparse.Namespace) -> int:
     inputs = expand_images(args.inputs, exclude=args.out)
     async with open_client(args) as phota, _start_run(phota, args, inputs, None) as run:
         estimate = await run.estimate()
-    _emit(args, {"estimate": estimate.to_json()}, f"estimate: {estimate.line()}")
+    text = f"estimate: {estimate.line()}"
+    budget = args.budget
+    if budget is not None and estimate.total is not None and estimate.total > budget:
+        fits = int(round(budget / estimate.per_item, 6)) if estimate.per_item else estimate.to_run
+        text += f"\nover the --budget of ${budget:.2f}: the run would stop after about {fits} items"
+    _emit(args, {"estimate": estimate.to_json(), "budget": budget}, text)
     return EXIT_OK
 
 

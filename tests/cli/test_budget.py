@@ -30,7 +30,8 @@ def test_estimate_pays_nothing(
     code, data = run_json(batch(photos, tmp_path, "--estimate"), capsys)
     assert code == 0
     assert data == {
-        "estimate": {"items": 5, "done": 0, "to_run": 5, "per_item": 0.12, "total": 0.6}
+        "estimate": {"items": 5, "done": 0, "to_run": 5, "per_item": 0.12, "total": 0.6},
+        "budget": None,
     }
     assert paid_requests(env) == []
     assert env.ledger == []
@@ -47,6 +48,16 @@ def test_estimate_counts_what_the_manifest_finished(
     assert "5 items, 2 already done; 3 to run at $0.12 each, estimated $0.36" in out
     assert "nothing was sent" in out
     assert len(paid_requests(env)) == paid
+
+
+def test_estimate_says_when_the_run_would_pass_the_budget(
+    env: PhotaEmulator, photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--estimate with a --budget too small for the run says how far it would get."""
+    assert main(batch(photos, tmp_path, "--estimate", "--budget", "0.30")) == 0
+    out = capsys.readouterr().out
+    assert "over the --budget of $0.30: the run would stop after about 2 items" in out
+    assert paid_requests(env) == []
 
 
 def test_budget_stops_cleanly_and_a_larger_one_resumes(

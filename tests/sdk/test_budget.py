@@ -19,7 +19,7 @@ from phota_async.errors import (
     PhotaError,
 )
 from phota_async.testing import PhotaEmulator
-from tests.helpers import jpeg_bytes
+from tests.helpers import jpeg_bytes, until
 
 FAST = PollPolicy().scaled(0.01)
 EMULATOR_EDIT_PRICES = {"edit/nb2": 0.08, "generate/nb2": 0.08}
@@ -248,8 +248,7 @@ async def test_a_cancelled_unsent_call_releases_its_reservation(emu: PhotaEmulat
     ) as phota:
         first = asyncio.create_task(phota.enhance(jpeg_bytes()))
         second = asyncio.create_task(phota.enhance(jpeg_bytes()))
-        while phota.spend is None or phota.spend.pending < 0.24:
-            await asyncio.sleep(0.01)
+        await until(lambda: (s := phota.spend) is not None and s.pending == 0.24, "two reserved")
         second.cancel()
         with pytest.raises(asyncio.CancelledError):
             await second

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from phota_async import Budget, PhotaClient, PollPolicy, Prices
+from phota_async import Budget, ImageResult, PhotaClient, PollPolicy, Prices
 from phota_async.errors import (
     BudgetExceededError,
     InvalidRequestError,
@@ -382,3 +382,38 @@ async def test_estimate_of_an_unpriced_edit_is_unknown(
         estimate = await run.estimate()
     assert estimate.total is None
     assert "price unknown" in estimate.line()
+
+
+async def test_retries_of_one_call_hold_one_reservation(
+    capped: PhotaClient, emu: PhotaEmulator
+) -> None:
+    """A call answered 429 twice, then retried to success, reserves and spends its price once."""
+    emu.add_fault("/enhance", status=429, times=2)
+    await capped.enhance(jpeg_bytes())
+    assert len(posts(emu, "/enhance")) == 3
+    spend = capped.spend
+    assert spend is not None
+    assert (spend.spent, spend.pending, spend.endpoints["enhance"].calls) == (0.12, 0.0, 1)
+
+
+async def test_a_custom_map_call_is_capped_by_the_run_budget(
+    phota: PhotaClient, emu: PhotaEmulator, photos: list[Path]
+) -> None:
+    """map(budget=...) caps the paid calls a custom function makes; the rest are not started."""
+
+    async def brighten(path: Path) -> ImageResult:
+        return await phota.enhance(path, prompt="brighter")
+
+    run = phota.map(brighten, photos, concurrency=1, budget=0.36)
+    await run.collect()
+    assert (run.summary.done, run.summary.failed, run.summary.not_started) == (3, 0, 7)
+    assert len(posts(emu, "/enhance")) == 3
+
+
+async def test_a_run_budget_does_not_outlive_its_run(
+    phota: PhotaClient, photos: list[Path]
+) -> None:
+    """After a capped run, the same client's own calls are not held to the run's budget."""
+    await phota.enhance_many(photos[:2], budget=0.12).collect()
+    await phota.enhance(jpeg_bytes())
+    assert phota.spend is None

@@ -10,6 +10,7 @@ async with PhotaClient() as phota:            # PHOTA_API_KEY from the environme
 """
 
 from ._batch import BatchItem, BatchRun, BatchSummary
+from ._budget import Budget, EndpointSpend, Estimate, Prices, Spend
 from ._client import PhotaClient
 from ._jobs import Jobs
 from ._manifest import Manifest
@@ -38,6 +39,7 @@ from ._uploads import PresignedPutUploader, Uploader, emulator_uploader
 from ._version import __version__
 from .errors import (
     APIError,
+    BudgetExceededError,
     InvalidRequestError,
     JobFailedError,
     OutcomeUnknownError,
@@ -56,9 +58,13 @@ __all__ = [
     "BatchItem",
     "BatchRun",
     "BatchSummary",
+    "Budget",
+    "BudgetExceededError",
     "Cadence",
     "EditOptions",
+    "EndpointSpend",
     "EnhanceOptions",
+    "Estimate",
     "GenerateOptions",
     "ImageCount",
     "ImageInput",
@@ -79,6 +85,7 @@ __all__ = [
     "PhotaError",
     "PollPolicy",
     "PresignedPutUploader",
+    "Prices",
     "Profile",
     "ProfileIds",
     "ProfileStatus",
@@ -91,6 +98,7 @@ __all__ = [
     "ResponseMode",
     "ResponseTooLargeError",
     "RetryPolicy",
+    "Spend",
     "TrainingTier",
     "Transport",
     "Uploader",

@@ -17,8 +17,13 @@ recorded job id; only a refusal (a 4xx before charging, a FAILED job, which is r
 may be resumed: the emulator keeps keys for its lifetime; Phota documents no expiry, and we
 assume at least the 24 hours its download URLs live.
 
-One input's exception, whatever its type, is that item's ``error``; the batch goes on. An
-exception from the engine itself (the manifest cannot be written, a bug) ends the run and is
+One input's exception, whatever its type, is that item's ``error``; the batch goes on, except
+for ``BudgetExceededError``: a call refused by the spend guard was never sent, so its item is
+*not started* (not failed), no further item starts, and every input not started is delivered as
+such; a rerun with a larger budget resumes through the manifest, paying nothing twice. A run's
+``budget`` is a ``Budget`` of its own, set in a context variable by the supervisor so that every
+call its items make (custom ``map`` calls included) reserves against it as well as against the
+client's. An exception from the engine itself (the manifest cannot be written, a bug) ends the run and is
 raised to the consumer.
 """
 
@@ -43,6 +48,7 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._budget import RUN_BUDGET, Budget, Estimate, Spend
 from ._files import off_loop
 from ._inputs import open_regular
 from ._manifest import RESUMABLE, Manifest, Record
@@ -50,6 +56,7 @@ from ._naming import output_bases
 from ._redact import shown
 from .errors import (
     APIError,
+    BudgetExceededError,
     InvalidRequestError,
     JobFailedError,
     NotFoundError,
@@ -99,6 +106,8 @@ class BatchItem(Generic[I]):
         request_id: the request id of the answer (or of the error), when known.
         pending: why the outcome is unknown (the call may have been paid); a rerun with the
             manifest resumes it by the same key, never paying again. ``None`` otherwise.
+        not_started: the budget stopped the run before this input's call was sent (``error``
+            is the ``BudgetExceededError`` when its own call was the one refused).
     """
 
     input: I
@@ -109,17 +118,20 @@ class BatchItem(Generic[I]):
     skipped: bool = False
     request_id: str | None = None
     pending: str | None = None
+    not_started: bool = False
 
     @property
     def ok(self) -> bool:
         """Done (now or in an earlier run)."""
-        return self.error is None and self.pending is None
+        return self.error is None and self.pending is None and not self.not_started
 
     @property
     def status(self) -> str:
-        """``"done"``, ``"skipped"``, ``"pending"`` or ``"failed"``."""
+        """``"done"``, ``"skipped"``, ``"pending"``, ``"failed"`` or ``"not started"``."""
         if self.skipped:
             return "skipped"
+        if self.not_started:
+            return "not started"
         if self.pending is not None:
             return "pending"
         return "done" if self.error is None else "failed"
@@ -137,6 +149,9 @@ class BatchSummary:
         images: output images written.
         cost: estimated cost in dollars of what was done in this run.
         cost_unknown: done items whose price is not documented.
+        not_started: items the run's budget stopped before their call was sent.
+        budget: the run's ``Budget`` when it has one (its own ``budget=``, or a client with a
+            budget); ``spend`` reads its ledger.
     """
 
     total: int = 0
@@ -149,11 +164,18 @@ class BatchSummary:
     cost_unknown: int = 0
     pending_reasons: Counter[str] = attrs.Factory(Counter)
     started: float = attrs.Factory(time.monotonic)
+    not_started: int = 0
+    budget: Budget | None = attrs.field(default=None, repr=False)
+
+    @property
+    def spend(self) -> Spend | None:
+        """The run's ledger (spent, refunded, pending, per endpoint), or ``None``."""
+        return self.budget.spend if self.budget is not None else None
 
     @property
     def finished(self) -> int:
-        """Items with an outcome, skipped ones included."""
-        return self.done + self.failed + self.pending + self.skipped
+        """Items with an outcome, skipped and not started ones included."""
+        return self.done + self.failed + self.pending + self.skipped + self.not_started
 
     @property
     def worked(self) -> int:
@@ -181,9 +203,13 @@ class BatchSummary:
             # Their calls may have been charged already; the rerun that resumes them does not
             # pay again, so their price belongs to this run's estimate as an upper bound.
             cost += f" + up to the price of {self.pending} pending"
+        not_started = ""
+        if self.not_started:
+            not_started = f" {self.not_started} not started (budget reached),"
+        ledger = f"; {spend.line()}" if (spend := self.spend) is not None else ""
         return (
-            f"{self.done} done, {self.failed} failed,{pending} {self.skipped} skipped "
-            f"of {self.total}; {self.images} images; estimated cost {cost}"
+            f"{self.done} done, {self.failed} failed,{pending}{not_started} {self.skipped} "
+            f"skipped of {self.total}; {self.images} images; estimated cost {cost}{ledger}"
         )
 
 
@@ -209,6 +235,9 @@ class Calls(Generic[I]):
         room_for_jobs: makes room in the client's poll budget for this many jobs awaited at
             once, while the block runs (keyed runs use it, so that polling does not hold a
             batch below its concurrency).
+        budget: the run's own budget (and ledger), or ``None``.
+        price: one item's estimated price in dollars (for ``BatchRun.estimate``), ``None``
+            when unknown.
     """
 
     kind: str
@@ -219,6 +248,8 @@ class Calls(Generic[I]):
     via_job: bool = False
     timeout: float | None = None
     room_for_jobs: Callable[[int], AbstractContextManager[None]] | None = None
+    budget: Budget | None = None
+    price: float | None = None
 
 
 class _Outcome(Exception):
@@ -229,6 +260,8 @@ class _Outcome(Exception):
         self.error = error
         self.pending = pending
         self.new_key = new_key
+        # Refused by the spend guard before anything was sent.
+        self.not_started = isinstance(error, BudgetExceededError)
 
 
 def _refused(exc: BaseException) -> bool:
@@ -376,7 +409,8 @@ class BatchRun(Generic[I]):
                         f"got {type(value).__name__}"
                     )
         self._on_progress = on_progress
-        self.summary = BatchSummary(total=len(self._inputs))
+        self.summary = BatchSummary(total=len(self._inputs), budget=calls.budget)
+        self._budget_reached = False
         self._send: MemoryObjectSendStream[BatchItem[I]]
         self._receive: MemoryObjectReceiveStream[BatchItem[I]]
         self._send, self._receive = anyio.create_memory_object_stream[BatchItem[I]](math.inf)
@@ -484,6 +518,47 @@ class BatchRun(Generic[I]):
                 error = error.exceptions[0]
             raise error  # type: ignore[misc]
 
+    async def estimate(self) -> Estimate:
+        """What this run would cost, before paying: nothing is started or sent.
+
+        Items the manifest records as done (with their outputs on disk) are not counted;
+        every other item is, pending ones too (a rerun resumes them by key, which the server
+        does not charge twice, so the total is an upper bound). Prices come from the client's
+        table (``PhotaClient(prices=...)``). Estimate first, then consume the run, or close it
+        (``async with run:`` around both, or ``await run.aclose()``) if you do not go on::
+
+            async with phota.enhance_many(paths, out_dir="out", manifest="run.db") as run:
+                print((await run.estimate()).line())
+
+        Returns:
+            An ``Estimate`` (``total`` is ``None`` when the call's price is unknown).
+
+        Raises:
+            InvalidRequestError: the manifest is not a readable batch manifest, or was written
+                for other options (as the run itself would say).
+        """
+        done = 0
+        arg = self._manifest_arg
+        if arg is not None and (isinstance(arg, Manifest) or await off_loop(Path(arg).exists)):
+            manifest = arg if isinstance(arg, Manifest) else Manifest(arg)
+            try:
+                await manifest.load()
+                if await off_loop(manifest.other_options, await self._digest_options()):
+                    raise InvalidRequestError(
+                        "manifest",
+                        f"{manifest.path} was written for another command or other options; "
+                        "the run would refuse it",
+                    )
+                keys = await off_loop(lambda: [_absolute(v) for v in self._inputs])
+                done = sum(await off_loop(manifest.done, keys))
+            finally:
+                if manifest is not arg:
+                    await manifest.aclose()
+        to_run = len(self._inputs) - done
+        price = self._calls.price
+        total = None if price is None else round(to_run * price, 6)
+        return Estimate(len(self._inputs), done, to_run, price, total)
+
     async def collect(self) -> list[BatchItem[I]]:
         """Run to the end; every item, in input order."""
         iterator = aiter(self)  # a second consumer is refused before it can close the run
@@ -498,6 +573,8 @@ class BatchRun(Generic[I]):
         keyed = self._calls.submit is not None and (
             self._manifest_arg is not None or self._calls.via_job
         )
+        if self._calls.budget is not None:
+            RUN_BUDGET.set(self._calls.budget)  # this task's context, copied by every item
         with room(self._concurrency) if room and keyed else contextlib.nullcontext():
             await self._run_items()
 
@@ -505,15 +582,39 @@ class BatchRun(Generic[I]):
         async with self._send:
             await self._prepare()
             async with anyio.create_task_group() as group:
+                started = 0
                 with anyio.CancelScope() as self._starting:
                     for index in range(len(self._inputs)):
                         if self._stopping:
                             break
                         await self._slots.acquire()
+                        if self._stopping:  # stopped while waiting for the slot
+                            self._slots.release()
+                            break
                         self._in_flight.add(index)
+                        started = index + 1
                         group.start_soon(self._one, index)
+            if self._budget_reached:
+                self._report_not_started(started)
             # Before the consumer sees the end: a finished run is on disk when it says so.
             await self._finish_manifest()
+
+    def _report_not_started(self, first: int) -> None:
+        """Deliver every input from ``first`` on as not started: the budget stopped the run
+        before their calls (a rerun with a larger budget runs them). Done ones stay skipped."""
+        for index in range(first, len(self._inputs)):
+            value = self._inputs[index]
+            if self._manifest is not None and self._skip[index]:
+                outputs, request_id = self._manifest.done_item(self._keys[index])
+                paths = tuple(Path(p) for p in outputs)
+                item = BatchItem(value, index, paths=paths, skipped=True, request_id=request_id)
+                self.summary.skipped += 1
+            else:
+                item = BatchItem(value, index, not_started=True)
+                self.summary.not_started += 1
+            if self._on_progress is not None:
+                self._on_progress(self.summary, item)
+            self._send.send_nowait(item)
 
     async def _finish_manifest(self) -> None:
         """Commit what is queued and close the database; idempotent (``aclose`` calls it again
@@ -583,6 +684,8 @@ class BatchRun(Generic[I]):
         summary = self.summary
         if item.skipped:
             summary.skipped += 1
+        elif item.not_started:
+            summary.not_started += 1
         elif item.pending is not None:
             summary.add_pending(item.pending)
         elif item.error is not None:
@@ -615,6 +718,10 @@ class BatchRun(Generic[I]):
                 result, paths = await self._plain(index, value)
         except _Outcome as outcome:
             error = outcome.error
+            if outcome.not_started:
+                self._budget_reached = True
+                self.stop()  # start nothing more; those in flight finish
+                return BatchItem(value, index, error=error, not_started=True)
             request_id = getattr(error, "request_id", None)
             return BatchItem(
                 value, index, error=error, request_id=request_id, pending=outcome.pending
@@ -640,7 +747,7 @@ class BatchRun(Generic[I]):
             paths = await self._save(index, result)
         except Exception as exc:
             pending = "outcome unknown" if isinstance(exc, OutcomeUnknownError) else None
-            if manifest is not None:
+            if manifest is not None and not isinstance(exc, BudgetExceededError):
                 op = {"op": "pending", "reason": pending} if pending else {"op": "failed"}
                 manifest.note([{**op, "input": self._keys[index], "error": str(exc)}])
             raise _Outcome(exc, pending) from exc
@@ -708,6 +815,9 @@ class BatchRun(Generic[I]):
         else:
             try:
                 job = await calls.submit(value, key, calls.timeout)
+            except BudgetExceededError as exc:
+                # Never sent: the intent stays, and a rerun submits under the same key.
+                raise _Outcome(exc, None) from exc
             except Exception as exc:
                 if _refused(exc):
                     entry = {"op": "failed", "input": name, "error": str(exc), "new_key": False}

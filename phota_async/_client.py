@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import ssl as ssl_module
 import time
@@ -16,6 +17,7 @@ import aiohttp
 
 from . import _protocol as proto
 from ._batch import BatchRun, Calls, Progress
+from ._budget import Budget, Guard, Prices, Spend, UnknownPrice, as_budget
 from ._deadline import check_seconds
 from ._inputs import check_input_type
 from ._jobs import Jobs
@@ -137,12 +139,23 @@ class PhotaClient:
         max_image_bytes: the largest output image (default 64 MiB): each one decoded from a
             bytes-mode result (large ones go to temporary files, not memory) and each
             download. Past it: ``ResponseTooLargeError``.
+        budget: a spending cap in dollars, or a ``Budget`` (which several clients may share):
+            before each paid call its estimated price is reserved, and a call that would pass
+            the cap raises ``BudgetExceededError`` without being sent. A call whose outcome is
+            unknown (``OutcomeUnknownError``) keeps its reservation, since it may have been
+            charged. ``None`` (the default): no checks. See ``spend``.
+        prices: the price table (a ``Prices``, or ``{key: dollars}`` added to Phota's published
+            prices), such as ``{"edit/nb2": 0.08}``: edit and generate prices are not published.
+        unknown_price: under a budget, ``"refuse"`` (the default) a call whose price is not in
+            the table with ``InvalidRequestError`` before sending, or ``"allow"`` it (reserving
+            nothing: such calls are counted as ``unpriced``, not capped).
 
     Raises:
         InvalidRequestError: no API key was given or found, or an option is out of range
             (a timeout that is not a number of seconds >= 0, ``nan``, or ``inf`` where a limit
             is needed; ``max_concurrency`` not a whole number >= 1; a size cap not positive;
-            ``session``, ``transport``, ``retry``, ``poll`` or ``ssl`` of the wrong type).
+            ``session``, ``transport``, ``retry``, ``poll`` or ``ssl`` of the wrong type; a
+            budget or a price that is not dollars >= 0).
     """
 
     def __init__(
@@ -163,8 +176,14 @@ class PhotaClient:
         follow_download_redirects: bool = False,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         max_image_bytes: int = MAX_IMAGE_BYTES,
+        budget: float | Budget | None = None,
+        prices: Prices | Mapping[str, float] | None = None,
+        unknown_price: UnknownPrice = "refuse",
     ) -> None:
         api_key = _find_key(api_key)
+        if prices is not None and not isinstance(prices, Prices):
+            prices = Prices().extended(prices)
+        guard = Guard(as_budget(budget, "client"), prices or Prices(), unknown_price)
         self.base_url = (base_url or os.environ.get("PHOTA_BASE_URL") or DEFAULT_BASE_URL).rstrip(
             "/"
         )
@@ -217,6 +236,7 @@ class PhotaClient:
             retry=retry or RetryPolicy(),
             max_concurrency=max_concurrency,
             poll=poll or PollPolicy(),
+            guard=guard,
         )
         self._secret: str | None = None
         self.profiles = Profiles(self._session)
@@ -226,6 +246,14 @@ class PhotaClient:
 
     def __repr__(self) -> str:
         return f"<PhotaClient base_url={self.base_url!r} api_key=***>"
+
+    @property
+    def spend(self) -> Spend | None:
+        """A snapshot of the client's budget ledger: spent, refunded and pending (reserved for
+        calls in flight or of unknown outcome), overall and per endpoint; ``None`` without a
+        budget (``budget=math.inf`` tracks spending without a cap)."""
+        budget = self._session.guard.budget
+        return budget.spend if budget is not None else None
 
     @property
     def timeout(self) -> float:
@@ -417,6 +445,7 @@ class PhotaClient:
         out_dir: str | Path | None = None,
         manifest: str | Path | Manifest | None = None,
         on_progress: Progress | None = None,
+        budget: float | Budget | None = None,
     ) -> BatchRun[I]:
         """Run ``call`` on every input, ``concurrency`` at a time; items arrive as they finish.
 
@@ -433,6 +462,8 @@ class PhotaClient:
                 ``out_dir`` and ``Path`` or URL inputs. A custom call cannot be resumed by key:
                 prefer ``enhance_many``/``edit_many``/``remix_many`` for paid exactly-once runs.
             on_progress: called as ``on_progress(summary, item)`` after each item.
+            budget: cap the paid calls ``call`` makes for this run, in dollars or a ``Budget``
+                (within the client's budget, if any); see ``enhance_many``.
 
         Returns:
             A ``BatchRun`` of ``BatchItem``.
@@ -447,9 +478,16 @@ class PhotaClient:
                 "call", f"must be an async function, got {type(call).__name__}"
             )
         return BatchRun(
-            Calls(kind, call), inputs, concurrency=concurrency, out_dir=out_dir,
-            manifest=manifest, on_progress=on_progress,
+            Calls(kind, call, budget=self._run_budget(budget)), inputs, concurrency=concurrency,
+            out_dir=out_dir, manifest=manifest, on_progress=on_progress,
         )  # fmt: skip
+
+    def _run_budget(self, budget: float | Budget | None) -> Budget | None:
+        """A run's budget: its own cap, or (under a client budget) an uncapped ledger."""
+        run = as_budget(budget, "run")
+        if run is None and self._session.guard.budget is not None:
+            run = Budget(math.inf, name="run")
+        return run
 
     def _many(
         self,
@@ -465,6 +503,8 @@ class PhotaClient:
         via_job: bool,
         on_progress: Progress | None,
         timeout: float | None,
+        budget: float | Budget | None,
+        price: float | None,
     ) -> BatchRun[Im]:
         """The one batch of studio calls behind ``enhance_many``/``edit_many``/``remix_many``,
         whose options are already checked.
@@ -484,6 +524,8 @@ class PhotaClient:
             via_job=via_job,
             timeout=timeout,
             room_for_jobs=self._session.room_for_jobs,
+            budget=self._run_budget(budget),
+            price=price,
         )
         return BatchRun(
             calls, inputs, concurrency=concurrency, out_dir=out_dir, manifest=manifest,
@@ -500,6 +542,7 @@ class PhotaClient:
         via_job: bool = False,
         on_progress: Progress | None = None,
         timeout: float | None = None,
+        budget: float | Budget | None = None,
         **options: Unpack[EnhanceOptions],
     ) -> BatchRun[Im]:
         """Enhance many photos, ``concurrency`` at a time; items arrive as they finish.
@@ -528,6 +571,12 @@ class PhotaClient:
             via_job: without a manifest, run each photo as a job rather than a synchronous call.
             on_progress: called as ``on_progress(summary, item)`` after each item.
             timeout: deadline for each photo's call (with jobs: for its submit and its wait).
+            budget: cap this run's spending, in dollars or a ``Budget`` (within the client's
+                budget, if any). When a call would pass it, that photo and every one not yet
+                started are delivered as ``not_started`` (not failed), those in flight finish,
+                and the run ends; a rerun with a larger budget and the same manifest resumes,
+                paying nothing twice. ``run.summary.spend`` is the run's ledger;
+                ``await run.estimate()`` prices the run before paying.
             **options: see ``EnhanceOptions`` (``profile_ids``, ``prompt``, ``n``, ...).
 
         Returns:
@@ -541,7 +590,7 @@ class PhotaClient:
                 not one, or a manifest without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
-        enhance_fields(options, "enhance_many", BATCH_ARGUMENTS)
+        fields = enhance_fields(options, "enhance_many", BATCH_ARGUMENTS)
         return self._many(
             "enhance", inputs,
             lambda image, t: self.enhance(image, timeout=t, **options),
@@ -549,7 +598,8 @@ class PhotaClient:
                 image, client_request_id=key, timeout=t, **options
             ),
             options, concurrency=concurrency, out_dir=out_dir, manifest=manifest,
-            via_job=via_job, on_progress=on_progress, timeout=timeout,
+            via_job=via_job, on_progress=on_progress, timeout=timeout, budget=budget,
+            price=self._session.guard.prices.call("enhance", fields),
         )  # fmt: skip
 
     def edit_many(
@@ -563,14 +613,15 @@ class PhotaClient:
         via_job: bool = False,
         on_progress: Progress | None = None,
         timeout: float | None = None,
+        budget: float | Budget | None = None,
         **options: Unpack[EditOptions],
     ) -> BatchRun[Im]:
         """Apply one edit prompt to each photo; consumed and resumed as ``enhance_many``.
 
         Args:
             prompt: the instruction (``[[profile_id]]`` names a subject).
-            inputs, concurrency, out_dir, manifest, via_job, on_progress, timeout: as for
-                ``enhance_many``.
+            inputs, concurrency, out_dir, manifest, via_job, on_progress, timeout, budget: as
+                for ``enhance_many``.
             **options: see ``EditOptions`` (``profile_ids``, ``n``, ``base_model``, ...).
 
         Returns:
@@ -583,7 +634,7 @@ class PhotaClient:
                 not one, or a manifest without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
-        edit_fields(prompt, options, "edit_many", BATCH_ARGUMENTS)
+        fields = edit_fields(prompt, options, "edit_many", BATCH_ARGUMENTS)
         return self._many(
             "edit", inputs,
             lambda image, t: self.edit(prompt, images=[image], timeout=t, **options),
@@ -592,6 +643,7 @@ class PhotaClient:
             ),
             {**options, "prompt": prompt}, concurrency=concurrency, out_dir=out_dir,
             manifest=manifest, via_job=via_job, on_progress=on_progress, timeout=timeout,
+            budget=budget, price=self._session.guard.prices.call("edit", fields),
         )  # fmt: skip
 
     def remix_many(
@@ -605,6 +657,7 @@ class PhotaClient:
         via_job: bool = False,
         on_progress: Progress | None = None,
         timeout: float | None = None,
+        budget: float | Budget | None = None,
         **options: Unpack[RemixOptions],
     ) -> BatchRun[Im]:
         """Restyle each photo after one reference; consumed and resumed as ``enhance_many``.
@@ -612,7 +665,7 @@ class PhotaClient:
         Args:
             inputs: the content photos.
             reference: the style image (a ``Path`` is identified by its bytes).
-            concurrency, out_dir, manifest, via_job, on_progress, timeout: as for
+            concurrency, out_dir, manifest, via_job, on_progress, timeout, budget: as for
                 ``enhance_many``.
             **options: see ``RemixOptions`` (``profile_ids``, ``prompt``, ``n``, ...).
 
@@ -626,7 +679,7 @@ class PhotaClient:
                 not one, or a manifest without ``out_dir``.
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
-        remix_fields(options, "remix_many", BATCH_ARGUMENTS)
+        fields = remix_fields(options, "remix_many", BATCH_ARGUMENTS)
         check_input_type(reference, "reference")
         return self._many(
             "remix", inputs,
@@ -636,6 +689,7 @@ class PhotaClient:
             ),
             {**options, "reference": reference}, concurrency=concurrency, out_dir=out_dir,
             manifest=manifest, via_job=via_job, on_progress=on_progress, timeout=timeout,
+            budget=budget, price=self._session.guard.prices.call("remix", fields),
         )  # fmt: skip
 
     async def webhook_secret(self, *, refresh: bool = False) -> str:

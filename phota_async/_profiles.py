@@ -113,6 +113,8 @@ class Profiles:
             ProfileTrainingError, WaitTimeoutError: with ``wait=True``, as for ``wait_ready``.
             NotFoundError: with ``wait=True``, the new profile's status was still not found
                 ``CREATED_NOT_FOUND_GRACE`` seconds after creation; the message names its id.
+            BudgetExceededError: under a budget, the training's price would pass it: no profile
+                was created (local photos were uploaded first).
         """
         session = self._session
         if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
@@ -145,11 +147,20 @@ class Profiles:
         fields = training_fields(urls, tier, tag)
         request = session.api.post("/profiles/add", fields, "paid")
         remaining = max(0.0, deadline - (anyio.current_time() - started))
+        session.check_usable()
+        reservation = session.guard.reserve_training(tier)  # None without a budget
         try:
-            profile_id = await session.send(request, proto.decode_created_profile_id, remaining)
-        except OutcomeUnknownError as lost:
-            left = max(0.0, deadline - (anyio.current_time() - started))
-            profile_id = await self._find_lost(lost, tag, generated, left)
+            try:
+                profile_id = await session.send(request, proto.decode_created_profile_id, remaining)
+            except OutcomeUnknownError as lost:
+                left = max(0.0, deadline - (anyio.current_time() - started))
+                profile_id = await self._find_lost(lost, tag, generated, left)
+        except BaseException as exc:
+            if reservation is not None:
+                reservation.ended_by(exc, retry="paid", sent=request.sent)
+            raise
+        if reservation is not None:
+            reservation.settle_as_reserved()  # a training costs its price
         if not wait:
             return Profile(id=profile_id, status=ProfileStatus.VALIDATING, tag=tag)
         wait_for = DEFAULT_TRAINING_WAIT if timeout is None else timeout

@@ -25,6 +25,7 @@ import attrs
 from . import _protocol as proto
 from . import _retry
 from ._bound import Bound
+from ._budget import Guard, Prices
 from ._deadline import QUEUED, SENDING, Deadline, Deadlines, check_seconds
 from ._files import off_loop, place, settled, temp_beside
 from ._poll import PollBudget, Poller, PollPolicy, wait_deadline
@@ -61,6 +62,7 @@ class Session:
         retry: the retry policy.
         max_concurrency: the most requests in flight at once (already checked).
         poll: the poll policy for waits.
+        guard: the spend guard (budget and prices); none by default.
     """
 
     def __init__(
@@ -72,8 +74,10 @@ class Session:
         retry: RetryPolicy,
         max_concurrency: int,
         poll: PollPolicy,
+        guard: Guard | None = None,
     ) -> None:
         self.api = api
+        self.guard = guard or Guard(None, Prices(), "refuse")
         self.transport = transport
         self.timeout = timeout
         self.retry = retry
@@ -310,8 +314,14 @@ class Session:
     async def run(self, call: StudioCall, *, via_job: bool, timeout: float | None) -> ImageResult:
         """Send a studio call synchronously, or as a job awaited here, within one deadline.
 
+        Under a budget the call's estimated price is reserved first, then settled to what the
+        answer says was made, released on a refusal or a 504 (refunded), and kept when the
+        outcome is unknown (see ``_budget``).
+
         Raises:
-            InvalidRequestError: ``timeout`` is not a number of seconds >= 0 (nothing sent).
+            InvalidRequestError: ``timeout`` is not a number of seconds >= 0, or the call's
+                price is unknown under a budget (nothing sent).
+            BudgetExceededError: the call would pass a budget (nothing sent).
         """
         deadline = self.budget(timeout)
         if via_job:
@@ -319,11 +329,23 @@ class Session:
             job = await self.submit(call, timeout=deadline)
             return await self.wait_job(job, max(0.0, deadline - (time.monotonic() - started)))
         request = self.api.post(call.path, call.fields, "paid")
-        return await self.send(
-            request,
-            lambda r: self.image_result(proto.decode_result(r), call.output_format, r.request_id),
-            deadline,
-        )
+        self.check_usable()  # a closed client reserves nothing
+        reservation = self.guard.reserve_call(call.path, call.fields)
+        try:
+            result = await self.send(
+                request,
+                lambda r: self.image_result(
+                    proto.decode_result(r), call.output_format, r.request_id
+                ),
+                deadline,
+            )
+        except BaseException as exc:
+            if reservation is not None:
+                reservation.ended_by(exc, retry="paid", sent=request.sent)
+            raise
+        if reservation is not None:
+            reservation.settle_result(result)
+        return result
 
     async def submit(
         self,
@@ -343,6 +365,9 @@ class Session:
         fields = call.as_job(client_request_id, callback_url)
         key = fields["client_request_id"]
         request = self.api.post(call.path, fields, "keyed")
+        self.check_usable()
+        # Keyed: a resubmit with the same key reuses a reservation kept for it.
+        reservation = self.guard.reserve_call(call.path, call.fields, key)
 
         def decode(response: Response) -> Job:
             handle = proto.decode_job_handle(response)
@@ -356,9 +381,16 @@ class Session:
             )
 
         try:
-            return await self.send(request, decode, timeout)
-        except OutcomeUnknownError as exc:
-            raise _lost_submit(exc, key) from exc.__cause__
+            job = await self.send(request, decode, timeout)
+        except BaseException as exc:
+            if reservation is not None:
+                reservation.ended_by(exc, retry="keyed", sent=request.sent)
+            if isinstance(exc, OutcomeUnknownError):
+                raise _lost_submit(exc, key) from exc.__cause__
+            raise
+        if reservation is not None:
+            self.guard.hold_for_job(job, reservation)
+        return job
 
     async def refresh_job(self, job: Job, timeout: float | None = None) -> Job:
         """A new snapshot of ``job``, keeping what only the client knows (key, format)."""
@@ -376,7 +408,9 @@ class Session:
                 backend=self,
             )
 
-        return await self.send(request, decode, timeout)
+        fresh = await self.send(request, decode, timeout)
+        self.guard.job_seen(fresh)  # settles (or refunds) a finished job's reservation
+        return fresh
 
     async def wait_job(self, job: Job, timeout: float | None) -> ImageResult:
         """Wait for ``job`` to finish; every waiter on one job shares one poll loop."""

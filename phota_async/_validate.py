@@ -71,7 +71,7 @@ REMIX_OPTIONS: Final = tuple(sorted(RemixOptions.__optional_keys__))
 CALL_ARGUMENTS: Final = ("timeout", "via_job")
 SUBMIT_ARGUMENTS: Final = ("callback_url", "client_request_id", "timeout")
 BATCH_ARGUMENTS: Final = (
-    "concurrency", "manifest", "on_progress", "out_dir", "timeout", "via_job",
+    "budget", "concurrency", "manifest", "on_progress", "out_dir", "timeout", "via_job",
 )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ PhotaError
 │       │                                  to another host); the same again on a retry
 │       └── ResponseTooLargeError          a body or image passed its size cap (``.limit``)
 ├── OutcomeUnknownError                    a paid POST may or may not have been processed
+├── BudgetExceededError                    a paid call would pass the budget; not sent
 ├── ResponseValidationError                a response did not have the documented shape
 ├── APIError                               the API answered with an error status
 │   ├── BadRequestError                    400
@@ -159,7 +160,9 @@ class OutcomeUnknownError(PhotaError):
     """A paid POST may or may not have been processed (and charged); it was not retried.
 
     Re-sending could charge twice. Run long calls as jobs (``phota.jobs.submit_*``): a job
-    submit carries an idempotency key and is always safe to retry.
+    submit carries an idempotency key and is always safe to retry. Under a budget the call's
+    price stays reserved (pending in ``phota.spend``), since it may have been charged; a
+    resubmit with the same ``client_request_id`` reuses that reservation.
 
     Attributes:
         client_request_id: for a job submit, its idempotency key: submitting again with this
@@ -170,6 +173,42 @@ class OutcomeUnknownError(PhotaError):
 
     client_request_id: str | None = None
     tag: str | None = None
+
+
+class BudgetExceededError(PhotaError):
+    """A paid call was refused before it was sent: its estimated price would take spending
+    past a budget (the client's, or a batch run's).
+
+    Attributes:
+        endpoint: the paid endpoint, such as ``"enhance"`` or ``"training"``.
+        estimate: the call's estimated price in dollars.
+        spent: what the budget had spent (settled charges) when the call was refused.
+        reserved: what it had reserved for calls in flight or of unknown outcome.
+        limit: the budget in dollars.
+        scope: which budget refused it (``"client"``, ``"run"``...).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        estimate: float,
+        spent: float,
+        reserved: float,
+        limit: float,
+        scope: str = "budget",
+    ) -> None:
+        super().__init__(
+            f"{endpoint}: not sent: its estimated ${estimate:.2f} would pass the {scope} "
+            f"budget of ${limit:.2f} (${spent:.2f} spent, ${reserved:.2f} reserved for calls "
+            "in flight or of unknown outcome)"
+        )
+        self.endpoint = endpoint
+        self.estimate = estimate
+        self.spent = spent
+        self.reserved = reserved
+        self.limit = limit
+        self.scope = scope
 
 
 class ResponseValidationError(PhotaError):

@@ -62,9 +62,13 @@ DOCUMENTED = [
     "BatchItem",
     "BatchRun",
     "BatchSummary",
+    "Budget",
+    "BudgetExceededError",
     "Cadence",
     "EditOptions",
+    "EndpointSpend",
     "EnhanceOptions",
+    "Estimate",
     "GenerateOptions",
     "ImageCount",
     "ImageInput",
@@ -85,6 +89,7 @@ DOCUMENTED = [
     "PhotaError",
     "PollPolicy",
     "PresignedPutUploader",
+    "Prices",
     "Profile",
     "ProfileIds",
     "ProfileStatus",
@@ -97,6 +102,7 @@ DOCUMENTED = [
     "ResponseMode",
     "ResponseTooLargeError",
     "RetryPolicy",
+    "Spend",
     "TrainingTier",
     "Transport",
     "Uploader",
@@ -138,7 +144,7 @@ def test_the_client_shows_only_public_api() -> None:
     client = phota_async.PhotaClient(api_key="k", base_url="https://api.test")
     assert _public(dir(client)) == {
         "aclose", "base_url", "edit", "edit_many", "enhance", "enhance_many", "generate",
-        "jobs", "map", "profiles", "remix", "remix_many", "timeout", "webhook_secret",
+        "jobs", "map", "profiles", "remix", "remix_many", "spend", "timeout", "webhook_secret",
     }  # fmt: skip
     assert _public(dir(client.jobs)) == {
         "get", "notify", "resume", "submit_edit", "submit_enhance", "submit_generate",

@@ -81,6 +81,9 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[PhotaClient]:
         UsageError: no API key was given (``--api-key``) or found in the environment.
     """
     poll = _poll_policy(args)
+    money: dict[str, Any] = {}
+    if getattr(args, "price", None):
+        money["prices"] = dict(args.price)
     if not args.emulator:
         if not (args.api_key or os.environ.get("PHOTA_API_KEY") or os.environ.get("PHOTA_KEY")):
             # Checked here, not left to the client, so that the message names the flag.
@@ -88,14 +91,18 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[PhotaClient]:
                 "no API key: pass --api-key KEY or set the PHOTA_API_KEY environment variable"
                 " (or use --emulator)"
             )
-        async with PhotaClient(api_key=args.api_key, base_url=args.base_url, poll=poll) as client:
+        async with PhotaClient(
+            api_key=args.api_key, base_url=args.base_url, poll=poll, **money
+        ) as client:
             yield client
         return
     from ..testing import PhotaEmulator
 
     async with (
         PhotaEmulator(training_seconds=3.0) as emulator,
-        PhotaClient(api_key=emulator.api_key, base_url=emulator.base_url, poll=poll) as client,
+        PhotaClient(
+            api_key=emulator.api_key, base_url=emulator.base_url, poll=poll, **money
+        ) as client,
     ):
         yield client
 
@@ -112,6 +119,8 @@ def _item_line(item: Any, command: str) -> str:
     text = " ".join(text.split())[:300]
     if item.pending is not None:
         return f"pending ({item.pending}): {item.input}: {text}"
+    if item.not_started:
+        return f"not started: {item.input}: {text}"
     return f"failed: {item.input}: {text}"
 
 
@@ -126,22 +135,60 @@ def _call_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-async def run_batch(args: argparse.Namespace) -> int:
-    """Run an enhance/edit/remix batch.
-
-    The first SIGINT or SIGTERM stops starting new items and lets those in flight finish and
-    be recorded; a second one abandons them (they stay pending in the manifest, resumed by key
-    on the next run). Either way the summary and a resume hint are printed and the exit code
-    is 130.
-    """
-    inputs = expand_images(args.inputs, exclude=args.out)
+def _start_run(
+    phota: PhotaClient, args: argparse.Namespace, inputs: list[Path], on_progress: Any
+) -> Any:
+    """The command's ``BatchRun`` (not started)."""
     options = _call_options(args)
     common = {
         "concurrency": args.concurrency,
         "out_dir": args.out,
         "manifest": args.manifest,
         "via_job": args.jobs,
+        "budget": args.budget,
+        "on_progress": on_progress,
     }
+    if args.command == "enhance":
+        return phota.enhance_many(inputs, **common, **options)
+    if args.command == "edit":
+        return phota.edit_many(args.prompt, inputs, **common, **options)
+    return phota.remix_many(inputs, reference=args.reference, **common, **options)
+
+
+async def estimate_batch(args: argparse.Namespace) -> int:
+    """``--estimate``: print what the batch would cost and exit; nothing is sent."""
+    inputs = expand_images(args.inputs, exclude=args.out)
+    async with open_client(args) as phota, _start_run(phota, args, inputs, None) as run:
+        estimate = await run.estimate()
+    text = f"estimate: {estimate.line()}"
+    budget = args.budget
+    if budget is not None and estimate.total is not None and estimate.total > budget:
+        fits = int(round(budget / estimate.per_item, 6)) if estimate.per_item else estimate.to_run
+        text += f"\nover the --budget of ${budget:.2f}: the run would stop after about {fits} items"
+    _emit(args, {"estimate": estimate.to_json(), "budget": budget}, text)
+    return EXIT_OK
+
+
+def _not_started_hint(args: argparse.Namespace, count: int) -> str:
+    if args.manifest is not None:
+        return (
+            f"budget reached: {count} not started; rerun the same command with a larger "
+            "--budget to resume (what is done is not paid again)"
+        )
+    return f"budget reached: {count} not started (pass --manifest to resume a run later)"
+
+
+async def run_batch(args: argparse.Namespace) -> int:
+    """Run an enhance/edit/remix batch (or, with ``--estimate``, only price it).
+
+    The first SIGINT or SIGTERM stops starting new items and lets those in flight finish and
+    be recorded; a second one abandons them (they stay pending in the manifest, resumed by key
+    on the next run). Either way the summary and a resume hint are printed and the exit code
+    is 130.
+    """
+    if args.estimate:
+        return await estimate_batch(args)
+    inputs = expand_images(args.inputs, exclude=args.out)
     items: list[dict[str, Any]] = []
     presses = 0
     with Progress(enabled=not args.json) as progress:
@@ -160,20 +207,11 @@ async def run_batch(args: argparse.Namespace) -> int:
                 bars.append(progress.task(f"{args.command}", run.remaining))
             bad = summary.failed + summary.pending
             bars[0].update(summary.worked, status=f"{bad} not done" if bad else "")
-            if not item.ok:
+            if not item.ok and not item.not_started:
                 say(_item_line(item, args.command))
 
         async with open_client(args) as phota:
-            if args.command == "enhance":
-                run = phota.enhance_many(inputs, on_progress=on_progress, **common, **options)
-            elif args.command == "edit":
-                run = phota.edit_many(
-                    args.prompt, inputs, on_progress=on_progress, **common, **options
-                )
-            else:
-                run = phota.remix_many(
-                    inputs, reference=args.reference, on_progress=on_progress, **common, **options
-                )
+            run = _start_run(phota, args, inputs, on_progress)
 
             def on_signal() -> None:
                 nonlocal presses
@@ -219,12 +257,16 @@ async def run_batch(args: argparse.Namespace) -> int:
             "pending_reasons": dict(summary.pending_reasons),
             "skipped": summary.skipped,
             "images": summary.images,
+            "not_started": summary.not_started,
             "estimated_cost": round(summary.cost, 4),
+            "spend": spend.to_json() if (spend := summary.spend) is not None else None,
             "interrupted": presses > 0,
             "items": sorted(items, key=lambda i: i["input"]),
         },
         summary.line(),
     )
+    if summary.not_started:
+        print(_not_started_hint(args, summary.not_started), file=sys.stderr, flush=True)
     if presses:
         if args.manifest is not None:
             hint = f"rerun the same command to resume (manifest {args.manifest.absolute()})"
@@ -232,7 +274,8 @@ async def run_batch(args: argparse.Namespace) -> int:
             hint = "no --manifest was given: a rerun starts over (pass --manifest to resume)"
         print(f"interrupted; {hint}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if summary.failed or summary.pending else EXIT_OK
+    # Not started is not done: a budget-stopped run exits 1 (cleanly, with the hint above).
+    return EXIT_FAILED if summary.failed or summary.pending or summary.not_started else EXIT_OK
 
 
 async def run_generate(args: argparse.Namespace) -> int:

@@ -41,6 +41,8 @@ OPTION_FLAGS: dict[str, str] = {
     "concurrency": "--concurrency",
     "manifest": "--manifest",
     "out_dir": "--out",
+    "budget": "--budget",
+    "prices": "--price",
     "profile_id": "PROFILE_ID",
     "job_id": "JOB_ID",
 }
@@ -141,6 +143,25 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _dollars(text: str) -> float:
+    """``--budget 12.50``: a finite number of dollars, zero or more."""
+    try:
+        value = float(text.removeprefix("$"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of dollars: {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"need a number of dollars, 0 or more: {text!r}")
+    return value
+
+
+def _price(text: str) -> tuple[str, float]:
+    """``--price edit/nb2=0.08``: a price-table key and its dollars."""
+    key, sep, amount = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"need KEY=USD, such as edit/nb2=0.08: {text!r}")
+    return key, _dollars(amount)
+
+
 def _concurrency(text: str) -> int:
     """``--concurrency 16``: a whole number of calls, at least 1."""
     if not text.isdigit() or int(text) < 1:
@@ -221,6 +242,29 @@ def _batch_options() -> argparse.ArgumentParser:
     group.add_argument("--format", default="jpg", choices=("jpg", "png"), help="output format")
     group.add_argument("--profile", action="append", default=[], help="profile id (repeatable)")
     _poll_option(group)
+    money = parent.add_argument_group("spending")
+    money.add_argument(
+        "--budget",
+        type=_dollars,
+        metavar="USD",
+        help="spend at most USD on this run: calls that would pass it are not sent, the rest "
+        "are reported not started, and a rerun with --manifest and a larger budget resumes",
+    )
+    money.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the run's estimated cost (what --manifest finished is not counted) and "
+        "exit without sending anything",
+    )
+    money.add_argument(
+        "--price",
+        type=_price,
+        action="append",
+        default=[],
+        metavar="KEY=USD",
+        help="add a price (per output image) to the table, such as edit/nb2=0.08: edit and "
+        "generate prices per model are not published (repeatable)",
+    )
     return parent
 
 

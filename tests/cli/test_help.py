@@ -13,6 +13,7 @@ from phota_async._cli._parser import build_parser
 HELP = {"-h"}
 CLIENT = {"--api-key", "--base-url", "--emulator", "--json", "--debug"}
 BATCH = {"--out", "--concurrency", "--manifest", "--jobs", "--format", "--profile"}
+BATCH |= {"--budget", "--estimate", "--price"}
 WAIT = {"--timeout", "--poll-interval"}
 
 EXPECTED_FLAGS: dict[str, set[str]] = {

@@ -213,6 +213,12 @@ SAMPLE_ARGS: dict[str, Any] = {
     "last": Profile(id="p_1", status="IN_PROGRESS"),
     "profile": Profile(id="p_1", status="ERROR", message="no face"),
     "job": Job(id="job_1", status="FAILED", error=JobError("BOOM", "it broke")),
+    "endpoint": "enhance",
+    "estimate": 0.12,
+    "spent": 1.0,
+    "reserved": 0.5,
+    "limit": 1.5,
+    "scope": "client",
 }
 
 

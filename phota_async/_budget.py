@@ -48,7 +48,9 @@ UnknownPrice = Literal["refuse", "allow"]
 # Phota's published prices (phota-api.md): training per profile, enhance and remix per output
 # image (``+identity`` when a trained subject is named). Edit and generate depend on the base
 # model and are not published: users add ``edit/<model>`` and ``generate/<model>`` prices
-# (optionally ``edit/<model>/<resolution>``), per output image.
+# per output image at 1K, and ``edit/<model>/<resolution>`` for 2K and 4K. A model's price
+# never stands for a larger resolution: a 4K image may cost more than a 1K one, and a
+# reservation that is too small would let a budget be passed.
 DEFAULT_PRICES: Mapping[str, float] = {
     "training/standard": 2.90,
     "training/fast": 1.49,
@@ -113,9 +115,10 @@ class Prices:
 
     Keys: ``training/standard`` and ``training/fast`` (per profile); ``enhance``, ``remix``
     and their ``+identity`` twins (per output image, ``+identity`` when a trained subject is
-    named); ``edit/<model>`` and ``generate/<model>`` per output image, optionally refined as
-    ``edit/<model>/<resolution>`` (the more specific key wins). Phota does not publish edit and
-    generate prices, so none are built in.
+    named); ``edit/<model>`` and ``generate/<model>`` per output image at 1K (the default
+    resolution), and ``edit/<model>/<resolution>`` for any resolution (the more specific key
+    wins). A 2K or 4K call needs its resolution's key: the model's key is not taken for it.
+    Phota does not publish edit and generate prices, so none are built in.
 
     Args:
         table: the prices; by default Phota's published ones (``DEFAULT_PRICES``).
@@ -160,10 +163,10 @@ class Prices:
             return self.table.get(endpoint)
         model = fields.get("base_model") or "nb2"
         resolution = fields.get("resolution") or "1K"
-        for key in (f"{endpoint}/{model}/{resolution}", f"{endpoint}/{model}"):
-            if key in self.table:
-                return self.table[key]
-        return None
+        specific = self.table.get(f"{endpoint}/{model}/{resolution}")
+        if specific is not None or resolution != "1K":
+            return specific
+        return self.table.get(f"{endpoint}/{model}")
 
     def call(self, endpoint: str, fields: Mapping[str, Any]) -> float | None:
         """The estimated price of one studio call from its fields, or ``None`` when unknown."""
@@ -466,6 +469,9 @@ class Guard:
             key = f"training/{fields.get('training_tier')}"
         else:
             key = f"{endpoint}/{fields.get('base_model') or 'nb2'}"
+            resolution = fields.get("resolution") or "1K"
+            if resolution != "1K":
+                key = f"{key}/{resolution}"
         raise InvalidRequestError(
             "prices",
             f"the price of {endpoint} is not known ({key!r}: Phota does not publish edit and "

@@ -417,3 +417,25 @@ async def test_a_run_budget_does_not_outlive_its_run(
     await phota.enhance_many(photos[:2], budget=0.12).collect()
     await phota.enhance(jpeg_bytes())
     assert phota.spend is None
+
+
+async def test_a_model_price_does_not_stand_for_a_larger_resolution(emu: PhotaEmulator) -> None:
+    """With only edit/nb2 priced, a 4K edit is refused unsent, naming the key edit/nb2/4K."""
+    async with PhotaClient(
+        api_key=emu.api_key, base_url=emu.base_url, budget=1.0, prices=EMULATOR_EDIT_PRICES
+    ) as phota:
+        with pytest.raises(InvalidRequestError, match="edit/nb2/4K"):
+            await phota.edit("brighter", images=[jpeg_bytes()], resolution="4K")
+    assert posts(emu, "/edit") == []
+
+
+async def test_resolution_prices_keep_4k_edits_within_the_budget(emu: PhotaEmulator) -> None:
+    """With edit/nb2/4K priced as the emulator charges it, 4K edits stop at the budget."""
+    prices = {**EMULATOR_EDIT_PRICES, "edit/nb2/4K": 0.16}
+    async with PhotaClient(
+        api_key=emu.api_key, base_url=emu.base_url, budget=0.40, prices=prices
+    ) as phota:
+        with pytest.raises(BudgetExceededError):
+            for _ in range(5):
+                await phota.edit("brighter", images=[jpeg_bytes()], resolution="4K")
+        assert phota.spend.spent == emu.net_spent() == 0.32

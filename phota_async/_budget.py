@@ -23,6 +23,7 @@ path pays one ``None`` check.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextvars
 import math
@@ -387,8 +388,13 @@ def _fate(error: BaseException, retry: str, sent: bool) -> str:
         return "kept"
     if isinstance(error, Exception):
         return "kept"  # a lost or unreadable answer: it may have been charged
-    # Cancelled (Ctrl-C, a deadline): a paid call not yet sent cost nothing; a keyed one may
-    # have been sent by an earlier attempt, and a resubmit with its key reuses it anyway.
+    if isinstance(error, asyncio.CancelledError):
+        # Cancelled (Ctrl-C, a task group, a timeout around the call): the session says
+        # whether any attempt may have been processed, keyed or not; if none, nothing was
+        # charged, and a price kept would shrink the budget for the rest of its life.
+        return "kept" if sent else "released"
+    # Anything else (KeyboardInterrupt in the loop...): a paid call not yet sent cost
+    # nothing; a keyed one may have been sent by an earlier attempt.
     return "released" if retry == "paid" and not sent else "kept"
 
 

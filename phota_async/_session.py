@@ -213,6 +213,14 @@ class Session:
             assert deadline is not None
             error = self._cut_off(request, seconds, deadline, trail)
             raise error from error.__cause__
+        except asyncio.CancelledError:
+            # Left saying whether the cancelled call may have been processed (the spend guard
+            # keeps or releases its price by it): the attempt cut short had been sent, or an
+            # earlier one may have been processed. One waiting to retry a 503 or queued was not.
+            request.sent = (
+                deadline is not None and deadline.phase == SENDING and request.sent
+            ) or (trail is not None and trail.maybe_processed)
+            raise
 
     def _cut_off(
         self, request: Request, seconds: float, deadline: Deadline, trail: _retry.Trail | None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import phota_async
 from phota_async import Budget, ImageResult, PhotaClient, PollPolicy, Prices
 from phota_async.errors import (
     BudgetExceededError,
@@ -435,7 +436,63 @@ async def test_resolution_prices_keep_4k_edits_within_the_budget(emu: PhotaEmula
     async with PhotaClient(
         api_key=emu.api_key, base_url=emu.base_url, budget=0.40, prices=prices
     ) as phota:
+        await phota.edit("brighter", images=[jpeg_bytes()], resolution="4K")
+        await phota.edit("brighter", images=[jpeg_bytes()], resolution="4K")
         with pytest.raises(BudgetExceededError):
-            for _ in range(5):
-                await phota.edit("brighter", images=[jpeg_bytes()], resolution="4K")
+            await phota.edit("brighter", images=[jpeg_bytes()], resolution="4K")
         assert phota.spend.spent == emu.net_spent() == 0.32
+
+
+async def test_a_submit_cancelled_before_it_was_sent_releases_its_reservation(
+    emu: PhotaEmulator,
+) -> None:
+    """A job submit cancelled while it waits for a concurrency slot gives its reservation back."""
+    emu.latency = 0.3
+    async with PhotaClient(
+        api_key=emu.api_key, base_url=emu.base_url, budget=1.0, max_concurrency=1
+    ) as phota:
+        first = asyncio.create_task(phota.enhance(jpeg_bytes()))
+        second = asyncio.create_task(phota.jobs.submit_enhance(jpeg_bytes()))
+        await until(lambda: (s := phota.spend) is not None and s.pending == 0.24, "two reserved")
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        await first
+        assert phota.spend is not None
+        assert (phota.spend.spent, phota.spend.pending) == (0.12, 0.0)
+    assert emu.net_spent() == 0.12
+
+
+async def test_a_submit_cancelled_after_an_unprocessed_attempt_releases_its_reservation(
+    emu: PhotaEmulator,
+) -> None:
+    """A job submit cancelled while it waits to retry a 503 gives its reservation back."""
+    emu.add_fault("/enhance", status=503, retry_after=30)
+    with phota_async.set_testing(False):  # the retry's Retry-After wait is real here
+        async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, budget=1.0) as phota:
+            task = asyncio.create_task(phota.jobs.submit_enhance(jpeg_bytes()))
+            await until(lambda: len(posts(emu, "/enhance")) == 1, "the 503 answered")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert phota.spend is not None
+            assert (phota.spend.spent, phota.spend.pending) == (0.0, 0.0)
+    assert emu.net_spent() == 0.0
+
+
+async def test_a_submit_cancelled_after_a_lost_answer_keeps_its_reservation(
+    emu: PhotaEmulator,
+) -> None:
+    """A job submit cancelled while it waits to retry a lost answer keeps its price pending."""
+    emu.add_fault("/enhance", drop="after")
+    emu.add_fault("/enhance", status=503, retry_after=30)
+    with phota_async.set_testing(False):  # the retry's Retry-After wait is real here
+        async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, budget=1.0) as phota:
+            task = asyncio.create_task(phota.jobs.submit_enhance(jpeg_bytes()))
+            await until(lambda: len(posts(emu, "/enhance")) == 2, "the retry answered 503")
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert phota.spend is not None
+            assert phota.spend.pending == 0.12
+    assert emu.net_spent() == 0.12

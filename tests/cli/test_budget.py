@@ -103,3 +103,39 @@ def test_an_edit_without_a_price_is_a_usage_message(
     code, data = run_json([*argv, "--price", "edit/nb2=0.08", "--concurrency", "1"], capsys)
     assert isinstance(data, dict)
     assert (code, data["done"], data["not_started"]) == (1, 2, 3)
+
+
+@pytest.mark.parametrize("text", ["nan", "-1", "inf", "1e400", "five", "$", "-0.01"])
+def test_a_budget_that_is_not_dollars_is_a_usage_error(
+    env: PhotaEmulator,
+    photos: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+) -> None:
+    """--budget nan, -1, inf or a word exits 2 with a message naming --budget; nothing is sent."""
+    assert main(batch(photos, tmp_path, f"--budget={text}")) == 2
+    assert "--budget" in capsys.readouterr().err
+    assert env.requests == []
+
+
+def test_a_dollar_sign_is_accepted(
+    env: PhotaEmulator, photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--budget '$0.25' caps the run like --budget 0.25."""
+    code, data = run_json(
+        batch(photos, tmp_path, "--budget", "$0.25", "--concurrency", "1"), capsys
+    )
+    assert isinstance(data, dict)
+    assert (code, data["done"], data["not_started"], data["spend"]["limit"]) == (1, 2, 3, 0.25)
+
+
+def test_a_zero_budget_sends_nothing(
+    env: PhotaEmulator, photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--budget 0 reports every photo not started, exits 1 and sends no paid request."""
+    code, data = run_json(batch(photos, tmp_path, "--budget", "0"), capsys)
+    assert isinstance(data, dict)
+    assert (code, data["done"], data["not_started"]) == (1, 0, 5)
+    assert paid_requests(env) == []
+    assert env.ledger == []

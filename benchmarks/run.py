@@ -323,7 +323,7 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="tiny counts, to check the benchmarks run"
     )
-    names = ("get", "enhance", "many", "poll", "manifest", "hostile", "validate")
+    names = ("get", "enhance", "many", "poll", "manifest", "hostile", "validate", "budget")
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
     chosen = args.only or list(names)
@@ -347,6 +347,10 @@ def main() -> int:
                 from validate import bench_validate
 
                 rows += bench_validate(args.quick)
+            elif name == "budget":
+                from budget import bench_budget
+
+                rows += bench_budget(args.quick)
             else:
                 rows += bench_poll(args.quick)
     print()

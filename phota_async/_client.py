@@ -146,6 +146,8 @@ class PhotaClient:
             charged. ``None`` (the default): no checks. See ``spend``.
         prices: the price table (a ``Prices``, or ``{key: dollars}`` added to Phota's published
             prices), such as ``{"edit/nb2": 0.08}``: edit and generate prices are not published.
+            A model's key prices its 1K images; 2K and 4K need ``edit/<model>/2K`` (or ``4K``),
+            or such calls count as unknown.
         unknown_price: under a budget, ``"refuse"`` (the default) a call whose price is not in
             the table with ``InvalidRequestError`` before sending, or ``"allow"`` it (reserving
             nothing: such calls are counted as ``unpriced``, not capped).

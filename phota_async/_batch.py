@@ -48,7 +48,7 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._budget import RUN_BUDGET, Budget, Estimate, Spend
+from ._budget import DEFAULT_PRICES, RUN_BUDGET, Budget, Estimate, Spend
 from ._files import off_loop
 from ._inputs import open_regular
 from ._manifest import RESUMABLE, Manifest, Record
@@ -67,9 +67,13 @@ from .models import ImageResult, Job
 
 I = TypeVar("I")  # noqa: E741 - the conventional name for an input type
 
-# Prices per output image (Phota's documentation); edit and generate depend on the base model,
-# which the documentation does not list, so their cost is reported as unknown.
-PER_IMAGE_PRICES = {"enhance": (0.12, 0.15), "remix": (0.12, 0.15)}
+# Prices per output image (Phota's documentation, the spend guard's one table); edit and
+# generate depend on the base model, which the documentation does not list, so their cost is
+# reported as unknown.
+PER_IMAGE_PRICES = {
+    kind: (DEFAULT_PRICES[kind], DEFAULT_PRICES[f"{kind}+identity"])
+    for kind in ("enhance", "remix")
+}
 
 # 4xx answers that do not mean "refused before charging".
 _NOT_REFUSALS = frozenset({408, 409, 429})

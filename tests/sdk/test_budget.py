@@ -496,3 +496,19 @@ async def test_a_submit_cancelled_after_a_lost_answer_keeps_its_reservation(
             assert phota.spend is not None
             assert phota.spend.pending == 0.12
     assert emu.net_spent() == 0.12
+
+
+def test_the_published_prices_are_the_emulators() -> None:
+    """Training per tier, and enhance and remix with and without identity, cost what the
+    emulator (the stand-in for the service, following phota-api.md) charges."""
+    from phota_async._budget import DEFAULT_PRICES
+    from phota_async.testing._billing import PER_IMAGE_PRICES, TRAINING_PRICES
+
+    assert {f"training/{tier}": p for tier, p in TRAINING_PRICES.items()} == {
+        k: v for k, v in DEFAULT_PRICES.items() if k.startswith("training/")
+    }
+    for endpoint, (plain, identity) in PER_IMAGE_PRICES.items():
+        assert (DEFAULT_PRICES[endpoint], DEFAULT_PRICES[f"{endpoint}+identity"]) == (
+            plain,
+            identity,
+        )

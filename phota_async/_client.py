@@ -19,6 +19,7 @@ from ._batch import BatchRun, Calls, Progress
 from ._deadline import check_seconds
 from ._inputs import check_input_type
 from ._jobs import Jobs
+from ._limiter import ThrottleStats
 from ._manifest import Manifest
 from ._options import EditOptions, EnhanceOptions, GenerateOptions, ImageInput, RemixOptions
 from ._poll import PollPolicy
@@ -197,6 +198,22 @@ class PhotaClient:
 
     def __repr__(self) -> str:
         return f"<PhotaClient base_url={self.base_url!r} api_key=***>"
+
+    @property
+    def throttle(self) -> ThrottleStats:
+        """The adaptive limiter now: how the server's throttling has slowed this client.
+
+        Every task of the client shares one limiter. After a 429 or a 503 it paces that class
+        of requests (studio POSTs, API GETs, downloads: each its own lane) and honours
+        ``Retry-After`` as a pause for all of them, then speeds up again while calls succeed,
+        up to ``max_concurrency``.
+
+        Returns:
+            A frozen ``ThrottleStats`` snapshot: ``max_concurrency``, ``in_flight``,
+            ``throttled`` (429/503 answers so far), the studio lane's ``rate`` (requests per
+            second, ``None`` while unthrottled) and ``pause_left``, and every lane's figures.
+        """
+        return self._session.limiter.stats()
 
     @property
     def timeout(self) -> float:

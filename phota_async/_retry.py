@@ -22,7 +22,8 @@ is capped, jittered exponential backoff. The call's deadline lives here too: a w
 time left cannot cover is not started (as stamina's ``stop_before_delay``); the last real error
 is raised at once, saying that the deadline stopped the retries. Every attempt's request id is
 kept on the final error (``Trail``), even when the deadline cuts a later attempt short.
-``with set_testing():`` keeps the attempts but removes the waits, for fast test suites.
+``with set_testing():`` keeps the attempts but removes the waits, for fast test suites (the
+adaptive limiter's pacing and pauses too: ``waits_removed``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,12 @@ def set_testing(enabled: bool = True) -> contextlib.AbstractContextManager[None]
     global _testing
     previous, _testing = _testing, bool(enabled)
     return _Testing(previous)
+
+
+def waits_removed() -> bool:
+    """Whether ``set_testing`` has removed the waits: the retry layer's backoffs, and the
+    adaptive limiter's pacing and ``Retry-After`` pauses (``_limiter``), which still count."""
+    return _testing
 
 
 def _seconds(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:

@@ -24,9 +24,9 @@ import attrs
 
 from . import _protocol as proto
 from . import _retry
-from ._bound import Bound
 from ._deadline import QUEUED, SENDING, Deadline, Deadlines, check_seconds
 from ._files import off_loop, place, settled, temp_beside
+from ._limiter import THROTTLED, Limiter
 from ._poll import PollBudget, Poller, PollPolicy, wait_deadline
 from ._protocol import FileBody, Request, Response, StudioCall
 from ._retry import RetryPolicy
@@ -44,6 +44,8 @@ T = TypeVar("T")
 log = logging.getLogger("phota_async")
 
 DEFAULT_JOB_WAIT = 900.0
+# Where a call waits while the server throttles its lane (``Deadline.phase``).
+PACED = "held back by the server's rate limit (paced or paused)"
 
 
 def _unlink(path: Path) -> None:
@@ -78,7 +80,8 @@ class Session:
         self.timeout = timeout
         self.retry = retry
         self.max_concurrency = max_concurrency
-        self.bound = Bound(max_concurrency)
+        self.limiter = Limiter(max_concurrency, retry.max_retry_after)
+        self.bound = self.limiter.bound
         self.deadlines = Deadlines()
         # A transport that does not say it marks a request as sent once it has a connection
         # (a third-party one) counts a request as (possibly) sent as soon as it is handed over.
@@ -125,9 +128,16 @@ class Session:
         decode the answer. ``deadline.phase`` and ``request.sent`` say how far it got."""
         debug = log.isEnabledFor(logging.DEBUG)
         started = time.perf_counter() if debug else 0.0
-        if not self.bound.try_take():
-            deadline.phase = QUEUED
-            await self.bound.take()
+        limiter = self.limiter
+        lane = limiter.by_endpoint.get(request.endpoint) or limiter.by_retry[request.retry]
+        if not lane.try_take():
+            if not lane.open:
+                deadline.phase = PACED
+                await lane.turn()
+            if not self.bound.try_take():
+                deadline.phase = QUEUED
+                await self.bound.take()
+        epoch = lane.epoch
         deadline.phase = SENDING
         request.sent = self.assume_sent
         try:
@@ -143,6 +153,10 @@ class Session:
             raise
         finally:
             self.bound.give()
+        if response.status in THROTTLED or lane.rate is not None:
+            # The limiter learns from throttled answers, and from every answer while it paces.
+            hint = proto.parse_retry_after(response.headers.get("retry-after"))
+            lane.answered(response.status, hint, epoch)
         if debug:
             log.debug(
                 "%s %s attempt %d -> %d %s in %.1f ms",

@@ -12,6 +12,7 @@ async with PhotaClient() as phota:            # PHOTA_API_KEY from the environme
 from ._batch import BatchItem, BatchRun, BatchSummary
 from ._client import PhotaClient
 from ._jobs import Jobs
+from ._limiter import LaneStats, ThrottleStats
 from ._manifest import Manifest
 from ._options import (
     AspectRatio,
@@ -68,6 +69,7 @@ __all__ = [
     "JobFailedError",
     "JobStatus",
     "Jobs",
+    "LaneStats",
     "Manifest",
     "MockTransport",
     "Model",
@@ -91,6 +93,7 @@ __all__ = [
     "ResponseMode",
     "ResponseTooLargeError",
     "RetryPolicy",
+    "ThrottleStats",
     "TrainingTier",
     "Transport",
     "Uploader",

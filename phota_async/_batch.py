@@ -45,6 +45,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._files import off_loop
 from ._inputs import open_regular
+from ._limiter import ThrottleStats
 from ._manifest import RESUMABLE, Manifest, Record
 from ._naming import output_bases
 from .errors import (
@@ -136,6 +137,9 @@ class BatchSummary:
         images: output images written.
         cost: estimated cost in dollars of what was done in this run.
         cost_unknown: done items whose price is not documented.
+        throttled: 429 and 503 answers the client got while this run went on (every lane).
+        pace: the client's studio pace, in requests per second, after the latest item
+            (``None`` while the server has not throttled it).
     """
 
     total: int = 0
@@ -146,6 +150,8 @@ class BatchSummary:
     images: int = 0
     cost: float = 0.0
     cost_unknown: int = 0
+    throttled: int = 0
+    pace: float | None = None
     pending_reasons: Counter[str] = attrs.Factory(Counter)
     started: float = attrs.Factory(time.monotonic)
 
@@ -183,7 +189,16 @@ class BatchSummary:
         return (
             f"{self.done} done, {self.failed} failed,{pending} {self.skipped} skipped "
             f"of {self.total}; {self.images} images; estimated cost {cost}"
+            f"{'; ' if self.throttled else ''}{self.throttle_line()}"
         )
+
+    def throttle_line(self) -> str:
+        """The server's throttling of this run, such as ``throttled 12 (429/503), pacing
+        19.6/s``; empty when it never throttled."""
+        if not self.throttled:
+            return ""
+        pace = f", pacing {self.pace:.1f}/s" if self.pace is not None else ""
+        return f"throttled {self.throttled} (429/503){pace}"
 
 
 Call = Callable[[I], Awaitable[ImageResult]]
@@ -208,6 +223,7 @@ class Calls(Generic[I]):
         room_for_jobs: makes room in the client's poll budget for this many jobs awaited at
             once, while the block runs (keyed runs use it, so that polling does not hold a
             batch below its concurrency).
+        throttle: reads the client's adaptive limiter, for the summary's throttle figures.
     """
 
     kind: str
@@ -218,6 +234,7 @@ class Calls(Generic[I]):
     via_job: bool = False
     timeout: float | None = None
     room_for_jobs: Callable[[int], AbstractContextManager[None]] | None = None
+    throttle: Callable[[], ThrottleStats] | None = None
 
 
 class _Outcome(Exception):
@@ -347,6 +364,7 @@ class BatchRun(Generic[I]):
                     raise TypeError("resumable batches need Path or URL inputs")
         self._on_progress = on_progress
         self.summary = BatchSummary(total=len(self._inputs))
+        self._throttled_before = calls.throttle().throttled if calls.throttle else 0
         self._send: MemoryObjectSendStream[BatchItem[I]]
         self._receive: MemoryObjectReceiveStream[BatchItem[I]]
         self._send, self._receive = anyio.create_memory_object_stream[BatchItem[I]](math.inf)
@@ -566,6 +584,10 @@ class BatchRun(Generic[I]):
                 summary.cost_unknown += 1
             else:
                 summary.cost += cost
+        if self._calls.throttle is not None:
+            throttle = self._calls.throttle()
+            summary.throttled = throttle.throttled - self._throttled_before
+            summary.pace = throttle.rate
         if self._on_progress is not None:
             self._on_progress(summary, item)
         self._send.send_nowait(item)

@@ -427,7 +427,8 @@ class PhotaClient:
             TypeError: a manifest is given with inputs that are not ``Path`` or URL strings.
         """
         return BatchRun(
-            Calls(kind, call), inputs, concurrency=concurrency, out_dir=out_dir,
+            Calls(kind, call, throttle=self._session.limiter.stats), inputs,
+            concurrency=concurrency, out_dir=out_dir,
             manifest=manifest, on_progress=on_progress,
         )  # fmt: skip
 
@@ -464,6 +465,7 @@ class PhotaClient:
             via_job=via_job,
             timeout=timeout,
             room_for_jobs=self._session.room_for_jobs,
+            throttle=self._session.limiter.stats,
         )
         return BatchRun(
             calls, inputs, concurrency=concurrency, out_dir=out_dir, manifest=manifest,

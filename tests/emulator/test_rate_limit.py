@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
 import aiohttp
 import pytest
 
+from phota_async._cli import main
 from phota_async.testing import ManualClock, PhotaEmulator, RateLimit
 from tests.conftest import b64, jpeg_bytes
 from tests.emulator.helpers import P
@@ -142,3 +150,60 @@ def test_the_fixture_takes_the_rate_limit_from_its_marker(
 ) -> None:
     """``@pytest.mark.phota_emulator(rate_limit=...)`` configures the fixture's emulator."""
     assert phota_emulator.rate_limit == RateLimit(rate=5, status=503)
+
+
+def test_the_emulator_command_takes_a_rate_limit() -> None:
+    """`phota emulator --rate-limit 1:1 --no-retry-after` refuses the second request at once
+    with a bare 429, and says so when it starts."""
+    key = "phota_emu_cli_rate_limit_0001"
+    argv = ["emulator", "--port", "0", "--key", key, "--rate-limit", "1:1", "--no-retry-after"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "phota_async", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(5)]
+        base_url = lines[2].strip().split("=", 1)[1]
+        assert lines[1].startswith("rate limit: 1 requests/s, burst 1, refusals answered 429")
+        answers = []
+        for _ in range(2):
+            request = urllib.request.Request(f"{base_url}/profiles/ids", headers={"X-API-Key": key})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    answers.append((response.status, response.headers.get("Retry-After")))
+            except urllib.error.HTTPError as refused:
+                answers.append((refused.code, refused.headers.get("Retry-After")))
+                refused.close()
+        assert answers == [(200, None), (429, None)]
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.phota_emulator(rate_limit={"rate": 4, "burst": 1})
+def test_a_cli_batch_reports_the_throttling(
+    phota_emulator: PhotaEmulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A batch the server throttles ends with every photo done, and its progress lines, its
+    summary and its JSON say how many answers were throttled."""
+    monkeypatch.setenv("PHOTA_API_KEY", phota_emulator.api_key)
+    monkeypatch.setenv("PHOTA_BASE_URL", phota_emulator.base_url)
+    for i in range(4):
+        (tmp_path / f"p{i}.jpg").write_bytes(jpeg_bytes(i, (32, 32)))
+    assert main(["enhance", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    refused = phota_emulator.rate_limited
+    assert refused >= 1
+    assert captured.out.strip().startswith("4 done, 0 failed")
+    assert f"; throttled {refused} (429/503), pacing " in captured.out
+    assert "(429/503), pacing " in captured.err

@@ -12,7 +12,8 @@ import phota_async
 from phota_async import MockTransport, PhotaClient, ThrottleStats
 from phota_async._protocol import Request, Response
 from phota_async.errors import RateLimitError, ReadTimeoutError
-from tests.helpers import run_virtual
+from phota_async.testing import PhotaEmulator, RateLimit
+from tests.helpers import jpeg_bytes, run_virtual
 from tests.sdk._throttle_sim import RESULT, BucketServer
 
 URL = "https://images.test/photo.jpg"
@@ -250,3 +251,22 @@ def test_a_503_throttles_like_a_429() -> None:
     stats = run_virtual(main())
     assert stats.throttled >= 1
     assert stats.rate is not None
+
+
+async def test_a_batch_against_a_rate_limited_emulator_pays_once_per_photo(
+    threaded_emu: PhotaEmulator,
+) -> None:
+    """Against a real emulator limited to 40 requests/s, 120 enhance calls at concurrency 32
+    all succeed, each is charged once, and the client counts every refusal the server made."""
+    emu = threaded_emu
+    emu.rate_limit = RateLimit(rate=40)
+    photo = jpeg_bytes(3, (32, 32))
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url) as phota:
+        done = 0
+        async for item in phota.enhance_many([photo] * 120, concurrency=32):
+            done += item.ok
+        stats = phota.throttle
+    assert done == 120
+    assert len(emu.charges()) == 120
+    assert stats.throttled == emu.rate_limited
+    assert emu.rate_limited >= 1

@@ -42,6 +42,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping
+from types import MappingProxyType
 
 import attrs
 
@@ -203,6 +204,10 @@ class Lane:
             if waiter.cancelled():
                 with contextlib.suppress(ValueError):  # the timer may have dropped it already
                     self._queue.remove(waiter)
+            if not self._queue and self._timer is not None:
+                # Nobody is left to serve: leave no timer behind on the loop.
+                self._timer.cancel()
+                self._timer = None
             self._reopen()
             raise
 
@@ -377,5 +382,5 @@ class Limiter:
             throttled=sum(lane.throttled for lane in lanes.values()),
             rate=studio.rate,
             pause_left=studio.pause_left,
-            lanes=lanes,
+            lanes=MappingProxyType(lanes),
         )

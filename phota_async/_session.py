@@ -3,10 +3,11 @@
 ``PhotaClient`` builds one ``Session`` and hands it to ``Profiles``, ``Jobs``, the batch engine
 and the uploaders. They send through it and import no client, so the flow runs one way:
 façade -> resources -> session -> retry wrapper -> transport. A session holds the ``Api``
-(request builder with the key), the transport, the retry policy, the concurrency bound, the
-call deadlines, and the poller with its policy. It also holds the job primitives (submit,
-refresh, wait), since a studio call run ``via_job`` needs them, and it is what a ``Job``
-snapshot refreshes and waits through.
+(request builder with the key), the transport, the retry policy, the adaptive limiter with the
+concurrency bound (``_limiter``: every attempt takes its turn there), the call deadlines, and
+the poller with its policy. It also holds the job primitives (submit, refresh, wait), since a
+studio call run ``via_job`` needs them, and it is what a ``Job`` snapshot refreshes and waits
+through.
 """
 
 from __future__ import annotations

@@ -27,8 +27,11 @@ come first served, never two requests closer than ``1 / rate`` seconds):
   ``W(t) = C (t - K)^3 + W_max`` from ``BETA * W_max`` at the decrease: concave back up to
   ``W_max`` (the last admitted rate) within ``K = CUBIC_K`` seconds, a plateau there, then a
   convex probe above it. ``C`` is scaled by ``W_max`` so that the cycle takes as long at 20
-  requests a second as at 2,000. Once the probe has doubled ``W_max`` without a refusal, the
-  limit is taken to be gone and the lane opens again: the ceiling alone bounds it.
+  requests a second as at 2,000. Once the probe has doubled ``W_max`` and the server has taken
+  about that many requests in the last second without a refusal, the limit is taken to be gone
+  and the lane opens again: the ceiling alone bounds it. A pace the client does not use (few
+  calls, or a busy CPU) proves nothing, so it does not reopen the lane (as TCP does not grow a
+  window it does not fill) until the probe is ``OPEN_ANYWAY`` times past ``W_max``.
 
 Throttled paid POSTs are retried by the retry layer as before: a 429 or a 503 means the request
 was refused unprocessed (``phota-api.md``), so it cannot bill twice.
@@ -55,7 +58,8 @@ FIRST_BETA = 0.5  # the same, on the first refusal after the lane was open
 CUBIC_K = 3.0  # seconds from a decrease back to the admitted rate
 WINDOW = 1.0  # seconds over which the admitted rate is measured
 MIN_RATE = 1.0  # requests per second: the lane never stops for good
-OPEN_AFTER = 2.0  # a probe this many times the last admitted rate reopens the lane
+OPEN_AFTER = 2.0  # a probe this many times the last admitted rate reopens the lane...
+OPEN_ANYWAY = 100.0  # ...once the server took it; this many times reopens it regardless
 
 STUDIO = "studio"
 API = "api"
@@ -265,8 +269,13 @@ class Lane:
         if self.rate is None:
             return None
         rate = self._curve(now)
-        if rate >= OPEN_AFTER * self._w_max:
-            # The probe doubled the last admitted rate without a refusal: the limit is gone.
+        if rate >= OPEN_AFTER * self._w_max and (
+            len(self._admitted) >= OPEN_AFTER * self._w_max * WINDOW * 0.75
+            or rate >= OPEN_ANYWAY * self._w_max
+        ):
+            # The probe doubled the last admitted rate and the server took about that much
+            # without a refusal (a pace that the client itself cannot keep up with proves
+            # nothing), or no refusal came for so long that the limit is surely gone.
             self.rate = None
             self._admitted.clear()
             self.sent = 0
@@ -338,7 +347,7 @@ class Lane:
         rate: float | None = None
         if self.rate is not None:
             rate = self._curve(now)
-            if rate >= OPEN_AFTER * self._w_max:
+            if rate >= OPEN_ANYWAY * self._w_max:
                 rate = None
         return LaneStats(
             name=self.name,

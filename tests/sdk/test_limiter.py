@@ -270,3 +270,44 @@ async def test_a_batch_against_a_rate_limited_emulator_pays_once_per_photo(
     assert len(emu.charges()) == 120
     assert stats.throttled == emu.rate_limited
     assert emu.rate_limited >= 1
+
+
+def test_cancelling_a_call_that_waits_its_turn_sends_nothing_and_leaves_no_waiter() -> None:
+    """A call held by a pause and then cancelled is never sent and leaves the queue empty."""
+    sends: list[str] = []
+
+    async def handler(request: Request) -> Response:
+        sends.append(request.method)
+        return Response(429, {"retry-after": "30"}, b"{}")
+
+    async def main() -> tuple[int, int]:
+        async with client(handler) as phota:
+            with pytest.raises(RateLimitError):
+                await phota.enhance(URL, response_mode="urls", timeout=1)
+            call = asyncio.ensure_future(phota.enhance(URL, response_mode="urls"))
+            await asyncio.sleep(1)
+            queued = phota.throttle.lanes["studio"].queued
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            return queued, phota.throttle.lanes["studio"].queued
+
+    assert run_virtual(main()) == (1, 0)
+    assert sends == ["POST"]
+
+
+def test_a_pace_the_client_does_not_use_does_not_reopen_the_lane() -> None:
+    """After throttling, a client sending far below its pace stays paced: a pace it never
+    used proves nothing about the server's limit."""
+    server = BucketServer(rate=20)
+
+    async def main() -> float | None:
+        async with client(server) as phota:
+            await enhance_all(phota, 200)
+            server.rate = server.burst = 10_000.0
+            for _ in range(30):  # one call a second for half a minute
+                await phota.enhance(URL, response_mode="urls")
+                await asyncio.sleep(1)
+            return phota.throttle.rate
+
+    assert run_virtual(main()) is not None

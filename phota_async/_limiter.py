@@ -342,6 +342,18 @@ class Lane:
             self.open = False
             self._reschedule()
 
+    def ahead(self) -> float:
+        """Seconds an attempt queued now would wait for its turn: the pause left, or its place
+        in the paced queue (the retry layer counts it against the call's deadline)."""
+        if waits_removed() or self.open:
+            return 0.0
+        now = asyncio.get_running_loop().time()
+        wait = self.paused_until - now
+        rate = self.current_rate(now)
+        if rate is not None:
+            wait = max(wait, self._last + (len(self._queue) + 1) / rate - now)
+        return max(0.0, wait)
+
     def stats(self, now: float) -> LaneStats:
         """This lane at loop time ``now`` (reading it changes nothing)."""
         rate: float | None = None
@@ -376,6 +388,10 @@ class Limiter:
         # A request's lane: by endpoint for downloads and uploads, else by retry class.
         self.by_endpoint = {"download": self.download, "upload": self.download}
         self.by_retry = {"paid": self.studio, "keyed": self.studio, "safe": self.api}
+
+    def lane(self, endpoint: str, retry: str) -> Lane:
+        """The lane of a request: by endpoint for downloads and uploads, else by retry class."""
+        return self.by_endpoint.get(endpoint) or self.by_retry[retry]
 
     def stats(self) -> ThrottleStats:
         """A snapshot of every lane (``PhotaClient.throttle``)."""

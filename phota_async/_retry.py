@@ -225,10 +225,16 @@ def outcome_unknown(error: PhotaError, retry: RetryClass, trail: Trail) -> Phota
     return unknown
 
 
-def _deadline_stop(deadline: Deadline | None, wait: float) -> str | None:
-    """Why the call must stop instead of waiting ``wait`` seconds, if it must."""
+def _deadline_stop(
+    deadline: Deadline | None, wait: float, ahead: Callable[[], float] | None = None
+) -> str | None:
+    """Why the call must stop instead of waiting ``wait`` seconds, if it must. ``ahead`` says
+    how long the next attempt would then wait for its turn in the adaptive limiter (a
+    ``Retry-After`` pause or its place in a paced queue): the wait is the longer of the two."""
     if deadline is None:
         return None
+    if ahead is not None:
+        wait = max(wait, ahead())
     left = deadline.remaining()
     if wait < left:
         return None
@@ -248,6 +254,7 @@ async def call(
     first_failure: PhotaError | None = None,
     deadline: Deadline | None = None,
     trail: Trail | None = None,
+    ahead: Callable[[], float] | None = None,
 ) -> T:
     """Run ``attempt`` until it succeeds or the rules above say stop.
 
@@ -255,7 +262,8 @@ async def call(
     client does, so that a call that succeeds at once never builds any retry machinery).
     ``deadline`` is the call's: no wait is started that the time left cannot cover. ``trail``
     collects the attempts' request ids where the caller can still read them if the deadline
-    cancels the call mid-attempt.
+    cancels the call mid-attempt. ``ahead`` is the throttling hook: the seconds the next
+    attempt would wait for its turn in the adaptive limiter, counted against the deadline.
 
     Raises:
         PhotaError: the last attempt's error, with ``request_ids`` of every attempt;
@@ -282,7 +290,7 @@ async def call(
     if not retryable(first_failure, retry) or policy.max_attempts <= 1:
         _finish(first_failure, retry, trail)
     wait = policy.wait_for(1, first_failure)
-    stopped = _deadline_stop(deadline, wait)
+    stopped = _deadline_stop(deadline, wait, ahead)
     if stopped is not None:
         _finish(first_failure, retry, trail, stopped)
     log.debug("retrying %s after attempt 1: %s", endpoint, first_failure)
@@ -294,7 +302,7 @@ async def call(
     def stop(state: tenacity.RetryCallState) -> bool:
         if state.attempt_number >= policy.max_attempts - 1:
             return True
-        why = _deadline_stop(deadline, state.upcoming_sleep)
+        why = _deadline_stop(deadline, state.upcoming_sleep, ahead)
         if why is not None:
             stopped_by.append(why)
             return True

@@ -129,7 +129,7 @@ class Session:
         decode the answer. ``deadline.phase`` and ``request.sent`` say how far it got."""
         debug = log.isEnabledFor(logging.DEBUG)
         started = time.perf_counter() if debug else 0.0
-        limiter = self.limiter
+        limiter = self.limiter  # the lane looked up inline: this is every request's path
         lane = limiter.by_endpoint.get(request.endpoint) or limiter.by_retry[request.retry]
         if not lane.try_take():
             if not lane.open:
@@ -211,6 +211,7 @@ class Session:
                         first_failure=first,
                         deadline=deadline,
                         trail=trail,
+                        ahead=self.limiter.lane(request.endpoint, request.retry).ahead,
                     )
         except TimeoutError:
             assert deadline is not None

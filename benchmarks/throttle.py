@@ -93,8 +93,8 @@ async def run_tenacity(srv: dict[str, Any], n: int, image: bytes) -> int:
                 queue.get_nowait()
                 try:
                     await enhance()
-                except (Throttled, aiohttp.ClientError):
-                    continue
+                except (tenacity.RetryError, aiohttp.ClientError):
+                    continue  # given up after 10 attempts, or refused for good
                 done += 1
 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))

@@ -7,6 +7,8 @@ standard input, each answered with one JSON line:
   seconds, each READY after SECONDS of training; answers their ids.
 - ``stats``: the number of profile-status polls received and each profile's ``ready_at``
   (``time.monotonic()``, which every process on the machine shares).
+- ``limit JSON``: set the emulator's rate limit (``RateLimit`` fields, or ``null``), live.
+- ``log PATH``: ``[unix time, status]`` of every request to PATH (``/enhance``) so far.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ async def main() -> None:
             command, *args = line.split()
             if command == "stats":
                 print(json.dumps(stats(emulator)), flush=True)
+            elif command == "limit":
+                emulator.rate_limit = json.loads(line.split(None, 1)[1])
+                print(json.dumps({"rate_limit": str(emulator.rate_limit)}), flush=True)
+            elif command == "log":
+                log = [[r["time"], r["status"]] for r in emulator.requests if r["path"] == args[0]]
+                print(json.dumps(log), flush=True)
             elif command == "train":
                 count, seconds, spread = int(args[0]), float(args[1]), float(args[2])
                 ids = []

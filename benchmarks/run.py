@@ -8,6 +8,10 @@ time (user+sys) per call and peak RSS of the client process, printed as ratios a
 aiohttp loop (and httpx) measured in the same run. Absolute times on a shared machine are
 noise; ratios hold. Nothing here passes or fails: the table says which targets are met.
 
+``throttle`` (``throttle.py``) measures ``enhance_many`` against a rate-limited emulator:
+goodput as a share of the limit, the share of requests refused, and the time to get back under
+a halved limit, beside a hand-written tenacity loop.
+
 ``hostile`` (``hostile.py``) adds absolute figures: the worst event-loop lag while large bodies
 go up and come down, and the growth of RSS while hostile answers are refused.
 """
@@ -323,7 +327,17 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="tiny counts, to check the benchmarks run"
     )
-    names = ("get", "enhance", "many", "poll", "manifest", "hostile", "validate", "budget")
+    names = (
+        "get",
+        "enhance",
+        "many",
+        "poll",
+        "manifest",
+        "hostile",
+        "validate",
+        "budget",
+        "throttle",
+    )
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
     chosen = args.only or list(names)
@@ -343,6 +357,10 @@ def main() -> int:
                 rows += bench_manifest(args.quick, Path(tmp), server)
             elif name == "hostile":
                 rows += bench_hostile(args.quick)
+            elif name == "throttle":
+                from throttle import bench_throttle
+
+                rows += bench_throttle(args.quick, server)
             elif name == "validate":
                 from validate import bench_validate
 

@@ -13,6 +13,7 @@ from ._batch import BatchItem, BatchRun, BatchSummary
 from ._budget import Budget, EndpointSpend, Estimate, Prices, Spend
 from ._client import PhotaClient
 from ._jobs import Jobs
+from ._limiter import LaneStats, ThrottleStats
 from ._manifest import Manifest
 from ._options import (
     AspectRatio,
@@ -74,6 +75,7 @@ __all__ = [
     "JobFailedError",
     "JobStatus",
     "Jobs",
+    "LaneStats",
     "Manifest",
     "MockTransport",
     "Model",
@@ -99,6 +101,7 @@ __all__ = [
     "ResponseTooLargeError",
     "RetryPolicy",
     "Spend",
+    "ThrottleStats",
     "TrainingTier",
     "Transport",
     "Uploader",

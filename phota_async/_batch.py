@@ -51,6 +51,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._budget import DEFAULT_PRICES, RUN_BUDGET, Budget, Estimate, Spend
 from ._files import off_loop
 from ._inputs import open_regular
+from ._limiter import ThrottleStats
 from ._manifest import RESUMABLE, Manifest, Record
 from ._naming import output_bases
 from ._redact import shown
@@ -156,6 +157,9 @@ class BatchSummary:
         not_started: items the run's budget stopped before their call was sent.
         budget: the run's ``Budget`` when it has one (its own ``budget=``, or a client with a
             budget); ``spend`` reads its ledger.
+        throttled: 429 and 503 answers the client got while this run went on (every lane).
+        pace: the client's studio pace, in requests per second, after the latest item
+            (``None`` while the server has not throttled it).
     """
 
     total: int = 0
@@ -166,6 +170,8 @@ class BatchSummary:
     images: int = 0
     cost: float = 0.0
     cost_unknown: int = 0
+    throttled: int = 0
+    pace: float | None = None
     pending_reasons: Counter[str] = attrs.Factory(Counter)
     started: float = attrs.Factory(time.monotonic)
     not_started: int = 0
@@ -214,7 +220,16 @@ class BatchSummary:
         return (
             f"{self.done} done, {self.failed} failed,{pending}{not_started} {self.skipped} "
             f"skipped of {self.total}; {self.images} images; estimated cost {cost}{ledger}"
+            f"{'; ' if self.throttled else ''}{self.throttle_line()}"
         )
+
+    def throttle_line(self) -> str:
+        """The server's throttling of this run, such as ``throttled 12 (429/503), pacing
+        19.6/s``; empty when it never throttled."""
+        if not self.throttled:
+            return ""
+        pace = f", pacing {self.pace:.1f}/s" if self.pace is not None else ""
+        return f"throttled {self.throttled} (429/503){pace}"
 
 
 Call = Callable[[I], Awaitable[ImageResult]]
@@ -242,6 +257,7 @@ class Calls(Generic[I]):
         budget: the run's own budget (and ledger), or ``None``.
         price: one item's estimated price in dollars (for ``BatchRun.estimate``), ``None``
             when unknown.
+        throttle: reads the client's adaptive limiter, for the summary's throttle figures.
     """
 
     kind: str
@@ -254,6 +270,7 @@ class Calls(Generic[I]):
     room_for_jobs: Callable[[int], AbstractContextManager[None]] | None = None
     budget: Budget | None = None
     price: float | None = None
+    throttle: Callable[[], ThrottleStats] | None = None
 
 
 class _Outcome(Exception):
@@ -415,6 +432,7 @@ class BatchRun(Generic[I]):
         self._on_progress = on_progress
         self.summary = BatchSummary(total=len(self._inputs), budget=calls.budget)
         self._budget_reached = False
+        self._throttled_before = calls.throttle().throttled if calls.throttle else 0
         self._send: MemoryObjectSendStream[BatchItem[I]]
         self._receive: MemoryObjectReceiveStream[BatchItem[I]]
         self._send, self._receive = anyio.create_memory_object_stream[BatchItem[I]](math.inf)
@@ -703,6 +721,10 @@ class BatchRun(Generic[I]):
                 summary.cost_unknown += 1
             else:
                 summary.cost += cost
+        if self._calls.throttle is not None:
+            throttle = self._calls.throttle()
+            summary.throttled = throttle.throttled - self._throttled_before
+            summary.pace = throttle.rate
         if self._on_progress is not None:
             self._on_progress(summary, item)
         self._send.send_nowait(item)

@@ -21,6 +21,7 @@ from ._budget import Budget, Guard, Prices, Spend, UnknownPrice, as_budget
 from ._deadline import check_seconds
 from ._inputs import check_input_type
 from ._jobs import Jobs
+from ._limiter import ThrottleStats
 from ._manifest import Manifest
 from ._options import EditOptions, EnhanceOptions, GenerateOptions, ImageInput, RemixOptions
 from ._poll import PollPolicy
@@ -258,6 +259,22 @@ class PhotaClient:
         return budget.spend if budget is not None else None
 
     @property
+    def throttle(self) -> ThrottleStats:
+        """The adaptive limiter now: how the server's throttling has slowed this client.
+
+        Every task of the client shares one limiter. After a 429 or a 503 it paces that class
+        of requests (studio POSTs, API GETs, downloads: each its own lane) and honours
+        ``Retry-After`` as a pause for all of them, then speeds up again while calls succeed,
+        up to ``max_concurrency``.
+
+        Returns:
+            A frozen ``ThrottleStats`` snapshot: ``max_concurrency``, ``in_flight``,
+            ``throttled`` (429/503 answers so far), the studio lane's ``rate`` (requests per
+            second, ``None`` while unthrottled) and ``pause_left``, and every lane's figures.
+        """
+        return self._session.limiter.stats()
+
+    @property
     def timeout(self) -> float:
         """The default deadline of a call, in seconds (``math.inf``: none).
 
@@ -480,8 +497,11 @@ class PhotaClient:
                 "call", f"must be an async function, got {type(call).__name__}"
             )
         return BatchRun(
-            Calls(kind, call, budget=self._run_budget(budget)), inputs, concurrency=concurrency,
-            out_dir=out_dir, manifest=manifest, on_progress=on_progress,
+            Calls(
+                kind, call, budget=self._run_budget(budget), throttle=self._session.limiter.stats
+            ),
+            inputs, concurrency=concurrency, out_dir=out_dir, manifest=manifest,
+            on_progress=on_progress,
         )  # fmt: skip
 
     def _run_budget(self, budget: float | Budget | None) -> Budget | None:
@@ -528,6 +548,7 @@ class PhotaClient:
             room_for_jobs=self._session.room_for_jobs,
             budget=self._run_budget(budget),
             price=price,
+            throttle=self._session.limiter.stats,
         )
         return BatchRun(
             calls, inputs, concurrency=concurrency, out_dir=out_dir, manifest=manifest,

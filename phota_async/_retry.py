@@ -22,7 +22,8 @@ is capped, jittered exponential backoff. The call's deadline lives here too: a w
 time left cannot cover is not started (as stamina's ``stop_before_delay``); the last real error
 is raised at once, saying that the deadline stopped the retries. Every attempt's request id is
 kept on the final error (``Trail``), even when the deadline cuts a later attempt short.
-``with set_testing():`` keeps the attempts but removes the waits, for fast test suites.
+``with set_testing():`` keeps the attempts but removes the waits, for fast test suites (the
+adaptive limiter's pacing and pauses too: ``waits_removed``).
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ def set_testing(enabled: bool = True) -> contextlib.AbstractContextManager[None]
     global _testing
     previous, _testing = _testing, bool(enabled)
     return _Testing(previous)
+
+
+def waits_removed() -> bool:
+    """Whether ``set_testing`` has removed the waits: the retry layer's backoffs, and the
+    adaptive limiter's pacing and ``Retry-After`` pauses (``_limiter``), which still count."""
+    return _testing
 
 
 def _seconds(_: Any, attribute: attrs.Attribute[float], value: Any) -> None:
@@ -219,10 +226,16 @@ def outcome_unknown(error: PhotaError, retry: RetryClass, trail: Trail) -> Phota
     return unknown
 
 
-def _deadline_stop(deadline: Deadline | None, wait: float) -> str | None:
-    """Why the call must stop instead of waiting ``wait`` seconds, if it must."""
+def _deadline_stop(
+    deadline: Deadline | None, wait: float, ahead: Callable[[], float] | None = None
+) -> str | None:
+    """Why the call must stop instead of waiting ``wait`` seconds, if it must. ``ahead`` says
+    how long the next attempt would then wait for its turn in the adaptive limiter (a
+    ``Retry-After`` pause or its place in a paced queue): the wait is the longer of the two."""
     if deadline is None:
         return None
+    if ahead is not None:
+        wait = max(wait, ahead())
     left = deadline.remaining()
     if wait < left:
         return None
@@ -242,6 +255,7 @@ async def call(
     first_failure: PhotaError | None = None,
     deadline: Deadline | None = None,
     trail: Trail | None = None,
+    ahead: Callable[[], float] | None = None,
 ) -> T:
     """Run ``attempt`` until it succeeds or the rules above say stop.
 
@@ -249,7 +263,8 @@ async def call(
     client does, so that a call that succeeds at once never builds any retry machinery).
     ``deadline`` is the call's: no wait is started that the time left cannot cover. ``trail``
     collects the attempts' request ids where the caller can still read them if the deadline
-    cancels the call mid-attempt.
+    cancels the call mid-attempt. ``ahead`` is the throttling hook: the seconds the next
+    attempt would wait for its turn in the adaptive limiter, counted against the deadline.
 
     Raises:
         PhotaError: the last attempt's error, with ``request_ids`` of every attempt;
@@ -276,7 +291,7 @@ async def call(
     if not retryable(first_failure, retry) or policy.max_attempts <= 1:
         _finish(first_failure, retry, trail)
     wait = policy.wait_for(1, first_failure)
-    stopped = _deadline_stop(deadline, wait)
+    stopped = _deadline_stop(deadline, wait, ahead)
     if stopped is not None:
         _finish(first_failure, retry, trail, stopped)
     log.debug("retrying %s after attempt 1: %s", endpoint, first_failure)
@@ -288,7 +303,7 @@ async def call(
     def stop(state: tenacity.RetryCallState) -> bool:
         if state.attempt_number >= policy.max_attempts - 1:
             return True
-        why = _deadline_stop(deadline, state.upcoming_sleep)
+        why = _deadline_stop(deadline, state.upcoming_sleep, ahead)
         if why is not None:
             stopped_by.append(why)
             return True

@@ -3,10 +3,11 @@
 ``PhotaClient`` builds one ``Session`` and hands it to ``Profiles``, ``Jobs``, the batch engine
 and the uploaders. They send through it and import no client, so the flow runs one way:
 façade -> resources -> session -> retry wrapper -> transport. A session holds the ``Api``
-(request builder with the key), the transport, the retry policy, the concurrency bound, the
-call deadlines, and the poller with its policy. It also holds the job primitives (submit,
-refresh, wait), since a studio call run ``via_job`` needs them, and it is what a ``Job``
-snapshot refreshes and waits through.
+(request builder with the key), the transport, the retry policy, the adaptive limiter with the
+concurrency bound (``_limiter``: every attempt takes its turn there), the call deadlines, and
+the poller with its policy. It also holds the job primitives (submit, refresh, wait), since a
+studio call run ``via_job`` needs them, and it is what a ``Job`` snapshot refreshes and waits
+through.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import attrs
 
 from . import _protocol as proto
 from . import _retry
-from ._bound import Bound
 from ._budget import Guard, Prices
 from ._deadline import QUEUED, SENDING, Deadline, Deadlines, check_seconds
 from ._files import off_loop, place, settled, temp_beside
+from ._limiter import THROTTLED, Limiter
 from ._poll import PollBudget, Poller, PollPolicy, wait_deadline
 from ._protocol import FileBody, Request, Response, StudioCall
 from ._retry import RetryPolicy
@@ -45,6 +46,8 @@ T = TypeVar("T")
 log = logging.getLogger("phota_async")
 
 DEFAULT_JOB_WAIT = 900.0
+# Where a call waits while the server throttles its lane (``Deadline.phase``).
+PACED = "held back by the server's rate limit (paced or paused)"
 
 
 def _unlink(path: Path) -> None:
@@ -82,7 +85,8 @@ class Session:
         self.timeout = timeout
         self.retry = retry
         self.max_concurrency = max_concurrency
-        self.bound = Bound(max_concurrency)
+        self.limiter = Limiter(max_concurrency, retry.max_retry_after)
+        self.bound = self.limiter.bound
         self.deadlines = Deadlines()
         # A transport that does not say it marks a request as sent once it has a connection
         # (a third-party one) counts a request as (possibly) sent as soon as it is handed over.
@@ -129,9 +133,16 @@ class Session:
         decode the answer. ``deadline.phase`` and ``request.sent`` say how far it got."""
         debug = log.isEnabledFor(logging.DEBUG)
         started = time.perf_counter() if debug else 0.0
-        if not self.bound.try_take():
-            deadline.phase = QUEUED
-            await self.bound.take()
+        limiter = self.limiter  # the lane looked up inline: this is every request's path
+        lane = limiter.by_endpoint.get(request.endpoint) or limiter.by_retry[request.retry]
+        if not lane.try_take():
+            if not lane.open:
+                deadline.phase = PACED
+                await lane.turn()
+            if not self.bound.try_take():
+                deadline.phase = QUEUED
+                await self.bound.take()
+        epoch = lane.epoch
         deadline.phase = SENDING
         request.sent = self.assume_sent
         try:
@@ -147,6 +158,10 @@ class Session:
             raise
         finally:
             self.bound.give()
+        if response.status in THROTTLED or lane.rate is not None:
+            # The limiter learns from throttled answers, and from every answer while it paces.
+            hint = proto.parse_retry_after(response.headers.get("retry-after"))
+            lane.answered(response.status, hint, epoch)
         if debug:
             log.debug(
                 "%s %s attempt %d -> %d %s in %.1f ms",
@@ -208,6 +223,7 @@ class Session:
                         first_failure=first,
                         deadline=deadline,
                         trail=trail,
+                        ahead=self.limiter.lane(request.endpoint, request.retry).ahead,
                     )
         except TimeoutError:
             assert deadline is not None

@@ -45,13 +45,14 @@ def test_fixed_error_names_are_exported() -> None:
 
 
 def test_testing_exports() -> None:
-    """phota_async.testing exports the emulator, its faults and its clocks."""
+    """phota_async.testing exports the emulator, its faults, its clocks and its rate limit."""
     assert phota_async.testing.__all__ == [
         "Clock",
         "Fault",
         "ManualClock",
         "MonotonicClock",
         "PhotaEmulator",
+        "RateLimit",
     ]
 
 
@@ -78,6 +79,7 @@ DOCUMENTED = [
     "JobFailedError",
     "JobStatus",
     "Jobs",
+    "LaneStats",
     "Manifest",
     "MockTransport",
     "Model",
@@ -103,6 +105,7 @@ DOCUMENTED = [
     "ResponseTooLargeError",
     "RetryPolicy",
     "Spend",
+    "ThrottleStats",
     "TrainingTier",
     "Transport",
     "Uploader",
@@ -144,7 +147,8 @@ def test_the_client_shows_only_public_api() -> None:
     client = phota_async.PhotaClient(api_key="k", base_url="https://api.test")
     assert _public(dir(client)) == {
         "aclose", "base_url", "edit", "edit_many", "enhance", "enhance_many", "generate",
-        "jobs", "map", "profiles", "remix", "remix_many", "spend", "timeout", "webhook_secret",
+        "jobs", "map", "profiles", "remix", "remix_many", "spend", "throttle", "timeout",
+        "webhook_secret",
     }  # fmt: skip
     assert _public(dir(client.jobs)) == {
         "get", "notify", "resume", "submit_edit", "submit_enhance", "submit_generate",

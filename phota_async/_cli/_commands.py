@@ -206,7 +206,8 @@ async def run_batch(args: argparse.Namespace) -> int:
             if not bars:  # rate and ETA count only the work of this run
                 bars.append(progress.task(f"{args.command}", run.remaining))
             bad = summary.failed + summary.pending
-            bars[0].update(summary.worked, status=f"{bad} not done" if bad else "")
+            status = [f"{bad} not done" if bad else "", summary.throttle_line()]
+            bars[0].update(summary.worked, status=", ".join(s for s in status if s))
             if not item.ok and not item.not_started:
                 say(_item_line(item, args.command))
 
@@ -260,6 +261,7 @@ async def run_batch(args: argparse.Namespace) -> int:
             "not_started": summary.not_started,
             "estimated_cost": round(summary.cost, 4),
             "spend": spend.to_json() if (spend := summary.spend) is not None else None,
+            "throttled": summary.throttled,
             "interrupted": presses > 0,
             "items": sorted(items, key=lambda i: i["input"]),
         },
@@ -388,6 +390,16 @@ async def run_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rate_limit(args: argparse.Namespace) -> Any:
+    """The emulator's ``RateLimit`` from ``--rate-limit RATE[:BURST]`` and its companions."""
+    if args.rate_limit is None:
+        return None
+    from ..testing import RateLimit
+
+    rate, burst = args.rate_limit
+    return RateLimit(rate, burst, retry_after=args.retry_after, status=args.rate_limit_status)
+
+
 async def run_emulator(args: argparse.Namespace) -> int:
     from ..testing import PhotaEmulator
 
@@ -398,9 +410,18 @@ async def run_emulator(args: argparse.Namespace) -> int:
         training_seconds=args.training_seconds,
         latency=args.latency,
         max_output_side=args.max_output_side,
+        rate_limit=_rate_limit(args),
     )
     async with emulator:
         print(f"Phota emulator listening on {emulator.base_url}", flush=True)
+        if emulator.rate_limit is not None:
+            limit = emulator.rate_limit
+            hint = "" if limit.retry_after else ", no Retry-After"
+            print(
+                f"rate limit: {limit.rate:g} requests/s, burst {limit.size:g}, "
+                f"refusals answered {limit.status}{hint}",
+                flush=True,
+            )
         print(f"export PHOTA_BASE_URL={emulator.base_url}", flush=True)
         print(f"export PHOTA_API_KEY={emulator.api_key}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)

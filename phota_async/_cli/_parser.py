@@ -129,6 +129,18 @@ def _latency(text: str) -> tuple[float, float]:
     return pair
 
 
+def _rate(text: str) -> tuple[float, float | None]:
+    """``--rate-limit 20`` or ``--rate-limit 20:40`` (requests per second, bucket size)."""
+    try:
+        rate_text, _, burst_text = text.partition(":")
+        rate, burst = float(rate_text), float(burst_text) if burst_text else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not RATE or RATE:BURST: {text!r}") from None
+    if not (0 < rate < float("inf")) or (burst is not None and not 1 <= burst < float("inf")):
+        raise argparse.ArgumentTypeError(f"need RATE > 0 and BURST >= 1: {text!r}")
+    return rate, burst
+
+
 def _pixels(text: str) -> int:
     """``--max-output-side 64``: a whole number of pixels, at least 1."""
     if not text.isdigit() or int(text) < 1:
@@ -325,6 +337,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument(
         "--max-output-side", type=_pixels, metavar="PX", help="cap output images (faster, smaller)"
+    )
+    emulator.add_argument(
+        "--rate-limit",
+        type=_rate,
+        metavar="RATE[:BURST]",
+        help="refuse requests beyond RATE a second (a bucket of BURST, default RATE), uncharged",
+    )
+    emulator.add_argument(
+        "--rate-limit-status",
+        type=int,
+        choices=(429, 503),
+        default=429,
+        help="answer refusals with 429 (default) or 503 (an overloaded service)",
+    )
+    emulator.add_argument(
+        "--no-retry-after",
+        dest="retry_after",
+        action="store_false",
+        help="refuse without a Retry-After header",
     )
 
     enhance = commands.add_parser("enhance", parents=[*api, batch], help="enhance photos")

@@ -11,11 +11,13 @@ Needs the ``emulator`` extra (Pillow): ``pip install 'phota-async[emulator]'``.
 Layout: ``_state`` (the account: records, ``_billing``, logs), ``_service`` (what happens
 over time), ``_render`` and ``_images`` (Pillow work in threads), ``_outbound`` (downloads and
 callbacks), ``_routes`` and ``_middleware`` (the HTTP app), ``_clock``, ``_faults``,
-``_schema`` and ``_rules`` (422 and 400 checks).
+``_schema`` and ``_rules`` (422 and 400 checks), ``_ratelimit`` (the account's token
+buckets).
 """
 
 from ._clock import Clock, ManualClock, MonotonicClock
 from ._emulator import PhotaEmulator
 from ._faults import Fault
+from ._ratelimit import RateLimit
 
-__all__ = ["Clock", "Fault", "ManualClock", "MonotonicClock", "PhotaEmulator"]
+__all__ = ["Clock", "Fault", "ManualClock", "MonotonicClock", "PhotaEmulator", "RateLimit"]

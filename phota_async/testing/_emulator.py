@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ._clock import Clock, MonotonicClock
 from ._faults import DropWhen, Fault
+from ._ratelimit import RateLimit
 from ._records import EmulatorConfig
 from ._routes import build_app
 from ._state import API_PREFIX, EmulatorState
@@ -60,10 +61,14 @@ class PhotaEmulator:
             ``ManualClock`` to move time yourself with ``advance()``.
         idempotency_ttl: how long, in seconds on the clock, a ``client_request_id`` keeps
             naming its job (24 hours by default); a later submit with it is a new job.
+        rate_limit: a token bucket of the account, refusing what it cannot take with 429 (or
+            503) before any work or charge: a ``RateLimit``, a number of requests per second,
+            a mapping of ``RateLimit`` fields, or ``None`` (no limit, the default). Can be
+            changed while running through the ``rate_limit`` property.
 
     Raises:
-        ValueError: a latency or ``idempotency_ttl`` that is negative or not a number, or a
-            ``clock`` that is not a ``Clock``.
+        ValueError: a latency or ``idempotency_ttl`` that is negative or not a number, a
+            ``clock`` that is not a ``Clock``, or a ``rate_limit`` that is not one.
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class PhotaEmulator:
         port: int = 0,
         clock: Clock | None = None,
         idempotency_ttl: float = 24 * 3600,
+        rate_limit: RateLimit | float | Mapping[str, Any] | None = None,
     ) -> None:
         if clock is None:
             clock = MonotonicClock()
@@ -120,6 +126,7 @@ class PhotaEmulator:
         self._port = port
         self._clock = clock
         self._state = EmulatorState(self._config, clock)
+        self._state.limits.limit = RateLimit.of(rate_limit)
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -303,6 +310,25 @@ class PhotaEmulator:
     @latency.setter
     def latency(self, value: float | tuple[float, float]) -> None:
         self._config.latency = _latency_range(value)
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The account's rate limit (``None``: none); settable while running, from any thread,
+        as a ``RateLimit``, a number of requests per second, a mapping or ``None``.
+
+        Raises:
+            ValueError: on assignment, a value that is not a rate limit.
+        """
+        return self._state.limits.limit
+
+    @rate_limit.setter
+    def rate_limit(self, value: RateLimit | float | Mapping[str, Any] | None) -> None:
+        self._state.limits.limit = RateLimit.of(value)
+
+    @property
+    def rate_limited(self) -> int:
+        """How many requests the rate limit has refused (each is also in ``requests``)."""
+        return self._state.limits.refused
 
     @property
     def webhook_secret(self) -> str:

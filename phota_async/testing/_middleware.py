@@ -11,6 +11,8 @@ Emulator decisions:
   emulator's clock. Scripted status faults (a proxy answering) are not delayed; a shutting-down
   emulator cuts the remaining delays short.
 - A ``delay`` fault waits on the emulator's clock too, and is cut short on shutdown.
+- The rate limit (``_ratelimit``) comes after the key check: a refused request is logged with
+  its 429 (or 503) like any other, and never reaches a handler, so it is never charged.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import contextvars
 import hmac
 import json
+import math
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
@@ -200,4 +203,21 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         expected = request.app[STATE_KEY].config.api_key
         if not hmac.compare_digest(key.encode(), expected.encode()):
             raise APIFailure(401, "INVALID_API_KEY", "the API key is not valid")
+    return await handler(request)
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse an authenticated API request that finds the account's bucket empty
+    (``_ratelimit``): before any work, so it is never charged."""
+    if request.path.startswith(API_PREFIX):
+        refused = request.app[STATE_KEY].limits.take(request.path[len(API_PREFIX) :])
+        if refused is not None:
+            limit, wait = refused
+            if request.can_read_body:
+                await request.read()  # received in full, as a real server would, then refused
+            headers = {"Retry-After": str(max(1, math.ceil(wait)))} if limit.retry_after else None
+            if limit.status == 503:
+                raise APIFailure(503, "SERVICE_UNAVAILABLE", "overloaded; retry later", headers)
+            raise APIFailure(429, "RATE_LIMITED", "too many requests; slow down", headers)
     return await handler(request)

@@ -24,7 +24,7 @@ from aiohttp import web
 from . import _service
 from ._billing import price
 from ._failure import APIFailure
-from ._middleware import JSON_LOG, REQUEST_ID, STATE_KEY, Handler, auth, outer, short
+from ._middleware import JSON_LOG, REQUEST_ID, STATE_KEY, Handler, auth, outer, rate_limit, short
 from ._rules import check_semantics, named_profiles
 from ._schema import TIER_COUNTS, validate
 from ._state import API_PREFIX, FILES, OUTPUTS, EmulatorState
@@ -188,7 +188,9 @@ async def _on_cleanup(app: web.Application) -> None:
 
 def build_app(state: EmulatorState) -> web.Application:
     """The emulator's ``aiohttp.web`` application, serving ``state``."""
-    app = web.Application(middlewares=[outer, auth], client_max_size=state.config.max_body_bytes)
+    app = web.Application(
+        middlewares=[outer, auth, rate_limit], client_max_size=state.config.max_body_bytes
+    )
     app[STATE_KEY] = state
     p = API_PREFIX
     for endpoint in STUDIO_ENDPOINTS:

@@ -31,6 +31,7 @@ from ._clock import Clock
 from ._failure import APIFailure
 from ._faults import FaultBook
 from ._outbound import Outbound
+from ._ratelimit import Buckets
 from ._records import EmulatorConfig, JobRecord, ProfileRecord
 from ._render import prepare, produce
 from ._schema import ID_PATTERN
@@ -57,6 +58,7 @@ class EmulatorState:
         self.upload_tokens: dict[str, str] = {}
         self.outputs: dict[str, tuple[bytes, str]] = {}
         self.faults = FaultBook()
+        self.limits = Buckets(clock)
         self.job_failures: list[tuple[str, str]] = []
         self.origin = ""  # "http://127.0.0.1:PORT", set once the server listens
         self.outbound = Outbound(clock, config.max_body_bytes)

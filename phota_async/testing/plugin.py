@@ -26,7 +26,8 @@ def phota_emulator(request: pytest.FixtureRequest) -> Iterator[PhotaEmulator]:
     after charging (``latency=(0.2, 0.4)`` draws each delay from a range). Outputs are capped
     at 256 px unless ``max_output_side`` says otherwise. ``clock="manual"`` gives the test a
     fresh ``ManualClock`` of its own (``phota_emulator.clock.advance(seconds)`` moves it);
-    a clock object is passed on as it is.
+    a clock object is passed on as it is. ``rate_limit=20`` (or a ``RateLimit``, or a dict
+    such as ``{"rate": 20, "retry_after": False}``) limits the account to 20 requests a second.
     """
     from . import ManualClock, PhotaEmulator
 

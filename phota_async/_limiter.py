@@ -9,7 +9,14 @@ keyed POSTs, and their retries), ``api`` (GETs and DELETEs: polls, profile calls
 its own requests, so a storm of 429s on ``/enhance`` never slows the polls of waiting jobs.
 ``max_concurrency`` stays the ceiling over all lanes (``_bound.Bound``).
 
-A lane starts *open*: a request takes a concurrency slot with one method call
+The studio lane begins in *slow start* (as TCP does): at most ``SLOW_START`` requests in
+flight, one more per success, so the window doubles each round trip and reaches
+``max_concurrency`` within a few; a batch against a small bucket then overshoots it by one
+window, not by the whole ceiling. The first throttle ends slow start (see below); so does
+reaching the ceiling. It costs an unthrottled client about ``log2(max_concurrency /
+SLOW_START)`` round trips of partial concurrency, once per client.
+
+A lane past slow start is *open*: a request takes a concurrency slot with one method call
 (``Lane.try_take``) and nothing else is counted but the requests it let through. On a 429 or a
 503, the lane closes and paces its requests instead (a queue served by one loop timer, first
 come first served, never two requests closer than ``1 / rate`` seconds):
@@ -60,6 +67,7 @@ WINDOW = 1.0  # seconds over which the admitted rate is measured
 MIN_RATE = 1.0  # requests per second: the lane never stops for good
 OPEN_AFTER = 2.0  # a probe this many times the last admitted rate reopens the lane...
 OPEN_ANYWAY = 100.0  # ...once the server took it; this many times reopens it regardless
+SLOW_START = 8  # requests the studio lane lets fly at first; +1 per success up to the ceiling
 
 STUDIO = "studio"
 API = "api"
@@ -143,12 +151,15 @@ class Lane:
         "_admitted",
         "_bound",
         "_cap",
+        "_ceiling",
+        "_flying",
         "_k",
         "_last",
         "_opened_at",
         "_paced_at",
         "_queue",
         "_since",
+        "_starting",
         "_timer",
         "_w_max",
         "decreases",
@@ -159,13 +170,23 @@ class Lane:
         "rate",
         "sent",
         "throttled",
+        "window",
     )
 
-    def __init__(self, name: str, bound: Bound, max_pause: float) -> None:
+    def __init__(
+        self, name: str, bound: Bound, max_pause: float, ceiling: int, *, slow_start: bool = False
+    ) -> None:
         self.name = name
+        self._ceiling = ceiling
         self._bound = bound
         self._cap = max_pause
-        self.open = True  # not paced, not paused, nobody queued: the one-call fast path
+        # Slow start: at most ``window`` requests in flight, one more per success, until the
+        # window reaches the ceiling (``None``: no slow start, or it is over).
+        self.window: int | None = SLOW_START if slow_start and ceiling > SLOW_START else None
+        self._flying = 0  # requests in flight that hold a slot of the window
+        self._starting: deque[asyncio.Future[bool]] = deque()
+        # not paced, not paused, not starting, nobody queued: the one-call fast path
+        self.open = self.window is None
         self.rate: float | None = None
         self.epoch = 0
         self.sent = 0  # requests let through while open (the first throttle's estimate)
@@ -191,13 +212,36 @@ class Lane:
             return True
         return False
 
-    async def turn(self) -> None:
-        """Wait for this lane's next turn: after any pause, ``1 / rate`` after the last one,
-        first come first served. Cancelling the wait gives the turn up. Under
-        ``set_testing()`` there is no wait (the limiter still learns and counts)."""
+    async def turn(self) -> bool:
+        """Wait for this lane's next turn: during slow start, a free slot of the window; once
+        paced, after any pause, ``1 / rate`` after the last one, first come first served.
+        Cancelling the wait gives the turn up. Under ``set_testing()`` there is no wait (the
+        limiter still learns and counts).
+
+        Returns:
+            Whether the turn holds a slot of the slow-start window: then ``landed`` must be
+            called once the attempt is over, whatever happened to it.
+        """
         if waits_removed():
-            return
+            return False
         loop = asyncio.get_running_loop()
+        while self.window is not None:
+            if self._flying < self.window and not self._starting:
+                self._flying += 1
+                self.sent += 1
+                return True
+            slot: asyncio.Future[bool] = loop.create_future()
+            self._starting.append(slot)
+            try:
+                if await slot:
+                    return True  # handed a slot by ``landed``
+            except asyncio.CancelledError:
+                if slot.cancelled():
+                    with contextlib.suppress(ValueError):
+                        self._starting.remove(slot)
+                elif slot.result():
+                    self.landed(None)  # handed a slot it will not use: pass it on
+                raise
         waiter: asyncio.Future[None] = loop.create_future()
         self._queue.append(waiter)
         self.open = False
@@ -214,6 +258,7 @@ class Lane:
                 self._timer = None
             self._reopen()
             raise
+        return False
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         """Arm the one timer for the next turn (or hand it out now)."""
@@ -245,9 +290,41 @@ class Lane:
         if self._queue:
             self._schedule(asyncio.get_running_loop())
 
+    def landed(self, status: int | None) -> None:
+        """An attempt that held a slow-start slot is over (``status``: its answer's, ``None``
+        when it got none). A success widens the window by one (it doubles each round trip);
+        the slot goes to the next waiter."""
+        self._flying -= 1
+        window = self.window
+        if window is None:
+            return
+        if status is not None and status < 400:
+            window += 1
+            if window >= self._ceiling:
+                self._end_slow_start()
+                return
+            self.window = window
+        starting = self._starting
+        while starting and self._flying < window:
+            slot = starting.popleft()
+            if not slot.done():
+                self._flying += 1
+                self.sent += 1
+                slot.set_result(True)
+
+    def _end_slow_start(self) -> None:
+        """Leave slow start: the waiters go on to the fast path or the paced queue."""
+        self.window = None
+        while self._starting:
+            slot = self._starting.popleft()
+            if not slot.done():
+                slot.set_result(False)
+        self._reopen()
+
     def _reopen(self) -> None:
         self.open = (
-            self.rate is None
+            self.window is None
+            and self.rate is None
             and not self._queue
             and self._timer is None
             and (
@@ -322,6 +399,8 @@ class Lane:
                 span = WINDOW if opened is None else max(WINDOW, now - opened)
                 w_max = self.sent / span
                 self.sent = 0
+                if self.window is not None:
+                    self._end_slow_start()
                 self._paced_at = now
                 admitted.clear()
             elif now - self._paced_at >= WINDOW:
@@ -341,6 +420,18 @@ class Lane:
         if changed:
             self.open = False
             self._reschedule()
+
+    def close(self, error: BaseException) -> None:
+        """The client is closing: every attempt waiting for its turn fails with ``error`` at
+        once (none is sent), and no timer is left on the loop."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for waiters in (self._queue, self._starting):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_exception(error)
 
     def ahead(self) -> float:
         """Seconds an attempt queued now would wait for its turn: the pause left, or its place
@@ -382,12 +473,17 @@ class Limiter:
     def __init__(self, max_concurrency: int, max_pause: float) -> None:
         self.max_concurrency = max_concurrency
         self.bound = Bound(max_concurrency)
-        self.studio = Lane(STUDIO, self.bound, max_pause)
-        self.api = Lane(API, self.bound, max_pause)
-        self.download = Lane(DOWNLOAD, self.bound, max_pause)
+        self.studio = Lane(STUDIO, self.bound, max_pause, max_concurrency, slow_start=True)
+        self.api = Lane(API, self.bound, max_pause, max_concurrency)
+        self.download = Lane(DOWNLOAD, self.bound, max_pause, max_concurrency)
         # A request's lane: by endpoint for downloads and uploads, else by retry class.
         self.by_endpoint = {"download": self.download, "upload": self.download}
         self.by_retry = {"paid": self.studio, "keyed": self.studio, "safe": self.api}
+
+    def close(self, error: BaseException) -> None:
+        """Fail every attempt waiting for its turn in any lane with ``error``."""
+        for lane in (self.studio, self.api, self.download):
+            lane.close(error)
 
     def lane(self, endpoint: str, retry: str) -> Lane:
         """The lane of a request: by endpoint for downloads and uploads, else by retry class."""

@@ -48,6 +48,9 @@ log = logging.getLogger("phota_async")
 DEFAULT_JOB_WAIT = 900.0
 # Where a call waits while the server throttles its lane (``Deadline.phase``).
 PACED = "held back by the server's rate limit (paced or paused)"
+CLOSED_WHILE_WAITING = (
+    "this PhotaClient was closed while the call waited for its turn (rate limit); not sent"
+)
 
 
 def _unlink(path: Path) -> None:
@@ -101,6 +104,9 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        # Calls held by a Retry-After pause or a pace would otherwise sleep on, then send
+        # through a closed transport: they fail now, unsent.
+        self.limiter.close(PhotaError(CLOSED_WHILE_WAITING))
         await self.transport.aclose()
 
     # -- the one path every request takes ------------------------------------------------
@@ -135,21 +141,31 @@ class Session:
         started = time.perf_counter() if debug else 0.0
         limiter = self.limiter  # the lane looked up inline: this is every request's path
         lane = limiter.by_endpoint.get(request.endpoint) or limiter.by_retry[request.retry]
+        starting = False  # holds a slot of the lane's slow-start window
         if not lane.try_take():
+            if self.closed:  # a retry after the client was closed
+                raise PhotaError(CLOSED_WHILE_WAITING)
             if not lane.open:
                 deadline.phase = PACED
-                await lane.turn()
+                starting = await lane.turn()
             if not self.bound.try_take():
                 deadline.phase = QUEUED
-                await self.bound.take()
+                try:
+                    await self.bound.take()
+                except BaseException:
+                    if starting:
+                        lane.landed(None)
+                    raise
         epoch = lane.epoch
         deadline.phase = SENDING
         request.sent = self.assume_sent
+        status: int | None = None
         try:
             if into is None:
                 response = await self.transport.send(request)
             else:
                 response = await self.transport.download(request, into)
+            status = response.status
         except PhotaError as exc:
             if debug:
                 log.debug(
@@ -158,6 +174,8 @@ class Session:
             raise
         finally:
             self.bound.give()
+            if starting:
+                lane.landed(status)
         if response.status in THROTTLED or lane.rate is not None:
             # The limiter learns from throttled answers, and from every answer while it paces.
             hint = proto.parse_retry_after(response.headers.get("retry-after"))

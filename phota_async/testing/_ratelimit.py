@@ -14,7 +14,8 @@ one):
 - ``status=503`` turns refusals into ``SERVICE_UNAVAILABLE`` answers: bursts of 503s whenever
   the bucket runs dry, as an overloaded service behind a load balancer answers.
 - The limit can be changed while the emulator runs; a bucket keeps its tokens (capped by the
-  new ``burst``), so halving the rate midway takes effect at once.
+  new ``burst``), so halving the rate midway takes effect at once. A limit put back after a
+  time without one starts from full buckets.
 """
 
 from __future__ import annotations
@@ -100,7 +101,11 @@ class Buckets:
     def limit(self, value: RateLimit | None) -> None:
         with self._lock:
             now = self._clock.now()
-            if value is not None:
+            if self._limit is None:
+                # No bucket was refilled (or taken from) while there was no limit: a limit put
+                # back starts full, as it would be had it never been lifted.
+                self._buckets = {}
+            elif value is not None:
                 # Each bucket keeps what it had earned under the old limit, capped by the new one.
                 self._buckets = {
                     key: (min(value.size, self._refill(tokens, at, now)), now)

@@ -111,6 +111,19 @@ async def test_the_limit_can_be_halved_while_running(
     assert [(await ids(http))[0] for _ in range(3)] == [200, 200, 429]
 
 
+async def test_a_limit_put_back_after_a_pause_without_one_starts_from_a_full_bucket(
+    emu: PhotaEmulator, http: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    """A bucket emptied before the limit was lifted is full again when a limit comes back a
+    minute later, as it would be had the limit stayed."""
+    emu.rate_limit = RateLimit(rate=1, burst=2)
+    assert [(await ids(http))[0] for _ in range(3)] == [200, 200, 429]
+    emu.rate_limit = None
+    clock.advance(60.0)
+    emu.rate_limit = RateLimit(rate=1, burst=2)
+    assert [(await ids(http))[0] for _ in range(3)] == [200, 200, 429]
+
+
 async def test_per_endpoint_buckets_keep_endpoints_apart(
     emu: PhotaEmulator, http: aiohttp.ClientSession
 ) -> None:

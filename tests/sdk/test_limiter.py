@@ -45,13 +45,17 @@ async def enhance_all(phota: PhotaClient, n: int, concurrency: int = 64) -> int:
 
 
 def test_a_storm_of_429s_from_one_burst_decreases_the_rate_once() -> None:
-    """Forty requests in flight together, all refused, lower the studio rate once, not forty
-    times."""
+    """Forty requests in flight together (past slow start), all refused, lower the studio
+    rate once, not forty times."""
     release = asyncio.Event()
     refused = 0
+    warm = 0
 
     async def handler(request: Request) -> Response:
-        nonlocal refused
+        nonlocal refused, warm
+        if warm < 100:  # successes that take the lane past slow start
+            warm += 1
+            return Response(200, {}, RESULT)
         if refused < 40:
             refused += 1
             await release.wait()
@@ -60,6 +64,7 @@ def test_a_storm_of_429s_from_one_burst_decreases_the_rate_once() -> None:
 
     async def main() -> tuple[ThrottleStats, int]:
         async with client(handler) as phota:
+            await enhance_all(phota, 100)
             calls = [
                 asyncio.ensure_future(phota.enhance(URL, response_mode="urls")) for _ in range(40)
             ]
@@ -165,22 +170,22 @@ def test_the_rate_recovers_to_the_ceiling_once_the_server_stops_throttling() -> 
 
 
 def test_a_steady_limit_is_used_at_least_at_95_percent_with_few_refusals() -> None:
-    """Against 20 requests/s, 1,000 calls at concurrency 64 run at >= 0.95 of the limit, and
-    after the first round trip fewer than 2% of the requests are refused."""
+    """Against 20 requests/s, 2,000 calls at concurrency 64 run at >= 0.95 of the limit, and
+    fewer than 2% of all their requests are refused (slow start spares the first wave)."""
     server = BucketServer(rate=20)
 
     async def main() -> tuple[int, float, float]:
         async with client(server) as phota:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            done = await enhance_all(phota, 1000)
+            done = await enhance_all(phota, 2000)
             return done, loop.time() - started, started
 
     done, took, started = run_virtual(main())
-    assert done == 1000
+    assert done == 2000
     assert done / took >= 0.95 * 20
-    later = server.sent(started + 1, started + took)
-    assert later.count(429) / len(later) < 0.02
+    sent = server.sent(started, started + took + 1)
+    assert sent.count(429) / len(sent) < 0.02
 
 
 def test_a_halving_limit_is_followed_within_five_seconds() -> None:
@@ -311,3 +316,96 @@ def test_a_pace_the_client_does_not_use_does_not_reopen_the_lane() -> None:
             return phota.throttle.rate
 
     assert run_virtual(main()) is not None
+
+
+def test_closing_the_client_ends_calls_waiting_on_a_pause_at_once_unsent() -> None:
+    """A call held by a 30 s ``Retry-After`` pause fails as soon as the client is closed, and
+    is never sent through the closed client."""
+    sends: list[str] = []
+
+    async def handler(request: Request) -> Response:
+        sends.append(request.method)
+        return Response(429, {"retry-after": "30"}, b"{}")
+
+    async def main() -> tuple[float, str]:
+        phota = client(handler)
+        with pytest.raises(RateLimitError):
+            await phota.enhance(URL, response_mode="urls", timeout=1)
+        call = asyncio.ensure_future(phota.enhance(URL, response_mode="urls"))
+        await asyncio.sleep(1)
+        loop = asyncio.get_running_loop()
+        closed_at = loop.time()
+        await phota.aclose()
+        with pytest.raises(phota_async.errors.PhotaError) as caught:
+            await call
+        return loop.time() - closed_at, str(caught.value)
+
+    took, message = run_virtual(main())
+    assert took < 1
+    assert "closed" in message
+    assert sends == ["POST"]
+
+
+def test_an_unthrottled_studio_lane_starts_small_and_doubles_each_round_trip() -> None:
+    """Unthrottled, the studio lane sends 8 calls in its first round trip, about twice as
+    many in each next one, and 64 at once from the fourth on."""
+    flying = 0
+    most: dict[int, int] = {}
+    start: list[float] = []
+
+    async def handler(request: Request) -> Response:
+        nonlocal flying
+        now = asyncio.get_running_loop().time()
+        start[:] = start or [now]
+        trip = int(now - start[0])  # a round trip is one second here
+        flying += 1
+        most[trip] = max(most.get(trip, 0), flying)
+        await asyncio.sleep(1)
+        flying -= 1
+        return Response(200, {}, RESULT)
+
+    async def main() -> int:
+        async with client(handler) as phota:
+            return await enhance_all(phota, 640)
+
+    assert run_virtual(main()) == 640
+    assert [most[t] for t in range(4)] == [8, 16, 32, 64]
+    assert max(most.values()) == 64
+
+
+def test_calls_cancelled_while_waiting_for_a_slow_start_slot_leave_it_serving() -> None:
+    """Calls cancelled (or cut off by their deadline) while waiting for a slow-start slot are
+    never sent, and the calls after them are served."""
+    release = asyncio.Event()
+    sends = 0
+
+    async def handler(request: Request) -> Response:
+        nonlocal sends
+        sends += 1
+        await release.wait()
+        return Response(200, {}, RESULT)
+
+    async def main() -> tuple[int, int, int]:
+        async with client(handler) as phota:
+            first = [
+                asyncio.ensure_future(phota.enhance(URL, response_mode="urls")) for _ in range(8)
+            ]
+            waiting = [
+                asyncio.ensure_future(phota.enhance(URL, response_mode="urls")) for _ in range(8)
+            ]
+            timed = asyncio.ensure_future(phota.enhance(URL, response_mode="urls", timeout=0.5))
+            await asyncio.sleep(1)
+            held = sends
+            for call in waiting:
+                call.cancel()
+            with pytest.raises(ReadTimeoutError):
+                await timed
+            release.set()
+            await asyncio.gather(*first)
+            done = await enhance_all(phota, 100)
+            return held, sends, done
+
+    held, sent, done = run_virtual(main())
+    assert held == 8
+    assert sent == 8 + 100
+    assert done == 100

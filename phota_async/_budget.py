@@ -386,12 +386,11 @@ def _fate(error: BaseException, retry: str, sent: bool) -> str:
         if 400 <= error.status < 500 and error.status not in _MAYBE_CHARGED_4XX:
             return "released"
         return "kept"
-    if isinstance(error, Exception):
-        return "kept"  # a lost or unreadable answer: it may have been charged
-    if isinstance(error, asyncio.CancelledError):
-        # Cancelled (Ctrl-C, a task group, a timeout around the call): the session says
-        # whether any attempt may have been processed, keyed or not; if none, nothing was
-        # charged, and a price kept would shrink the budget for the rest of its life.
+    if isinstance(error, (Exception, asyncio.CancelledError)):
+        # A lost or unreadable answer, another failure, or a cancellation (Ctrl-C, a task
+        # group, a timeout around the call, the client closed while the call waited its turn):
+        # the session says whether any attempt may have been processed, keyed or not; if none,
+        # nothing was charged, and a price kept would shrink the budget for the rest of its life.
         return "kept" if sent else "released"
     # Anything else (KeyboardInterrupt in the loop...): a paid call not yet sent cost
     # nothing; a keyed one may have been sent by an earlier attempt.

@@ -247,10 +247,11 @@ class Session:
             assert deadline is not None
             error = self._cut_off(request, seconds, deadline, trail)
             raise error from error.__cause__
-        except asyncio.CancelledError:
-            # Left saying whether the cancelled call may have been processed (the spend guard
-            # keeps or releases its price by it): the attempt cut short had been sent, or an
-            # earlier one may have been processed. One waiting to retry a 503 or queued was not.
+        except (PhotaError, asyncio.CancelledError):
+            # Left saying whether the failed or cancelled call may have been processed (the
+            # spend guard keeps or releases its price by it): the last attempt had been sent,
+            # or an earlier one may have been processed. One that failed or was cancelled while
+            # paced, queued or waiting to retry a 503 (or ended by the client's closing) was not.
             request.sent = (
                 deadline is not None and deadline.phase == SENDING and request.sent
             ) or (trail is not None and trail.maybe_processed)

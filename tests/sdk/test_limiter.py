@@ -409,3 +409,30 @@ def test_calls_cancelled_while_waiting_for_a_slow_start_slot_leave_it_serving() 
     assert held == 8
     assert sent == 8 + 100
     assert done == 100
+
+
+def test_closing_the_client_releases_the_budget_of_a_call_waiting_on_a_pause() -> None:
+    """A paid call that the client's closing fails while it waits on a ``Retry-After`` pause
+    was never sent, so a shared budget gets its reservation back."""
+
+    async def handler(request: Request) -> Response:
+        return Response(429, {"retry-after": "30"}, b"{}")
+
+    async def main() -> float:
+        shared = phota_async.Budget(5.0)
+        phota = PhotaClient(
+            api_key="k",
+            base_url="https://api.test",
+            transport=MockTransport(handler),
+            budget=shared,
+        )
+        with pytest.raises(RateLimitError):
+            await phota.enhance(URL, response_mode="urls", timeout=1)
+        call = asyncio.ensure_future(phota.enhance(URL, response_mode="urls"))
+        await asyncio.sleep(1)
+        await phota.aclose()
+        with pytest.raises(phota_async.errors.PhotaError):
+            await call
+        return shared.spend.pending
+
+    assert run_virtual(main()) == 0

@@ -48,7 +48,7 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._budget import DEFAULT_PRICES, RUN_BUDGET, Budget, Estimate, Spend
+from ._budget import RUN_BUDGET, Budget, Estimate, Prices, Spend
 from ._files import off_loop
 from ._inputs import open_regular
 from ._limiter import ThrottleStats
@@ -68,13 +68,10 @@ from .models import ImageResult, Job
 
 I = TypeVar("I")  # noqa: E741 - the conventional name for an input type
 
-# Prices per output image (Phota's documentation, the spend guard's one table); edit and
+# Phota's published prices, read through the spend guard's one price table: edit and
 # generate depend on the base model, which the documentation does not list, so their cost is
 # reported as unknown.
-PER_IMAGE_PRICES = {
-    kind: (DEFAULT_PRICES[kind], DEFAULT_PRICES[f"{kind}+identity"])
-    for kind in ("enhance", "remix")
-}
+_PUBLISHED = Prices()
 
 # 4xx answers that do not mean "refused before charging".
 _NOT_REFUSALS = frozenset({408, 409, 429})
@@ -90,11 +87,8 @@ _SYNC_WITH = (
 
 def estimate_cost(kind: str, result: ImageResult) -> float | None:
     """The documented price of one call's outputs, or ``None`` where it is not documented."""
-    prices = PER_IMAGE_PRICES.get(kind)
-    if prices is None:
-        return None
-    plain, with_subject = prices
-    return round(len(result) * (with_subject if result.known_subjects else plain), 4)
+    each = _PUBLISHED.per_image(kind, {}, bool(result.known_subjects))
+    return None if each is None else round(len(result) * each, 4)
 
 
 @attrs.frozen

@@ -95,26 +95,27 @@ def cli_message(exc: BaseException, command: str | None = None) -> str:
     return text
 
 
+def _amount(text: str, unit: str, *, above_zero: bool, number: str | None = None) -> float:
+    """``text`` as a finite number of ``unit`` (above 0, or 0 or more); ``number`` is the part
+    of ``text`` that spells it, when the flag allows a prefix such as ``$``."""
+    try:
+        value = float(text if number is None else number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of {unit}: {text!r}") from None
+    if not ((value > 0 if above_zero else value >= 0) and math.isfinite(value)):
+        need = " above 0" if above_zero else ", 0 or more"
+        raise argparse.ArgumentTypeError(f"need a number of {unit}{need}: {text!r}")
+    return value
+
+
 def _positive_seconds(text: str) -> float:
     """A finite number of seconds above zero (``--poll-interval 0.5``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"need a number of seconds above 0: {text!r}")
-    return value
+    return _amount(text, "seconds", above_zero=True)
 
 
 def _seconds(text: str) -> float:
     """A finite number of seconds, zero or more (``--training-seconds 0``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"need a number of seconds, 0 or more: {text!r}")
-    return value
+    return _amount(text, "seconds", above_zero=False)
 
 
 def _latency(text: str) -> tuple[float, float]:
@@ -157,13 +158,7 @@ def _port(text: str) -> int:
 
 def _dollars(text: str) -> float:
     """``--budget 12.50``: a finite number of dollars, zero or more."""
-    try:
-        value = float(text.removeprefix("$"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of dollars: {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"need a number of dollars, 0 or more: {text!r}")
-    return value
+    return _amount(text, "dollars", above_zero=False, number=text.removeprefix("$"))
 
 
 def _price(text: str) -> tuple[str, float]:

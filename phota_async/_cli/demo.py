@@ -66,25 +66,25 @@ def _contact_sheet(rows: list[tuple[str, list[Path], list[Path]]], path: Path) -
         "RGB", (label_w + widest * (cell + pad) + pad, len(rows) * (cell + pad) + pad), "white"
     )
     draw = ImageDraw.Draw(sheet)
+
+    def paste(paths: list[Path], x: int, y: int) -> int:
+        """Paste thumbnails of ``paths`` from ``x`` on; return where the next one goes."""
+        for image_path in paths:
+            with Image.open(image_path) as img:
+                thumb = img.convert("RGB")
+                thumb.thumbnail((cell, cell))
+                sheet.paste(thumb, (x, y))
+            x += cell + pad
+        return x
+
     for r, (label, inputs, outputs) in enumerate(rows):
         y = pad + r * (cell + pad)
         draw.text((pad, y + cell // 2 - 6), label, fill="black")
-        x = label_w
-        for image_path in inputs:
-            with Image.open(image_path) as img:
-                thumb = img.convert("RGB")
-                thumb.thumbnail((cell, cell))
-                sheet.paste(thumb, (x, y))
-            x += cell + pad
+        x = paste(inputs, label_w, y)
         if inputs and outputs:
             draw.text((x, y + cell // 2 - 6), "->", fill="black")
             x += 30
-        for image_path in outputs:
-            with Image.open(image_path) as img:
-                thumb = img.convert("RGB")
-                thumb.thumbnail((cell, cell))
-                sheet.paste(thumb, (x, y))
-            x += cell + pad
+        paste(outputs, x, y)
     sheet.save(path)
     return path
 

@@ -3,6 +3,7 @@ and a missing bucket refused before any paid call."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import subprocess
 import sys
@@ -108,3 +109,27 @@ def test_importing_the_module_does_not_import_aiobotocore() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_storage_module_names_the_same_uploader() -> None:
+    """phota_async.storage.S3Uploader is phota_async.s3.S3Uploader."""
+    from phota_async import s3, storage
+
+    assert storage.S3Uploader is s3.S3Uploader
+    assert storage.StorageError is s3.StorageError
+
+
+async def test_a_cancelled_upload_closes_the_client(
+    s3_env: str, bucket: str, tmp_path: Path
+) -> None:
+    """Cancelling an upload in flight (Ctrl-C) leaves no client open behind it."""
+    path = tmp_path / "big.jpg"
+    path.write_bytes(jpeg_bytes(1) + bytes(8 << 20))
+    uploader = S3Uploader(bucket, endpoint_url=s3_env)
+    task = asyncio.create_task(uploader(path, path.name, "image/jpeg"))
+    while uploader._client is None and not task.done():
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert uploader._client is None

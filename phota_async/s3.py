@@ -44,6 +44,7 @@ import anyio
 
 from ._files import off_loop
 from .errors import InvalidRequestError, PhotaError
+from .models import Profile
 
 __all__ = ["DEFAULT_URL_TTL", "MAX_URL_TTL", "S3Uploader", "StorageError"]
 
@@ -95,8 +96,8 @@ class S3Uploader:
         region: the bucket's region; from the AWS configuration when ``None``.
         url_ttl: lifetime of each presigned GET URL in seconds (default 24 h, at most 7 days).
         concurrency: the most uploads in flight at once.
-        cleanup: remember the uploaded keys so that ``delete_uploaded()`` removes them once
-            the profile is READY or ERROR.
+        cleanup: let ``finish(profile)`` delete the uploaded photos once the profile is READY
+            or ERROR (Phota reads them until then).
 
     Raises:
         InvalidRequestError: an argument is invalid.
@@ -216,6 +217,29 @@ class S3Uploader:
                 return url
         finally:
             await self._release()
+
+    async def finish(self, profile: Profile) -> int:
+        """With ``cleanup=True``, delete the uploaded photos now that ``profile`` has ended.
+
+        Args:
+            profile: the profile trained from these photos, as last seen (``wait_ready``'s
+                answer, or ``ProfileTrainingError.profile``).
+
+        Returns:
+            How many photos were deleted (0 with ``cleanup=False``).
+
+        Raises:
+            InvalidRequestError: the profile is still training (its photos are still needed);
+                nothing was deleted.
+            StorageError: the store refused or failed.
+        """
+        if not profile.is_terminal:
+            raise InvalidRequestError(
+                "profile",
+                f"profile {profile.id} is {profile.status}: its photos are deleted only once it "
+                "is READY or ERROR",
+            )
+        return await self.delete_uploaded() if self.cleanup else 0
 
     async def delete_uploaded(self) -> int:
         """Delete every object this uploader stored or found; call it once the profile is

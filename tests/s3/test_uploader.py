@@ -14,6 +14,7 @@ import pytest
 from aiobotocore.session import get_session
 
 from phota_async import PhotaClient
+from phota_async.errors import InvalidRequestError
 from phota_async.s3 import S3Uploader, StorageError
 from phota_async.testing import PhotaEmulator
 from tests.helpers import jpeg_bytes
@@ -89,13 +90,31 @@ async def test_a_missing_bucket_is_refused_before_training_is_requested(
     assert [r for r in emu.requests if r["method"] == "POST"] == []
 
 
-async def test_delete_uploaded_removes_the_photos(s3_env: str, bucket: str, tmp_path: Path) -> None:
-    """delete_uploaded() removes every object the uploader stored, and says how many."""
+async def test_cleanup_deletes_the_photos_once_the_profile_is_ready(
+    phota: PhotaClient, emu: PhotaEmulator, s3_env: str, bucket: str, tmp_path: Path
+) -> None:
+    """With cleanup=True, finish() refuses a profile still training, then deletes every photo
+    once it is READY."""
     async with S3Uploader(bucket, endpoint_url=s3_env, cleanup=True) as s3:
-        for path in _photos(tmp_path, 3):
-            await s3(path, path.name, "image/jpeg")
-        assert await s3.delete_uploaded() == 3
+        created = await phota.profiles.create(_photos(tmp_path, 5), tier="fast", uploader=s3)
+        with pytest.raises(InvalidRequestError, match="VALIDATING"):
+            await s3.finish(created)
+        assert len(await _keys(s3_env, bucket)) == 5
+        ready = await phota.profiles.wait_ready(created.id, timeout=30)
+        assert await s3.finish(ready) == 5
     assert await _keys(s3_env, bucket) == []
+
+
+async def test_without_cleanup_finish_keeps_the_photos(
+    phota: PhotaClient, emu: PhotaEmulator, s3_env: str, bucket: str, tmp_path: Path
+) -> None:
+    """With cleanup=False (the default), finish() deletes nothing."""
+    async with S3Uploader(bucket, endpoint_url=s3_env) as s3:
+        profile = await phota.profiles.create(
+            _photos(tmp_path, 5), tier="fast", uploader=s3, wait=True, timeout=30
+        )
+        assert await s3.finish(profile) == 0
+    assert len(await _keys(s3_env, bucket)) == 5
 
 
 def test_importing_the_module_does_not_import_aiobotocore() -> None:

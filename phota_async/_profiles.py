@@ -382,7 +382,12 @@ async def _upload_all(
         if on_upload is not None:
             on_upload(done, len(pending))
 
-    async with anyio.create_task_group() as group:
-        for index, blob in pending:
-            group.start_soon(upload, index, blob)
+    try:
+        async with anyio.create_task_group() as group:
+            for index, blob in pending:
+                group.start_soon(upload, index, blob)
+    except BaseExceptionGroup as failed:
+        # The first failed upload cancels the others: its own error, not a group, is what the
+        # caller catches (an uploader's StorageError, an OSError, a PhotaError).
+        raise failed.exceptions[0] from failed.exceptions[0].__cause__
     return urls

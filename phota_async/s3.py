@@ -1,0 +1,417 @@
+"""Training photos through S3 or any S3-compatible store (the ``[s3]`` extra).
+
+Phota trains profiles from photo URLs only. ``S3Uploader`` puts local photos into a bucket and
+hands Phota presigned GET URLs, so nothing has to be public::
+
+    from phota_async.s3 import S3Uploader
+
+    async with S3Uploader("my-bucket", "phota/") as s3:
+        profile = await phota.profiles.create(paths, uploader=s3, wait=True)
+
+How it behaves, and why:
+
+- Object keys are content addressed: ``<prefix><sha256 of the bytes>.<extension>``. A retried
+  upload (or the same photo in two profiles) lands on the same key and is not stored twice;
+  a photo already in the bucket is not sent again. The digest also travels as the object's
+  ``ChecksumSHA256``, so a file that changed between hashing and upload is refused by the
+  store instead of being stored under another photo's name.
+- The bucket is checked once, before the first upload: a missing or forbidden bucket is a
+  ``StorageError`` raised by the upload step of ``profiles.create``, that is before the
+  training is requested (and paid).
+- The presigned URLs live ``url_ttl`` seconds (default 24 h): validation, queueing and about
+  20 minutes of training must fit in it, with room for a busy queue. SigV4 allows at most
+  7 days; temporary credentials (STS, SSO) end a URL's life when they expire.
+- Credentials and region come from the usual AWS chain (environment, config files, instance
+  roles); ``endpoint_url`` points at MinIO, Cloudflare R2, GCS interoperability and the like
+  (path-style addressing then).
+- aiobotocore is imported on first use only: importing ``phota_async`` or this module does
+  not need it. Its own retries (standard mode) cover a store's transient errors; every upload
+  is idempotent (same key, same bytes), so retrying is always safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+import anyio
+
+from ._files import off_loop
+from .errors import InvalidRequestError, PhotaError
+from .models import Profile
+
+__all__ = ["DEFAULT_URL_TTL", "MAX_URL_TTL", "S3Uploader", "StorageError"]
+
+DEFAULT_URL_TTL = 24 * 3600
+MAX_URL_TTL = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
+_CHUNK = 1 << 20
+# Bytes hashed on the loop itself; more goes to the I/O pool.
+_INLINE_HASH = 256 * 1024
+_EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/heic": "heic",
+    "image/heif": "heif",
+}
+_SAFE_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
+_MISSING = frozenset({"404", "NoSuchBucket", "NotFound"})
+_FORBIDDEN = frozenset({"403", "AccessDenied", "Forbidden"})
+
+
+class StorageError(PhotaError):
+    """The object store refused or failed an operation of an ``S3Uploader``.
+
+    Attributes:
+        code: the store's error code (such as ``"NoSuchBucket"``), or ``None`` when no answer
+            came back.
+        bucket: the bucket concerned.
+    """
+
+    def __init__(self, message: str, *, code: str | None, bucket: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.bucket = bucket
+
+
+class S3Uploader:
+    """Upload training photos to S3 (or an S3-compatible store) and hand out presigned URLs.
+
+    Implements the ``Uploader`` protocol of ``profiles.create(..., uploader=...)``. Use it as
+    an ``async with`` block to keep one connection pool over many uploads; used without one,
+    it opens its client on the first upload and closes it when no upload is in flight.
+
+    Args:
+        bucket: the bucket's name; it must exist.
+        prefix: put before every key, such as ``"phota/training/"`` (a ``/`` is added when
+            missing).
+        endpoint_url: an S3-compatible endpoint (MinIO, R2, GCS interoperability); AWS when
+            ``None``.
+        region: the bucket's region; from the AWS configuration when ``None``.
+        url_ttl: lifetime of each presigned GET URL in seconds (default 24 h, at most 7 days).
+        concurrency: the most uploads in flight at once.
+        cleanup: let ``finish(profile)`` delete the uploaded photos once the profile is READY
+            or ERROR (Phota reads them until then).
+
+    Raises:
+        InvalidRequestError: an argument is invalid.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        url_ttl: float = DEFAULT_URL_TTL,
+        concurrency: int = 4,
+        cleanup: bool = False,
+    ) -> None:
+        if not isinstance(bucket, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,255}", bucket):
+            raise InvalidRequestError("bucket", "must be an S3 bucket name")
+        if not isinstance(prefix, str) or len(prefix) > 512:
+            raise InvalidRequestError("prefix", "must be a string of at most 512 characters")
+        if isinstance(url_ttl, bool) or not isinstance(url_ttl, (int, float)):
+            raise InvalidRequestError("url_ttl", "must be a number of seconds")
+        if not 1 <= url_ttl <= MAX_URL_TTL:
+            raise InvalidRequestError(
+                "url_ttl", f"must be between 1 and {MAX_URL_TTL} seconds (7 days)"
+            )
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidRequestError("concurrency", "must be an integer >= 1")
+        prefix = prefix.lstrip("/")
+        self.bucket = bucket
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.url_ttl = int(url_ttl)
+        self.concurrency = concurrency
+        self.cleanup = cleanup
+        self._uploaded: dict[str, None] = {}  # ordered set of keys
+        self._limit = asyncio.Semaphore(concurrency)
+        self._lock: asyncio.Lock | None = None
+        self._client: Any = None
+        self._stack: AsyncExitStack | None = None
+        self._users = 0
+        self._entered = 0
+        self._checked = False
+
+    def __repr__(self) -> str:
+        where = f", endpoint_url={self.endpoint_url!r}" if self.endpoint_url else ""
+        return f"S3Uploader({self.bucket!r}, {self.prefix!r}{where})"
+
+    @property
+    def uploaded_keys(self) -> tuple[str, ...]:
+        """The keys this uploader stored or found in the bucket, in order, each once."""
+        return tuple(self._uploaded)
+
+    async def __aenter__(self) -> S3Uploader:
+        await self._acquire()
+        self._entered += 1
+        self._users -= 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._entered -= 1
+        if self._entered == 0 and self._users == 0:
+            await self._close()
+
+    async def aclose(self) -> None:
+        """Close the client now (uploads in flight fail). Idempotent."""
+        self._entered = 0
+        await self._close()
+
+    async def check(self) -> None:
+        """Check that the bucket exists and can be reached, before anything is paid.
+
+        ``profiles.create`` does this by itself on the first upload; call it to fail even
+        earlier, before the photos are read.
+
+        Raises:
+            StorageError: the bucket does not exist, access is denied, or the store cannot be
+                reached.
+        """
+        await self._acquire()
+        await self._release()
+
+    async def __call__(self, data: bytes | Path, filename: str, content_type: str) -> str:
+        """Store one photo under its content's key; return a presigned GET URL for it.
+
+        Args:
+            data: the photo's bytes, or a file streamed from disk.
+            filename: its name (the extension is kept on the key).
+            content_type: its media type.
+
+        Returns:
+            A presigned URL valid for ``url_ttl`` seconds.
+
+        Raises:
+            StorageError: the store refused or failed (after its own retries).
+            OSError: the file cannot be read.
+        """
+        digest = await _sha256(data)
+        key = f"{self.prefix}{digest.hex()}.{_extension(filename, content_type)}"
+        client = await self._acquire()
+        try:
+            async with self._limit:
+                if not await self._exists(client, key):
+                    await self._put(client, key, data, content_type, digest)
+                self._uploaded[key] = None
+                url: str = await client.generate_presigned_url(
+                    "get_object",
+                    Params={"Bucket": self.bucket, "Key": key},
+                    ExpiresIn=self.url_ttl,
+                )
+                return url
+        finally:
+            await self._release()
+
+    async def finish(self, profile: Profile) -> int:
+        """With ``cleanup=True``, delete the uploaded photos now that ``profile`` has ended.
+
+        Args:
+            profile: the profile trained from these photos, as last seen (``wait_ready``'s
+                answer, or ``ProfileTrainingError.profile``).
+
+        Returns:
+            How many photos were deleted (0 with ``cleanup=False``).
+
+        Raises:
+            InvalidRequestError: the profile is still training (its photos are still needed);
+                nothing was deleted.
+            StorageError: the store refused or failed.
+        """
+        if not profile.is_terminal:
+            raise InvalidRequestError(
+                "profile",
+                f"profile {profile.id} is {profile.status}: its photos are deleted only once it "
+                "is READY or ERROR",
+            )
+        return await self.delete_uploaded() if self.cleanup else 0
+
+    async def delete_uploaded(self) -> int:
+        """Delete every object this uploader stored or found; call it once the profile is
+        READY or ERROR (Phota reads the photos until then).
+
+        Returns:
+            How many keys were deleted.
+
+        Raises:
+            StorageError: the store refused or failed.
+        """
+        keys = list(self._uploaded)
+        if not keys:
+            return 0
+        client = await self._acquire()
+        try:
+            for start in range(0, len(keys), 1000):  # the most one DeleteObjects takes
+                batch = keys[start : start + 1000]
+                await self._call(
+                    client.delete_objects,
+                    "delete the uploaded photos",
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+                for key in batch:
+                    self._uploaded.pop(key, None)
+        finally:
+            await self._release()
+        return len(keys)
+
+    # -- the client's life ------------------------------------------------------------------
+
+    async def _acquire(self) -> Any:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._client is None:
+                stack = AsyncExitStack()
+                try:
+                    self._client = await stack.enter_async_context(self._create_client())
+                    self._stack = stack
+                except BaseException:
+                    await stack.aclose()
+                    raise
+            self._users += 1
+            try:
+                if not self._checked:
+                    await self._check_bucket(self._client)
+                    self._checked = True
+            except BaseException:
+                await self._release()
+                raise
+            return self._client
+
+    async def _release(self) -> None:
+        self._users -= 1
+        if self._users == 0 and self._entered == 0:
+            await self._close()
+
+    async def _close(self) -> None:
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            with anyio.CancelScope(shield=True):  # a cancelled upload still closes the pool
+                await stack.aclose()
+
+    def _create_client(self) -> Any:
+        try:
+            from aiobotocore.config import AioConfig
+            from aiobotocore.session import get_session
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise ImportError(
+                "S3Uploader needs aiobotocore: pip install 'phota-async[s3]'"
+            ) from exc
+        config = AioConfig(
+            retries={"mode": "standard", "max_attempts": 5},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=self.concurrency,
+            signature_version="s3v4",
+            # Path-style URLs work with every S3-compatible store (MinIO needs them).
+            s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+        )
+        return get_session().create_client(
+            "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
+        )
+
+    # -- store operations -------------------------------------------------------------------
+
+    async def _check_bucket(self, client: Any) -> None:
+        await self._call(client.head_bucket, "reach the bucket", Bucket=self.bucket)
+
+    async def _exists(self, client: Any, key: str) -> bool:
+        try:
+            await self._call(client.head_object, "look the photo up", Bucket=self.bucket, Key=key)
+        except StorageError as exc:
+            if exc.code in _MISSING:
+                return False
+            raise
+        return True
+
+    async def _put(
+        self, client: Any, key: str, data: bytes | Path, content_type: str, digest: bytes
+    ) -> None:
+        body: bytes | BinaryIO
+        body = data if isinstance(data, bytes) else await off_loop(data.open, "rb")
+        try:
+            await self._call(
+                client.put_object,
+                "upload the photo",
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ChecksumSHA256=base64.b64encode(digest).decode(),
+            )
+        finally:
+            if not isinstance(body, bytes):
+                body.close()
+
+    async def _call(self, operation: Any, what: str, **params: Any) -> Any:
+        """One store operation, its failures translated into ``StorageError``."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return await operation(**params)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = str(error.get("Code") or status)
+            raise StorageError(
+                self._explain(what, code, exc), code=code, bucket=self.bucket
+            ) from exc
+        except BotoCoreError as exc:
+            raise StorageError(
+                f"cannot {what} in bucket {self.bucket!r}: {exc}", code=None, bucket=self.bucket
+            ) from exc
+
+    def _explain(self, what: str, code: str, exc: Exception) -> str:
+        where = f" at {self.endpoint_url}" if self.endpoint_url else ""
+        if code in {"404", "NoSuchBucket"} and what == "reach the bucket":
+            return (
+                f"the bucket {self.bucket!r} does not exist{where}; create it or fix the name "
+                "(no training was requested)"
+            )
+        if code in _FORBIDDEN:
+            return (
+                f"access to the bucket {self.bucket!r}{where} was denied while trying to {what}; "
+                "check the AWS credentials and the bucket's policy"
+            )
+        return f"cannot {what} in bucket {self.bucket!r}{where}: {exc}"
+
+
+def _extension(filename: str, content_type: str) -> str:
+    suffix = Path(filename).suffix.lstrip(".").lower()
+    if suffix == "jpeg":
+        suffix = "jpg"
+    if _SAFE_EXTENSION.fullmatch(suffix):
+        return suffix
+    return _EXTENSIONS.get(content_type.lower(), "bin")
+
+
+async def _sha256(data: bytes | Path) -> bytes:
+    if isinstance(data, bytes):
+        if len(data) <= _INLINE_HASH:
+            return hashlib.sha256(data).digest()
+        return await off_loop(lambda: hashlib.sha256(data).digest())
+    return await off_loop(_hash_file, data)
+
+
+def _hash_file(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.digest()

@@ -198,16 +198,34 @@ class Jobs:
         return await self._session.refresh_job(job, timeout)
 
     async def wait(
-        self, job: Job | str, *, timeout: float | None = DEFAULT_JOB_WAIT
+        self,
+        job: Job | str,
+        *,
+        timeout: float | None = DEFAULT_JOB_WAIT,
+        on_update: Callable[[Job], None] | None = None,
     ) -> ImageResult:
         """Wait for a job (or job id) to finish and return its result.
 
+        Every waiter on one job shares one poll loop.
+
+        Args:
+            job: the ``Job`` or its id.
+            timeout: the deadline in seconds (``None`` means the default 900 s, never
+                "forever"; pass ``math.inf`` to wait without limit).
+            on_update: called with each new snapshot, once per observed status change
+                (``QUEUED``, ``RUNNING``, then the final one), for progress displays; as
+                ``profiles.wait_ready``'s. An exception it raises ends the wait and propagates.
+
+        Returns:
+            The finished job's ``ImageResult``.
+
         Raises:
+            InvalidRequestError: ``job`` is not a valid id.
             JobFailedError: the job ended FAILED (``.job`` holds it).
             WaitTimeoutError: the deadline passed (``.last`` is the last snapshot).
         """
         target = job if isinstance(job, Job) else Job(id=proto.check_id(job, "job_id"))
-        return await self._session.wait_job(target, timeout)
+        return await self._session.wait_job(target, timeout, on_update)
 
     def resume(self, data: dict[str, Any]) -> Job:
         """A ``Job`` from ``Job.to_json()`` output, bound to this client, ready to ``wait()``."""

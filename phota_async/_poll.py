@@ -251,7 +251,8 @@ class Poller:
     ) -> S:
         """Wait until ``done(snapshot)``; return that snapshot.
 
-        ``on_update`` is called with each new snapshot this waiter sees (for progress).
+        ``on_update`` is called with each snapshot this waiter sees that differs from the one
+        before (for progress: once per observed status change, not once per poll).
         ``keep_on`` decides which poll errors let polling go on, when a new watch starts
         (by default ``transient``).
 
@@ -274,10 +275,12 @@ class Poller:
             with anyio.move_on_after(timeout):
                 seen: S | None = None
                 while True:
+                    # Each poll makes a new snapshot; only a changed one is news (a status
+                    # change, in practice), so a callback is not called again per poll.
                     if (
                         on_update is not None
                         and watch.snapshot is not None
-                        and watch.snapshot is not seen
+                        and watch.snapshot != seen
                     ):
                         seen = watch.snapshot
                         on_update(seen)

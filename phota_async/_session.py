@@ -455,8 +455,11 @@ class Session:
         self.guard.job_seen(fresh)  # settles (or refunds) a finished job's reservation
         return fresh
 
-    async def wait_job(self, job: Job, timeout: float | None) -> ImageResult:
-        """Wait for ``job`` to finish; every waiter on one job shares one poll loop."""
+    async def wait_job(
+        self, job: Job, timeout: float | None, on_update: Callable[[Job], None] | None = None
+    ) -> ImageResult:
+        """Wait for ``job`` to finish; every waiter on one job shares one poll loop.
+        ``on_update`` sees each changed snapshot, as for profile waits."""
         final = await self.poller.wait(
             ("job", job.id),
             lambda: self.refresh_job(job),
@@ -464,6 +467,7 @@ class Session:
             lambda _: self.poll_policy.job,
             wait_deadline(timeout, DEFAULT_JOB_WAIT),
             f"job {job.id}",
+            on_update,
         )
         if final.status == JobStatus.FAILED:
             raise JobFailedError(final)

@@ -139,7 +139,9 @@ class JobBackend(Protocol):
 
     async def refresh_job(self, job: Job) -> Job: ...
 
-    async def wait_job(self, job: Job, timeout: float | None) -> ImageResult: ...
+    async def wait_job(
+        self, job: Job, timeout: float | None, on_update: Callable[[Job], None] | None = None
+    ) -> ImageResult: ...
 
 
 class JobResumer(Protocol):
@@ -192,18 +194,29 @@ class Job:
         """A new snapshot of this job from the API (this one does not change)."""
         return await self._bound().refresh_job(self)
 
-    async def wait(self, timeout: float | None = 900.0) -> ImageResult:
+    async def wait(
+        self,
+        timeout: float | None = 900.0,
+        *,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> ImageResult:
         """Wait until the job finishes; return its result.
 
         Args:
             timeout: deadline in seconds (``None`` means the default 900 s, never "forever";
                 pass ``math.inf`` to wait without limit).
+            on_update: called with each new snapshot (``QUEUED``, ``RUNNING``, then the final
+                one), once per observed status change, for progress displays; as
+                ``profiles.wait_ready``'s. An exception it raises ends the wait and propagates.
+
+        Returns:
+            The finished job's ``ImageResult``.
 
         Raises:
             JobFailedError: the job ended ``FAILED``.
             WaitTimeoutError: the deadline passed (``.last`` holds the last snapshot).
         """
-        return await self._bound().wait_job(self, timeout)
+        return await self._bound().wait_job(self, timeout, on_update)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled without its binding to a live client (for multiprocessing and distributed

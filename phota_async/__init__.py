@@ -9,7 +9,7 @@ async with PhotaClient() as phota:            # PHOTA_API_KEY from the environme
 ```
 """
 
-from ._batch import BatchItem, BatchRun, BatchSummary
+from ._batch import BatchItem, BatchProgress, BatchRun, BatchSummary
 from ._budget import Budget, EndpointSpend, Estimate, Prices, Spend
 from ._client import PhotaClient
 from ._jobs import Jobs
@@ -57,6 +57,7 @@ __all__ = [
     "AiohttpTransport",
     "AspectRatio",
     "BatchItem",
+    "BatchProgress",
     "BatchRun",
     "BatchSummary",
     "Budget",

@@ -197,12 +197,115 @@ class BatchSummary:
         self.pending += 1
         self.pending_reasons[reason] += 1
 
+    def snapshot(self, throttle: ThrottleStats | None = None) -> BatchProgress:
+        """The run's progress now, frozen: these counts, the client's limiter and the ledger.
+
+        Args:
+            throttle: the client's ``ThrottleStats`` now, when the run has a client.
+
+        Returns:
+            A ``BatchProgress``.
+        """
+        return BatchProgress(
+            total=self.total,
+            done=self.done,
+            failed=self.failed,
+            pending=self.pending,
+            skipped=self.skipped,
+            not_started=self.not_started,
+            images=self.images,
+            cost=self.cost,
+            cost_unknown=self.cost_unknown,
+            pending_reasons=dict(self.pending_reasons),
+            throttled=self.throttled,
+            pace=self.pace,
+            throttle=throttle,
+            spend=self.spend,
+            elapsed=time.monotonic() - self.started,
+        )
+
+    def line(self) -> str:
+        """One human line: counts by outcome (pending ones with their reasons), images, cost."""
+        return self.snapshot().line()
+
+    def throttle_line(self) -> str:
+        """The server's throttling of this run, such as ``throttled 12 (429/503), pacing
+        19.6/s``; empty when it never throttled."""
+        return self.snapshot().throttle_line()
+
+
+@attrs.frozen
+class BatchProgress:
+    """A run's progress at one moment: what ``on_progress(progress, item)`` is given.
+
+    A frozen snapshot (keeping it keeps what it said), with the counts of ``BatchSummary``
+    plus the two things a long run is watched for: how the server throttles the client, and
+    what the run has spent.
+
+    Attributes:
+        total: inputs in the run.
+        done, failed, pending, skipped, not_started: items by outcome so far.
+        images: output images made.
+        cost: estimated cost in dollars of what was done (published prices).
+        cost_unknown: done items whose price is not published.
+        pending_reasons: ``{reason: count}`` of the pending items.
+        throttled: 429 and 503 answers the client got while this run went on (every lane).
+        pace: the client's studio pace in requests per second (``None``: not throttled).
+        throttle: the client's adaptive limiter now (``PhotaClient.throttle``: requests in
+            flight, the ceiling, pause left, every lane's figures); ``None`` when unknown.
+        spend: the run's budget ledger (spent, pending, refunded, limit), when the run has a
+            budget (its own ``budget=``, or a client with one); otherwise ``None``.
+        elapsed: seconds since the run was made.
+    """
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    pending: int = 0
+    skipped: int = 0
+    not_started: int = 0
+    images: int = 0
+    cost: float = 0.0
+    cost_unknown: int = 0
+    pending_reasons: Mapping[str, int] = attrs.field(factory=dict)
+    throttled: int = 0
+    pace: float | None = None
+    throttle: ThrottleStats | None = attrs.field(default=None, repr=False)
+    spend: Spend | None = None
+    elapsed: float = 0.0
+
+    @property
+    def finished(self) -> int:
+        """Items with an outcome, skipped and not started ones included."""
+        return self.done + self.failed + self.pending + self.skipped + self.not_started
+
+    @property
+    def worked(self) -> int:
+        """Items processed in this run (skipped ones excluded)."""
+        return self.done + self.failed + self.pending
+
+    @property
+    def rate(self) -> float:
+        """Items processed per second in this run (skipped items do not count)."""
+        return self.worked / self.elapsed if self.elapsed > 0 else 0.0
+
+    def spend_line(self) -> str:
+        """The run's spending, short, such as ``$1.20 spent of $5.00, $0.15 pending``; empty
+        without a budget."""
+        spend = self.spend
+        if spend is None:
+            return ""
+        of = f" of ${spend.limit:.2f}" if math.isfinite(spend.limit) else ""
+        pending = f", ${spend.pending:.2f} pending" if spend.pending else ""
+        return f"${spend.spent:.2f} spent{of}{pending}"
+
     def line(self) -> str:
         """One human line: counts by outcome (pending ones with their reasons), images, cost."""
         cost = f"${self.cost:.2f}" + (" + model-priced calls" if self.cost_unknown else "")
         pending = ""
         if self.pending:
-            reasons = ", ".join(f"{n} {r}" for r, n in self.pending_reasons.most_common())
+            by_count = sorted(self.pending_reasons.items(), key=lambda rn: -rn[1])  # stable
+            reasons = ", ".join(f"{n} {r}" for r, n in by_count)
             pending = f" {self.pending} pending ({reasons}; a rerun resumes them by key),"
             # Their calls may have been charged already; the rerun that resumes them does not
             # pay again, so their price belongs to this run's estimate as an upper bound.
@@ -228,7 +331,8 @@ class BatchSummary:
 
 Call = Callable[[I], Awaitable[ImageResult]]
 Submit = Callable[[I, "str | None", "float | None"], Awaitable[Job]]
-Progress = Callable[[BatchSummary, BatchItem[Any]], None]
+# ``on_progress(progress, item)``: a frozen ``BatchProgress`` and the item just delivered.
+Progress = Callable[[BatchProgress, BatchItem[Any]], None]
 
 
 @attrs.frozen
@@ -629,7 +733,7 @@ class BatchRun(Generic[I]):
                 item = BatchItem(value, index, not_started=True)
                 self.summary.not_started += 1
             if self._on_progress is not None:
-                self._on_progress(self.summary, item)
+                self._on_progress(self._progress(), item)
             self._send.send_nowait(item)
 
     async def _finish_manifest(self) -> None:
@@ -715,13 +819,22 @@ class BatchRun(Generic[I]):
                 summary.cost_unknown += 1
             else:
                 summary.cost += cost
-        if self._calls.throttle is not None:
-            throttle = self._calls.throttle()
-            summary.throttled = throttle.throttled - self._throttled_before
-            summary.pace = throttle.rate
+        throttle = self._throttle()
         if self._on_progress is not None:
-            self._on_progress(summary, item)
+            self._on_progress(summary.snapshot(throttle), item)
         self._send.send_nowait(item)
+
+    def _throttle(self) -> ThrottleStats | None:
+        """Read the client's limiter into the summary's throttle figures; return it."""
+        if self._calls.throttle is None:
+            return None
+        throttle = self._calls.throttle()
+        self.summary.throttled = throttle.throttled - self._throttled_before
+        self.summary.pace = throttle.rate
+        return throttle
+
+    def _progress(self) -> BatchProgress:
+        return self.summary.snapshot(self._throttle())
 
     async def _item(self, index: int) -> BatchItem[I]:
         value = self._inputs[index]

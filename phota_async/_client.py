@@ -480,7 +480,8 @@ class PhotaClient:
             manifest: a manifest file (SQLite) recording finished inputs; a rerun skips them. Needs
                 ``out_dir`` and ``Path`` or URL inputs. A custom call cannot be resumed by key:
                 prefer ``enhance_many``/``edit_many``/``remix_many`` for paid exactly-once runs.
-            on_progress: called as ``on_progress(summary, item)`` after each item.
+            on_progress: called as ``on_progress(progress, item)`` after each item, with a
+                frozen ``BatchProgress`` (counts, throttling, spend).
             budget: cap the paid calls ``call`` makes for this run, in dollars or a ``Budget``
                 (within the client's budget, if any); see ``enhance_many``.
 
@@ -592,7 +593,8 @@ class PhotaClient:
             out_dir: write each photo's outputs there as ``{name}-{index}.{ext}``.
             manifest: a write-ahead log file (SQLite) making the run resumable; needs ``out_dir``.
             via_job: without a manifest, run each photo as a job rather than a synchronous call.
-            on_progress: called as ``on_progress(summary, item)`` after each item.
+            on_progress: called as ``on_progress(progress, item)`` after each item, with a
+                frozen ``BatchProgress`` (counts, throttling, spend).
             timeout: deadline for each photo's call (with jobs: for its submit and its wait).
             budget: cap this run's spending, in dollars or a ``Budget`` (within the client's
                 budget, if any). When a call would pass it, that photo and every one not yet

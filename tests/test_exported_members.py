@@ -61,6 +61,7 @@ DOCUMENTED = [
     "AiohttpTransport",
     "AspectRatio",
     "BatchItem",
+    "BatchProgress",
     "BatchRun",
     "BatchSummary",
     "Budget",

@@ -22,7 +22,7 @@ from .._client import PhotaClient
 from .._poll import Cadence, PollPolicy
 from ..errors import PhotaError
 from ._parser import cli_message
-from .progress import Progress
+from .progress import Progress, batch_status
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif"}
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -205,9 +205,7 @@ async def run_batch(args: argparse.Namespace) -> int:
                 return
             if not bars:  # rate and ETA count only the work of this run
                 bars.append(progress.task(f"{args.command}", run.remaining))
-            bad = summary.failed + summary.pending
-            status = [f"{bad} not done" if bad else "", summary.throttle_line()]
-            bars[0].update(summary.worked, status=", ".join(s for s in status if s))
+            bars[0].update(summary.worked, status=batch_status(summary))
             if not item.ok and not item.not_started:
                 say(_item_line(item, args.command))
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .._batch import BatchProgress
 
 
 class Progress:
@@ -104,3 +107,14 @@ class Task:
             print(
                 f"{self._description}: {done}{of} {text}".rstrip(), file=progress.stream, flush=True
             )
+
+
+def batch_status(progress: BatchProgress) -> str:
+    """A batch bar's status text: items not done, the server's throttling, the run's spend.
+
+    Such as ``2 not done, throttled 12 (429/503), pacing 19.6/s, $1.20 spent of $5.00``;
+    each part only when there is something to say.
+    """
+    bad = progress.failed + progress.pending
+    parts = (f"{bad} not done" if bad else "", progress.throttle_line(), progress.spend_line())
+    return ", ".join(p for p in parts if p)

@@ -58,3 +58,19 @@ async def right_calls(
     print(first)
     mixed: list[ImageInput] = [photo, b"...", urls[0]]
     await phota.remix_many(mixed, reference=photo, out_dir="out").collect()
+
+
+def right_blocking_calls(photo: Path, pid: str) -> None:
+    """The blocking facade: the same arguments, synchronous returns."""
+    from phota_async import sync
+
+    with sync.PhotaClient(budget=5.0) as phota:
+        result: sync.ImageResult = phota.enhance(photo, profile_ids=[pid], n=2)
+        saved: list[Path] = result.save("out/")
+        first: bytes = result.read(0)
+        job: sync.Job = phota.jobs.submit_remix(photo, reference=photo)
+        done: sync.ImageResult = job.wait(timeout=60, on_update=lambda j: print(j.status))
+        run: sync.BatchRun[Path] = phota.enhance_many([photo], concurrency=2, out_dir="out")
+        for item in run:
+            item_input: Path = item.input
+        del saved, first, done, item_input

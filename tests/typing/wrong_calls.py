@@ -42,3 +42,12 @@ async def wrong_calls(phota: PhotaClient, photo: Path) -> None:
     async for item in phota.enhance_many([photo]):
         name: str = item.input  # E: assignment
         print(name)
+
+
+def wrong_blocking_calls(photo: Path) -> None:
+    from phota_async import sync
+
+    with sync.PhotaClient() as phota:
+        phota.enhance(photo, promt="brighter")  # E: call-arg
+        phota.generate("a cat", n=7)  # E: arg-type
+        data: bytes = phota.enhance(photo)  # E: assignment

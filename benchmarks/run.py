@@ -337,6 +337,7 @@ def main() -> int:
         "validate",
         "budget",
         "throttle",
+        "sync",
     )
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
@@ -369,6 +370,10 @@ def main() -> int:
                 from budget import bench_budget
 
                 rows += bench_budget(args.quick)
+            elif name == "sync":
+                from sync_facade import bench_sync
+
+                rows += bench_sync(args.quick)
             else:
                 rows += bench_poll(args.quick)
     print()

@@ -560,6 +560,19 @@ class PhotaClient(_Forwarder):
         """The adaptive limiter now (see ``phota_async.PhotaClient.throttle``)."""
         return self._portal.run_sync(lambda: self.aio.throttle)
 
+    @property
+    def timeout(self) -> float:
+        """The default deadline of a call, in seconds (see ``phota_async.PhotaClient``).
+
+        Raises:
+            InvalidRequestError: on assignment, a value that is not a number of seconds >= 0.
+        """
+        return self.aio.timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._portal.run_sync(lambda: setattr(self.aio, "timeout", value))
+
     def wrap(self, result: models.ImageResult) -> ImageResult:
         """The blocking twin of an async ``ImageResult`` of this client (a batch item's).
 

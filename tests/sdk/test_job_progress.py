@@ -16,6 +16,7 @@ from tests.helpers import jpeg_bytes, until
 FAST = PollPolicy().scaled(0.01)
 QUEUE, RUN = 5.0, 40.0  # clock seconds of a job's QUEUED and RUNNING phases
 POLLS_PER_PHASE = 3
+TRAINING = 1200.0  # clock seconds of a profile's training
 
 
 @pytest.fixture
@@ -110,3 +111,29 @@ async def test_an_exception_in_on_update_ends_the_wait_and_its_polling(
     with pytest.raises(LookupError, match="display gone"):
         await job.wait(timeout=30, on_update=refuse)
     assert not fast._session.poller._watches  # the poll loop was stopped and awaited
+
+
+async def test_profile_waits_also_report_each_status_once(
+    fast: PhotaClient, emu: PhotaEmulator, clock: ManualClock
+) -> None:
+    """wait_ready(on_update=...) shares the rule: QUEUING, IN_PROGRESS, READY once each,
+    though every phase was polled several times."""
+    profile_id = emu.add_profile(training_seconds=TRAINING)
+    path = f"/profiles/{profile_id}/status"
+
+    def status_polls() -> int:
+        return sum(1 for r in emu.requests if r["path"] == path)
+
+    async def train() -> None:
+        for _ in range(2):  # out of QUEUING, then out of IN_PROGRESS
+            seen = status_polls()
+            await until(lambda s=seen: status_polls() >= s + POLLS_PER_PHASE, "more polls")
+            clock.advance(TRAINING / 2)
+
+    statuses: list[str] = []
+    driver = asyncio.create_task(train())
+    await fast.profiles.wait_ready(
+        profile_id, timeout=60, on_update=lambda p: statuses.append(p.status)
+    )
+    await driver
+    assert statuses == ["QUEUING", "IN_PROGRESS", "READY"]

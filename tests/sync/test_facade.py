@@ -4,6 +4,7 @@ every method family, batch iteration, closing, Ctrl-C, and use where a loop alre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
 from collections.abc import Iterator
@@ -191,34 +192,62 @@ def test_a_refused_option_leaves_no_thread(monkeypatch: pytest.MonkeyPatch) -> N
     assert not portal_threads()
 
 
+@contextlib.contextmanager
+def ctrl_c_on(event: threading.Event) -> Iterator[None]:
+    """Send SIGINT to the main thread (as Ctrl-C does) once ``event`` is set."""
+    assert threading.current_thread() is threading.main_thread()
+
+    over = threading.Event()
+
+    def press() -> None:
+        if event.wait(10) and not over.is_set():
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    presser = threading.Thread(target=press)
+    presser.start()
+    try:
+        yield
+    finally:
+        over.set()  # a presser that has not pressed yet never will
+        event.set()
+        presser.join()
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_cancels_the_blocked_call_and_the_client_goes_on(
     phota: PhotaClient, threaded_emu: PhotaEmulator
 ) -> None:
     """SIGINT in the main thread while a wait blocks raises KeyboardInterrupt there, after the
     wait's polling has stopped; the client stays usable."""
-    assert threading.current_thread() is threading.main_thread()
     profile_id = threaded_emu.add_profile(training_seconds=600)
-    polled = threading.Event()
+    polled = threading.Event()  # set on the portal's thread once a poll is in
 
-    def interrupt(profile: Profile) -> None:  # on the portal's thread, once a poll is in
-        polled.set()
-
-    def press_ctrl_c() -> None:
-        if polled.wait(10):
-            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
-
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    presser = threading.Thread(target=press_ctrl_c)
-    try:
-        presser.start()
-        with pytest.raises(KeyboardInterrupt):
-            phota.profiles.wait_ready(profile_id, timeout=600, on_update=interrupt)
-    finally:
-        presser.join()
-        signal.signal(signal.SIGINT, previous)
+    with ctrl_c_on(polled), pytest.raises(KeyboardInterrupt):
+        phota.profiles.wait_ready(profile_id, timeout=600, on_update=lambda _: polled.set())
     watches = phota.aio._session.poller._watches
     assert phota._portal.run_sync(lambda: len(watches)) == 0  # no poll loop left running
     assert phota.profiles.get(profile_id).status in {"QUEUING", "IN_PROGRESS"}
+
+
+def test_ctrl_c_while_iterating_a_batch_closes_the_run(
+    phota: PhotaClient, photos: list[Path]
+) -> None:
+    """Ctrl-C while a for loop waits for the next item cancels the run: its tasks have ended
+    when KeyboardInterrupt reaches the caller."""
+    first = threading.Event()
+    run = phota.enhance_many(photos, concurrency=2, on_progress=lambda *_: first.set())
+
+    def consume() -> None:
+        for _ in run:
+            first.wait(10)  # the interrupt lands here or while the loop waits: either way
+
+    with ctrl_c_on(first), pytest.raises(KeyboardInterrupt):
+        consume()
+    supervisor = run.aio._supervisor
+    assert supervisor is not None
+    assert supervisor.done()
+    assert run.aio.in_flight == 0
 
 
 def test_it_works_where_an_event_loop_already_runs(threaded_emu: PhotaEmulator) -> None:

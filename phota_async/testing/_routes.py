@@ -86,8 +86,10 @@ def _studio_handler(endpoint: str) -> Handler:
 async def _get_job(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     job_id = request.match_info["job_id"]
+    state.prune()
     job = state.jobs.get(job_id)
     if job is None:
+        # Never submitted, or finished and evicted (output_ttl, max_jobs): one answer for both.
         raise APIFailure(404, "JOB_NOT_FOUND", f"job {job_id[:80]} does not exist")
     return web.json_response(state.job_json(job))
 

@@ -193,17 +193,19 @@ class EmulatorState:
             if now - made < self.config.output_ttl and len(self.outputs) <= self.config.max_outputs:
                 break
             self._evict_output(key)
-        expired = [
-            job.id
-            for job in self.jobs.values()
-            if job.finished is not None and now - job.finished >= self.config.output_ttl
-        ]
-        for job_id in expired:
-            self._evict_job(self.jobs[job_id])
-        if len(self.jobs) > self.config.max_jobs:
-            finished = [job for job in self.jobs.values() if job.finished is not None]
-            for job in finished[: len(self.jobs) - self.config.max_jobs]:
-                self._evict_job(job)
+        # Jobs are kept in submit order and finish in about that order: the scan stops at the
+        # first finished job still within its time, so that a prune costs little per request.
+        excess = len(self.jobs) - self.config.max_jobs
+        evict = []
+        for job in self.jobs.values():
+            if job.finished is None:
+                continue  # queued or running: never evicted
+            if excess <= 0 and now - job.finished < self.config.output_ttl:
+                break
+            evict.append(job)
+            excess -= 1
+        for job in evict:
+            self._evict_job(job)
         before = self.idempotency.prune(now)
         if before is not None and self.store is not None:
             self.store.forget_keys_before(self.unix(before))

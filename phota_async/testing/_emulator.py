@@ -176,6 +176,8 @@ class PhotaEmulator:
         self._port = port
         self._clock = clock
         self._state = EmulatorState(self._config, clock, store)
+        if store is not None:
+            store.close()  # read; opened again on the first write, so an unstarted one holds none
         self._state.limits.limit = RateLimit.of(rate_limit)
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None

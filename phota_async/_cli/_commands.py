@@ -419,11 +419,13 @@ async def run_emulator(args: argparse.Namespace) -> int:
     # SIGTERM (a process manager, ``docker stop``) stops the server like Ctrl-C: cleanly.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:
         await _serve_emulator(emulator, stop)
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGTERM)
     return EXIT_OK
 
 

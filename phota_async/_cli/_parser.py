@@ -348,9 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument(
         "--output-ttl",
         type=_seconds,
-        default=24 * 3600.0,
         metavar="SECONDS",
-        help="keep output images and finished jobs this long (86400, the URLs' validity)",
+        help="keep output images and finished jobs this long (default: the URLs' 24 hours)",
     )
     emulator.add_argument(
         "--max-outputs",

@@ -69,7 +69,7 @@ class PhotaEmulator:
             a mapping of ``RateLimit`` fields, or ``None`` (no limit, the default). Can be
             changed while running through the ``rate_limit`` property.
         output_ttl: how long, in seconds on the clock, an output image and a finished job's
-            record are kept (24 hours by default, the download URLs' validity). A URL whose
+            record are kept (by default ``url_ttl``: as long as the download URLs are valid). A URL whose
             output is gone answers 404 ``NOT_FOUND``; one past its expiry 403 ``URL_EXPIRED``.
             An evicted job answers 404 ``JOB_NOT_FOUND``; its ``client_request_id`` still
             returns it, uncharged, until the key expires.
@@ -115,7 +115,7 @@ class PhotaEmulator:
         clock: Clock | None = None,
         idempotency_ttl: float = 24 * 3600,
         rate_limit: RateLimit | float | Mapping[str, Any] | None = None,
-        output_ttl: float = 24 * 3600,
+        output_ttl: float | None = None,
         max_outputs: int = 1000,
         max_jobs: int = 10_000,
         log_ttl: float = 3600,
@@ -135,6 +135,8 @@ class PhotaEmulator:
             }
         else:
             training = {"standard": float(training_seconds), "fast": float(training_seconds)}
+        if output_ttl is None:
+            output_ttl = url_ttl
         for name, seconds in (("output_ttl", output_ttl), ("log_ttl", log_ttl)):
             if not (seconds >= 0 and math.isfinite(seconds)):
                 raise ValueError(f"{name} must be >= 0 seconds, not {seconds!r}")

@@ -35,6 +35,7 @@ import itertools
 import math
 import random
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -77,6 +78,7 @@ class EmulatorState:
         self.jobs: dict[str, JobRecord] = {}
         self.requests: deque[dict[str, Any]] = deque(maxlen=config.max_log)
         self.requests_dropped = 0
+        self._log_lock = threading.Lock()
         self.callbacks: list[dict[str, Any]] = []
         # key -> (bytes, or None when they are in the state folder; content type)
         self.files: dict[str, tuple[bytes | None, str]] = {}
@@ -169,16 +171,19 @@ class EmulatorState:
     def log_request(self, entry: dict[str, Any]) -> None:
         """Append to the request log, letting go of what is past ``log_ttl`` or ``max_log``."""
         self.prune_log()
-        if len(self.requests) == self.requests.maxlen:
-            self.requests_dropped += 1
-        self.requests.append(entry)
+        with self._log_lock:
+            if len(self.requests) == self.requests.maxlen:
+                self.requests_dropped += 1
+            self.requests.append(entry)
 
     def prune_log(self) -> None:
         """Drop request log entries older than ``log_ttl`` and callbacks beyond ``max_log``."""
         oldest = self.unix() - self.config.log_ttl
-        while self.requests and self.requests[0]["time"] < oldest:
-            self.requests.popleft()
-            self.requests_dropped += 1
+        # The test's thread reads (and prunes) the log of a threaded emulator too.
+        with self._log_lock:
+            while self.requests and self.requests[0]["time"] < oldest:
+                self.requests.popleft()
+                self.requests_dropped += 1
         # The callback log is a list (the outbound module appends to it): trimmed in batches.
         excess = len(self.callbacks) - self.config.max_log
         if excess > 0 and (excess >= 64 or self.config.max_log < 64):

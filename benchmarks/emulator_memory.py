@@ -9,7 +9,8 @@ The emulator runs in its own process with its default retention settings and 64 
 this process sends the calls (16 at a time): 70% synchronous enhances in URL mode (an output
 kept per call), 10% in bytes mode, 20% asynchronous jobs with a client_request_id. Figures are
 the emulator's VmRSS after a warm-up of 200 calls and after all of them, and the growth per
-1,000 calls; absolute MiB, since no ratio applies. Nothing passes or fails here; ``run.py``
+1,000 calls over the whole run and over its second half (once the caps are reached only the
+ledger grows); absolute MiB, since no ratio applies. Nothing passes or fails here; ``run.py``
 reports the growth against a target.
 """
 
@@ -117,7 +118,10 @@ def measure(calls: int, source: Path | None = None) -> dict[str, Any]:
         srv = json.loads(stdout.readline())
         asyncio.run(send(srv["base_url"], srv["api_key"], 0, WARM_UP))
         warm = ask()
-        asyncio.run(send(srv["base_url"], srv["api_key"], WARM_UP, calls - WARM_UP))
+        half = calls // 2
+        asyncio.run(send(srv["base_url"], srv["api_key"], WARM_UP, half - WARM_UP))
+        middle = ask()
+        asyncio.run(send(srv["base_url"], srv["api_key"], half, calls - half))
         end = ask()
     finally:
         stdin.close()
@@ -129,6 +133,8 @@ def measure(calls: int, source: Path | None = None) -> dict[str, Any]:
         "end_rss_mib": end["rss_mib"],
         "growth_mib": growth,
         "growth_per_1000_mib": growth / (calls - WARM_UP) * 1000,
+        "half_rss_mib": middle["rss_mib"],
+        "second_half_per_1000_mib": (end["rss_mib"] - middle["rss_mib"]) / (calls - half) * 1000,
         "log_entries": end["log"],
         "from": srv["from"],
     }
@@ -138,7 +144,8 @@ def show(f: dict[str, Any]) -> None:
     print(
         f"  {Path(f['from']).parent.parent}: RSS {f['warm_rss_mib']:.1f} MiB after {WARM_UP} calls, "
         f"{f['end_rss_mib']:.1f} MiB after {f['calls']:,.0f} "
-        f"(+{f['growth_mib']:.1f} MiB, {f['growth_per_1000_mib']:.2f} MiB per 1,000 calls; "
+        f"(+{f['growth_mib']:.1f} MiB, {f['growth_per_1000_mib']:.2f} MiB per 1,000 calls, "
+        f"{f['second_half_per_1000_mib']:.2f} in the second half; "
         f"request log {f['log_entries']:,.0f} entries)"
     )
 

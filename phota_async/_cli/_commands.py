@@ -455,6 +455,11 @@ async def _serve_emulator(emulator: Any, stop: asyncio.Event) -> None:
         print(f"export PHOTA_API_KEY={emulator.api_key}", flush=True)
         if emulator.state_dir is not None:
             print(f"state kept in {emulator.state_dir}", flush=True)
+        print(
+            f"ledger and request log: {emulator.origin}/_emulator/ledger and /_emulator/requests"
+            " (with X-API-Key)",
+            flush=True,
+        )
         print("Press Ctrl-C to stop.", flush=True)
         await stop.wait()
 

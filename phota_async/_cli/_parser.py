@@ -318,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     emulator.add_argument("--port", type=_port, default=8080, help="port (0 picks a free one)")
     emulator.add_argument(
-        "--key", metavar="API_KEY", help="the API key it accepts (default: a new random one)"
+        "--key",
+        metavar="API_KEY",
+        help="the API key it accepts (default: the --state-dir's, else a new random one)",
     )
     # The earlier spelling (renamed because ``--api-key`` reads as the key to send) is kept,
     # unlisted, so scripts that start the emulator that way keep working.

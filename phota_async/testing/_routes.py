@@ -222,7 +222,8 @@ async def _put_file(request: web.Request) -> web.StreamResponse:
         raise APIFailure(403, "INVALID_UPLOAD_URL", "this upload URL is not valid")
     data = await request.read()
     del state.upload_tokens[key]
-    state.put_file(key, data, request.headers.get("Content-Type", "application/octet-stream"))
+    content_type = request.headers.get("Content-Type", "application/octet-stream")
+    await state.put_file_async(key, data, content_type)
     return web.json_response({"url": f"{state.origin}{FILES}{key}", "size": len(data)}, status=201)
 
 

@@ -95,6 +95,7 @@ class EmulatorState:
         self._url_key = secrets.token_bytes(32)
         self._counter = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writes: set[asyncio.Future[None]] = set()  # outputs being written to the folder
         self._random = random.Random()
         if store is not None:
             self._load(store)
@@ -291,6 +292,8 @@ class EmulatorState:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.outbound.close()
+        # Outputs still being written finish first: the store is closed after this.
+        await asyncio.gather(*self._writes, return_exceptions=True)
 
     # -- money -------------------------------------------------------------------------------
 
@@ -334,15 +337,41 @@ class EmulatorState:
         self.prune()
         key = secrets.token_hex(12)
         content_type = "image/png" if fmt == "png" else "image/jpeg"
+        self.outputs[key] = (data, content_type, self.now())  # from memory until written
         if self.store is not None:
-            self.store.save_output(key, data, content_type, self.unix())
-            self.outputs[key] = (None, content_type, self.now())
-        else:
-            self.outputs[key] = (data, content_type, self.now())
+            self._write_output(self.store, key, data, content_type)
         self.prune()  # a cap of zero keeps nothing: the URL then answers 404 at once
         expires = math.ceil(self.unix() + self.config.url_ttl)  # valid at least url_ttl
         sig = self._url_signature(key, expires)
         return f"{self.origin}{OUTPUTS}{key}.{fmt}?expires={expires}&sig={sig}"
+
+    def _write_output(self, store: StateStore, key: str, data: bytes, content_type: str) -> None:
+        """Write an output to the state folder in a thread (a 4K image is megabytes), then let
+        go of its bytes; until then it is served from memory."""
+        made = self.outputs[key][2]
+        loop = asyncio.get_running_loop()
+        write = loop.run_in_executor(None, store.save_output, key, data, content_type, self.unix())
+        self._writes.add(write)
+
+        def written(done: asyncio.Future[None]) -> None:
+            self._writes.discard(done)
+            if done.cancelled() or done.exception() is not None:
+                return  # kept in memory: served until evicted, lost on restart
+            if key in self.outputs:
+                self.outputs[key] = (None, content_type, made)
+            else:
+                store.delete_output(key)  # evicted while being written
+
+        write.add_done_callback(written)
+
+    async def put_file_async(self, key: str, data: bytes, content_type: str) -> None:
+        """``put_file`` with the state folder's write in a thread (training photos are large)."""
+        if self.store is None:
+            self.put_file(key, data, content_type)
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.store.save_file, key, data, content_type)
+        self.files[key] = (None, content_type)
 
     def signed_output(self, key: str, expires: str, sig: str) -> tuple[bytes | Path, str]:
         """The output a download URL names (its bytes, or the file that holds them), once its

@@ -55,7 +55,7 @@ from ._ratelimit import Buckets
 from ._records import EmulatorConfig, JobRecord, ProfileRecord
 from ._render import prepare, produce
 from ._schema import ID_PATTERN
-from ._store import StateStore
+from ._store import StateDirError, StateStore
 
 API_PREFIX = "/v1/phota"
 FILES = "/_emulator/files/"
@@ -98,7 +98,13 @@ class EmulatorState:
         self._writes: set[asyncio.Future[None]] = set()  # outputs being written to the folder
         self._random = random.Random()
         if store is not None:
-            self._load(store)
+            try:
+                self._load(store)
+            except (ValueError, KeyError, TypeError, OSError) as exc:
+                store.close()
+                raise StateDirError(
+                    f"state dir {store.folder} holds records this emulator cannot read: {exc!r}"
+                ) from exc
 
     # -- the state folder --------------------------------------------------------------------
 
@@ -501,7 +507,14 @@ def _profile_json(record: ProfileRecord, unix: Shift) -> dict[str, Any]:
     return row
 
 
+def _known(row: dict[str, Any], kind: type[Any]) -> dict[str, Any]:
+    """The fields of ``row`` that ``kind`` has (a newer version may have written more)."""
+    names = {f.name for f in fields(kind)}
+    return {k: v for k, v in row.items() if k in names}
+
+
 def _profile_from_json(row: dict[str, Any], reading: Shift) -> ProfileRecord:
+    row = _known(row, ProfileRecord)
     for name in _PROFILE_TIMES:
         if row.get(name) is not None:
             row[name] = reading(row[name])
@@ -520,6 +533,7 @@ def _job_json(job: JobRecord, unix: Shift, origin: str) -> dict[str, Any]:
 
 
 def _job_from_json(row: dict[str, Any], reading: Shift) -> JobRecord:
+    row = _known(row, JobRecord)
     for name in _JOB_TIMES:
         if row.get(name) is not None:
             row[name] = reading(row[name])

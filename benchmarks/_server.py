@@ -28,6 +28,8 @@ def stats(emulator: PhotaEmulator) -> dict[str, object]:
 
 async def main() -> None:
     options = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    # The figures count requests in the log: keep all of them (10,000 by default).
+    options.setdefault("max_log", 1_000_000)
     async with PhotaEmulator(**options) as emulator:
         print(json.dumps({"base_url": emulator.base_url, "api_key": emulator.api_key}), flush=True)
         loop = asyncio.get_running_loop()

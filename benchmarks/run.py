@@ -12,6 +12,9 @@ noise; ratios hold. Nothing here passes or fails: the table says which targets a
 goodput as a share of the limit, the share of requests refused, and the time to get back under
 a halved limit, beside a hand-written tenacity loop.
 
+``emulator_memory`` (``emulator_memory.py``) gives the RSS growth of an emulator process over
+10,000 calls with its default retention, in MiB.
+
 ``hostile`` (``hostile.py``) adds absolute figures: the worst event-loop lag while large bodies
 go up and come down, and the growth of RSS while hostile answers are refused.
 """
@@ -338,6 +341,7 @@ def main() -> int:
         "budget",
         "throttle",
         "sync",
+        "emulator_memory",
     )
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
@@ -366,6 +370,10 @@ def main() -> int:
                 from validate import bench_validate
 
                 rows += bench_validate(args.quick)
+            elif name == "emulator_memory":
+                from emulator_memory import bench_emulator_memory
+
+                rows += bench_emulator_memory(args.quick)
             elif name == "budget":
                 from budget import bench_budget
 

@@ -53,6 +53,7 @@ def test_testing_exports() -> None:
         "MonotonicClock",
         "PhotaEmulator",
         "RateLimit",
+        "StateDirError",
     ]
 
 

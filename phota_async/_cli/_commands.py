@@ -399,17 +399,46 @@ def _rate_limit(args: argparse.Namespace) -> Any:
 
 
 async def run_emulator(args: argparse.Namespace) -> int:
-    from ..testing import PhotaEmulator
+    from ..testing import PhotaEmulator, StateDirError
 
-    emulator = PhotaEmulator(
-        host=args.host,
-        port=args.port,
-        api_key=args.key,
-        training_seconds=args.training_seconds,
-        latency=args.latency,
-        max_output_side=args.max_output_side,
-        rate_limit=_rate_limit(args),
-    )
+    try:
+        emulator = PhotaEmulator(
+            host=args.host,
+            port=args.port,
+            api_key=args.key,
+            training_seconds=args.training_seconds,
+            latency=args.latency,
+            max_output_side=args.max_output_side,
+            rate_limit=_rate_limit(args),
+            **_emulator_retention(args),
+        )
+    except StateDirError as exc:
+        raise UsageError(f"--state-dir: {exc}") from exc
+    # SIGTERM (a process manager, ``docker stop``) stops the server like Ctrl-C: cleanly.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        await _serve_emulator(emulator, stop)
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGTERM)
+    return EXIT_OK
+
+
+def _emulator_retention(args: argparse.Namespace) -> dict[str, Any]:
+    """``PhotaEmulator`` options from ``--state-dir``, ``--output-ttl`` and their companions."""
+    return {
+        "state_dir": args.state_dir,
+        "output_ttl": args.output_ttl,
+        "max_outputs": args.max_outputs,
+        "log_ttl": args.log_ttl,
+        "max_log": args.max_log,
+    }
+
+
+async def _serve_emulator(emulator: Any, stop: asyncio.Event) -> None:
     async with emulator:
         print(f"Phota emulator listening on {emulator.base_url}", flush=True)
         if emulator.rate_limit is not None:
@@ -422,9 +451,15 @@ async def run_emulator(args: argparse.Namespace) -> int:
             )
         print(f"export PHOTA_BASE_URL={emulator.base_url}", flush=True)
         print(f"export PHOTA_API_KEY={emulator.api_key}", flush=True)
+        if emulator.state_dir is not None:
+            print(f"state kept in {emulator.state_dir}", flush=True)
+        print(
+            f"ledger and request log: {emulator.origin}/_emulator/ledger and /_emulator/requests"
+            " (with X-API-Key)",
+            flush=True,
+        )
         print("Press Ctrl-C to stop.", flush=True)
-        await asyncio.Event().wait()
-    return EXIT_OK  # pragma: no cover - only Ctrl-C ends the wait
+        await stop.wait()
 
 
 async def run_demo(args: argparse.Namespace) -> int:

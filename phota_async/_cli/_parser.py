@@ -149,6 +149,13 @@ def _pixels(text: str) -> int:
     return int(text)
 
 
+def _count(text: str) -> int:
+    """``--max-outputs 500``: a whole number, zero or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"need a whole number >= 0: {text!r}")
+    return int(text)
+
+
 def _port(text: str) -> int:
     """``--port 8080``: a TCP port number, 0 to 65535 (0 picks a free one)."""
     if not text.isdigit() or int(text) > 65535:
@@ -311,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     emulator.add_argument("--port", type=_port, default=8080, help="port (0 picks a free one)")
     emulator.add_argument(
-        "--key", metavar="API_KEY", help="the API key it accepts (default: a new random one)"
+        "--key",
+        metavar="API_KEY",
+        help="the API key it accepts (default: the --state-dir's, else a new random one)",
     )
     # The earlier spelling (renamed because ``--api-key`` reads as the key to send) is kept,
     # unlisted, so scripts that start the emulator that way keep working.
@@ -327,8 +336,43 @@ def build_parser() -> argparse.ArgumentParser:
         "--latency",
         type=_latency,
         default=(0.0, 0.0),
+        metavar="SECONDS[:MAX]",
+        help="hold each API answer this long after charging (SECONDS:MAX draws from a range)",
+    )
+    # Keeping state and bounding memory (a development server that runs for days).
+    emulator.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep profiles, jobs, idempotency keys, the ledger and outputs in DIR (SQLite and "
+        "files) so a restart keeps them; use a fixed --port with it (default: memory only)",
+    )
+    emulator.add_argument(
+        "--output-ttl",
+        type=_seconds,
         metavar="SECONDS",
-        help="hold each API answer this long after charging (LOW:HIGH draws from a range)",
+        help="keep output images and finished jobs this long (default: the URLs' 24 hours)",
+    )
+    emulator.add_argument(
+        "--max-outputs",
+        type=_count,
+        default=1000,
+        metavar="N",
+        help="keep at most N output images, the oldest go first (1000)",
+    )
+    emulator.add_argument(
+        "--log-ttl",
+        type=_seconds,
+        default=3600.0,
+        metavar="SECONDS",
+        help="keep request log entries (GET /_emulator/requests) this long (3600)",
+    )
+    emulator.add_argument(
+        "--max-log",
+        type=_count,
+        default=10_000,
+        metavar="N",
+        help="keep at most N request log entries (10000); the ledger is always complete",
     )
     emulator.add_argument(
         "--max-output-side", type=_pixels, metavar="PX", help="cap output images (faster, smaller)"

@@ -12,12 +12,21 @@ Layout: ``_state`` (the account: records, ``_billing``, logs), ``_service`` (wha
 over time), ``_render`` and ``_images`` (Pillow work in threads), ``_outbound`` (downloads and
 callbacks), ``_routes`` and ``_middleware`` (the HTTP app), ``_clock``, ``_faults``,
 ``_schema`` and ``_rules`` (422 and 400 checks), ``_ratelimit`` (the account's token
-buckets).
+buckets), ``_store`` (the state folder: SQLite and files, for restarts).
 """
 
 from ._clock import Clock, ManualClock, MonotonicClock
 from ._emulator import PhotaEmulator
 from ._faults import Fault
 from ._ratelimit import RateLimit
+from ._store import StateDirError
 
-__all__ = ["Clock", "Fault", "ManualClock", "MonotonicClock", "PhotaEmulator", "RateLimit"]
+__all__ = [
+    "Clock",
+    "Fault",
+    "ManualClock",
+    "MonotonicClock",
+    "PhotaEmulator",
+    "RateLimit",
+    "StateDirError",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import secrets
 import threading
 from collections.abc import Mapping
@@ -12,12 +13,14 @@ from typing import Any
 
 from aiohttp import web
 
+from . import _service
 from ._clock import Clock, MonotonicClock
 from ._faults import DropWhen, Fault
 from ._ratelimit import RateLimit
 from ._records import EmulatorConfig
 from ._routes import build_app
 from ._state import API_PREFIX, EmulatorState
+from ._store import StateStore
 
 
 class PhotaEmulator:
@@ -65,10 +68,30 @@ class PhotaEmulator:
             503) before any work or charge: a ``RateLimit``, a number of requests per second,
             a mapping of ``RateLimit`` fields, or ``None`` (no limit, the default). Can be
             changed while running through the ``rate_limit`` property.
+        output_ttl: how long, in seconds on the clock, an output image and a finished job's
+            record are kept (by default ``url_ttl``: as long as the download URLs are valid). A URL whose
+            output is gone answers 404 ``NOT_FOUND``; one past its expiry 403 ``URL_EXPIRED``.
+            An evicted job answers 404 ``JOB_NOT_FOUND``; its ``client_request_id`` still
+            returns it, uncharged, until the key expires.
+        max_outputs: the most output images kept (1,000 by default); the oldest go first.
+        max_jobs: the most job records kept (10,000 by default); the oldest finished go first,
+            jobs still queued or running are never evicted.
+        log_ttl: how long request log entries are kept, in seconds (1 hour by default).
+        max_log: the most request log (and callback log) entries kept (10,000 by default);
+            ``requests_dropped`` counts the entries let go. The ledger is always complete.
+        state_dir: a folder that keeps the account across restarts (``None``: memory only):
+            profiles (their training goes on while the emulator is down), jobs (unfinished
+            ones run again), idempotency keys, the ledger and balance, output images and the
+            file store, the API key (when none is given) and the signing secrets, in SQLite
+            and files. Created if missing; its stored balance wins over ``balance``. Use a
+            fixed ``port`` with it: URLs handed out earlier name the old port.
 
     Raises:
-        ValueError: a latency or ``idempotency_ttl`` that is negative or not a number, a
-            ``clock`` that is not a ``Clock``, or a ``rate_limit`` that is not one.
+        ValueError: a latency, ``idempotency_ttl`` or retention setting that is negative or
+            not a number, a ``clock`` that is not a ``Clock``, or a ``rate_limit`` that is not
+            one.
+        StateDirError: (a ``ValueError``) ``state_dir`` is not a folder, holds files that are
+            not an emulator's state, or its database is corrupt, foreign or newer.
     """
 
     def __init__(
@@ -92,6 +115,12 @@ class PhotaEmulator:
         clock: Clock | None = None,
         idempotency_ttl: float = 24 * 3600,
         rate_limit: RateLimit | float | Mapping[str, Any] | None = None,
+        output_ttl: float | None = None,
+        max_outputs: int = 1000,
+        max_jobs: int = 10_000,
+        log_ttl: float = 3600,
+        max_log: int = 10_000,
+        state_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if clock is None:
             clock = MonotonicClock()
@@ -106,6 +135,24 @@ class PhotaEmulator:
             }
         else:
             training = {"standard": float(training_seconds), "fast": float(training_seconds)}
+        if output_ttl is None:
+            output_ttl = url_ttl
+        for name, seconds in (("output_ttl", output_ttl), ("log_ttl", log_ttl)):
+            if not (seconds >= 0 and math.isfinite(seconds)):
+                raise ValueError(f"{name} must be >= 0 seconds, not {seconds!r}")
+        for name, count in (("max_outputs", max_outputs), ("max_jobs", max_jobs)):
+            if not (isinstance(count, int) and count >= 0):
+                raise ValueError(f"{name} must be a whole number >= 0, not {count!r}")
+        if not (isinstance(max_log, int) and max_log >= 0):
+            raise ValueError(f"max_log must be a whole number >= 0, not {max_log!r}")
+        store = StateStore(state_dir) if state_dir is not None else None
+        if store is not None:
+            stored_key = store.setting("api_key")
+            api_key = api_key or stored_key
+            if api_key is None:
+                api_key = "phota_emu_" + secrets.token_hex(12)
+            if api_key != stored_key:
+                store.set_setting("api_key", api_key)
         self._config = EmulatorConfig(
             api_key=api_key or "phota_emu_" + secrets.token_hex(12),
             balance=balance,
@@ -121,11 +168,18 @@ class PhotaEmulator:
             blocked_words=tuple(w.lower() for w in blocked_words),
             latency=_latency_range(latency),
             idempotency_ttl=float(idempotency_ttl),
+            output_ttl=float(output_ttl),
+            max_outputs=max_outputs,
+            max_jobs=max_jobs,
+            log_ttl=float(log_ttl),
+            max_log=max_log,
         )
         self._host = host
         self._port = port
         self._clock = clock
-        self._state = EmulatorState(self._config, clock)
+        self._state = EmulatorState(self._config, clock, store)
+        if store is not None:
+            store.close()  # read; opened again on the first write, so an unstarted one holds none
         self._state.limits.limit = RateLimit.of(rate_limit)
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
@@ -171,6 +225,7 @@ class PhotaEmulator:
         host, port = runner.addresses[0][:2]
         self._state.origin = f"http://{host}:{port}"
         self._runner = runner
+        _service.resume(self._state)  # work read back from a state folder, or cut by stop()
 
     async def stop(self) -> None:
         """Stop serving, cancel training and job tasks, close every connection."""
@@ -178,6 +233,8 @@ class PhotaEmulator:
         if runner is not None:
             await runner.cleanup()
             self._state.origin = ""
+            if self._state.store is not None:
+                self._state.store.close()  # opened again by a later start()
 
     async def __aenter__(self) -> PhotaEmulator:
         await self.start()
@@ -337,12 +394,26 @@ class PhotaEmulator:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Every request received: method, path, query, status, request_id, fault, json."""
-        return list(self._state.requests)
+        """The request log, oldest first: method, path, query, status, request_id, fault, json
+        (image data shortened to its length). It keeps the last ``max_log`` requests of the
+        last ``log_ttl`` seconds; also served as JSON by ``GET /_emulator/requests``."""
+        self._state.prune_log()
+        return list(self._state.requests.copy())
+
+    @property
+    def requests_dropped(self) -> int:
+        """How many request log entries retention (``log_ttl``, ``max_log``) has let go."""
+        return self._state.requests_dropped
+
+    @property
+    def state_dir(self) -> str | None:
+        """The state folder the account is kept in, or ``None`` (memory only)."""
+        store = self._state.store
+        return None if store is None else str(store.folder)
 
     @property
     def ledger(self) -> list[dict[str, Any]]:
-        """Every charge and refund, in order."""
+        """Every charge and refund, in order (complete; also ``GET /_emulator/ledger``)."""
         return list(self._state.billing.entries)
 
     @property
@@ -394,8 +465,10 @@ class PhotaEmulator:
 
     def set_profile_status(self, profile_id: str, status: str, message: str | None = None) -> None:
         """Force a profile into a status (``INACTIVE``, ``ERROR`` ...), overriding its clock."""
-        self._state.profiles[profile_id].forced_status = status
-        self._state.profiles[profile_id].forced_message = message
+        record = self._state.profiles[profile_id]
+        record.forced_status = status
+        record.forced_message = message
+        self._state.save_profile(record)
 
     def store_file(self, data: bytes, content_type: str = "application/octet-stream") -> str:
         """Put bytes in the emulator's public file store; return their public URL."""

@@ -41,9 +41,13 @@ JSON_LOG: contextvars.ContextVar[Any] = contextvars.ContextVar("json_log", defau
 
 
 def short(value: Any, limit: int = 80) -> Any:
-    """Shrink long strings (base64 images) so the request log stays small."""
+    """Shrink long strings so the request log stays small and shows no image data: prose (with
+    spaces) and URLs keep their first ``limit`` characters, anything else (base64) only its
+    length."""
     if isinstance(value, str) and len(value) > limit:
-        return value[:limit] + f"...<{len(value)} chars>"
+        if " " in value or value.startswith(("http://", "https://")):
+            return value[:limit] + f"...<{len(value)} chars>"
+        return f"<{len(value)} chars>"
     if isinstance(value, list):
         return [short(v, limit) for v in value]
     if isinstance(value, dict):
@@ -80,7 +84,7 @@ async def outer(request: web.Request, handler: Handler) -> web.StreamResponse:
         "status": None,
         "json": None,
     }
-    state.requests.append(entry)
+    state.log_request(entry)
     fault = state.faults.take(request.method, path)
     if fault is not None:
         entry["fault"] = _fault_name(fault)

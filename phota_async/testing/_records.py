@@ -8,7 +8,7 @@ once, with no task having to wake up first.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
@@ -38,6 +38,12 @@ class EmulatorConfig:
     blocked_words: tuple[str, ...]
     latency: tuple[float, float] = (0.0, 0.0)  # (low, high) seconds before each API answer
     idempotency_ttl: float = 24 * 3600
+    # Retention (see ``PhotaEmulator``): outputs and finished jobs, the request and callback logs.
+    output_ttl: float = 24 * 3600
+    max_outputs: int = 1000
+    max_jobs: int = 10_000
+    log_ttl: float = 3600
+    max_log: int = 10_000
 
 
 @dataclass
@@ -103,6 +109,10 @@ class JobRecord:
     finished: float | None = None
     result: dict[str, Any] | None = None
     error: dict[str, str] | None = None
+    request_id: str = ""  # of the submit, for the ledger's refund entry
+    profile_ids: list[str] = field(
+        default_factory=list
+    )  # subjects named, to resume after a restart
 
     def status(self, now: float) -> str:
         """Status at clock reading ``now``."""

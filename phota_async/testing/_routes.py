@@ -10,6 +10,16 @@ Emulator decisions:
 - The profile picture is available once validation has passed.
 - ``POST /_emulator/uploads`` (with the API key) hands out a one-time PUT URL for the public
   file store; ``GET /_emulator/files/{key}`` and signed output downloads need no key.
+- ``GET /_emulator/ledger`` and ``GET /_emulator/requests`` (with the API key, checked like the
+  API's: 403 without, 401 when wrong) show the account's money and traffic as JSON:
+
+  - ledger: ``{"balance", "net_spent", "entries": [{"kind": "charge"|"refund", "amount",
+    "endpoint", "request_id", ...}]}``, every entry since the account was made;
+  - requests: ``{"requests": [{"method", "path", "query", "request_id", "time", "fault",
+    "status", "json"}], "dropped", "max_log", "log_ttl"}``, oldest first, the last ``limit``
+    (query parameter, 1000 by default) of what the log still holds; ``dropped`` counts the
+    entries retention let go. Headers are never logged; image data in bodies shows only as
+    ``"<N chars>"``, upload tokens and URL signatures as ``"***"``, and the API key never.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -75,8 +86,10 @@ def _studio_handler(endpoint: str) -> Handler:
 async def _get_job(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     job_id = request.match_info["job_id"]
+    state.prune()
     job = state.jobs.get(job_id)
     if job is None:
+        # Never submitted, or finished and evicted (output_ttl, max_jobs): one answer for both.
         raise APIFailure(404, "JOB_NOT_FOUND", f"job {job_id[:80]} does not exist")
     return web.json_response(state.job_json(job))
 
@@ -126,7 +139,7 @@ async def _profile_picture(request: web.Request) -> web.StreamResponse:
 async def _delete_profile(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     record = state.get_profile(request.match_info["profile_id"])
-    del state.profiles[record.id]
+    state.delete_profile(record.id)
     return web.json_response({"profile_id": record.id, "status": "ok"})
 
 
@@ -134,12 +147,62 @@ async def _webhook_secret(request: web.Request) -> web.StreamResponse:
     return web.json_response({"secret": request.app[STATE_KEY].webhook_secret})
 
 
-async def _new_upload(request: web.Request) -> web.StreamResponse:
-    """Hand out a one-time PUT URL for the file store (emulator-only, needs the API key)."""
+def _require_key(request: web.Request, *, missing: int = 403) -> EmulatorState:
+    """The state, once the request's ``X-API-Key`` is checked like the API checks it (the
+    upload grant has always answered a missing key with 401, and still does)."""
     state = request.app[STATE_KEY]
-    given = request.headers.get("X-API-Key", "")
+    given = request.headers.get("X-API-Key")
+    if given is None and missing == 403:
+        raise APIFailure(403, "MISSING_API_KEY", "the X-API-Key header is missing")
+    given = given or ""
     if not hmac.compare_digest(given.encode(), state.config.api_key.encode()):
         raise APIFailure(401, "INVALID_API_KEY", "the API key is not valid")
+    return state
+
+
+async def _ledger(request: web.Request) -> web.StreamResponse:
+    """``GET /_emulator/ledger``: the balance and every charge and refund, in order."""
+    state = _require_key(request)
+    return web.json_response(
+        {
+            "balance": state.balance,
+            "net_spent": state.billing.net_spent(),
+            "entries": list(state.billing.entries),
+        }
+    )
+
+
+async def _requests(request: web.Request) -> web.StreamResponse:
+    """``GET /_emulator/requests?limit=N``: the last N entries of the request log, redacted."""
+    state = _require_key(request)
+    text = request.query.get("limit", "1000")
+    if not text.isdigit():
+        raise APIFailure(400, "INVALID_LIMIT", f"limit must be a whole number, not {text[:40]!r}")
+    state.prune_log()
+    entries = list(state.requests)
+    limit = int(text)
+    shown = entries[len(entries) - limit :] if limit < len(entries) else entries
+    body = json.dumps(
+        {
+            "requests": [_redacted(e) for e in shown],
+            "dropped": state.requests_dropped,
+            "max_log": state.config.max_log,
+            "log_ttl": state.config.log_ttl,
+        }
+    )
+    # The key is never logged; this is the backstop should a client put it in a body or query.
+    body = body.replace(state.config.api_key, "***")
+    return web.Response(text=body, content_type="application/json")
+
+
+def _redacted(entry: dict[str, Any]) -> dict[str, Any]:
+    query = {k: "***" if k in ("token", "sig") else v for k, v in entry["query"].items()}
+    return {**entry, "query": query}
+
+
+async def _new_upload(request: web.Request) -> web.StreamResponse:
+    """Hand out a one-time PUT URL for the file store (emulator-only, needs the API key)."""
+    state = _require_key(request, missing=401)
     key = secrets.token_hex(12)
     token = secrets.token_hex(16)
     state.upload_tokens[key] = token
@@ -159,15 +222,16 @@ async def _put_file(request: web.Request) -> web.StreamResponse:
         raise APIFailure(403, "INVALID_UPLOAD_URL", "this upload URL is not valid")
     data = await request.read()
     del state.upload_tokens[key]
-    state.files[key] = (data, request.headers.get("Content-Type", "application/octet-stream"))
+    content_type = request.headers.get("Content-Type", "application/octet-stream")
+    await state.put_file_async(key, data, content_type)
     return web.json_response({"url": f"{state.origin}{FILES}{key}", "size": len(data)}, status=201)
 
 
 async def _get_file(request: web.Request) -> web.StreamResponse:
-    entry = request.app[STATE_KEY].files.get(request.match_info["key"])
+    entry = request.app[STATE_KEY].file(request.match_info["key"])
     if entry is None:
         raise APIFailure(404, "NOT_FOUND", "no such file")
-    return web.Response(body=entry[0], content_type=entry[1])
+    return _bytes_response(*entry)
 
 
 async def _get_output(request: web.Request) -> web.StreamResponse:
@@ -175,6 +239,13 @@ async def _get_output(request: web.Request) -> web.StreamResponse:
     data, content_type = state.signed_output(
         request.match_info["key"], request.query.get("expires", ""), request.query.get("sig", "")
     )
+    return _bytes_response(data, content_type)
+
+
+def _bytes_response(data: bytes | Path, content_type: str) -> web.StreamResponse:
+    """Bytes held in memory, or a file of the state folder (sent without reading it here)."""
+    if isinstance(data, Path):
+        return web.FileResponse(data, headers={"Content-Type": content_type})
     return web.Response(body=data, content_type=content_type)
 
 
@@ -203,6 +274,8 @@ def build_app(state: EmulatorState) -> web.Application:
     app.router.add_delete(f"{p}/profiles/{{profile_id}}", _delete_profile)
     app.router.add_get(f"{p}/webhook-secret", _webhook_secret)
     app.router.add_post("/_emulator/uploads", _new_upload)
+    app.router.add_get("/_emulator/ledger", _ledger)
+    app.router.add_get("/_emulator/requests", _requests)
     app.router.add_put(FILES + "{key}", _put_file)
     app.router.add_get(FILES + "{key}", _get_file)
     app.router.add_get(OUTPUTS + "{key}.{fmt}", _get_output)

@@ -67,6 +67,13 @@ def submit(
     if known is not None and known in state.jobs:
         job = state.jobs[known]
         status = job.status(now)
+    elif known is not None and (settled := state.idempotency.settled(key or "")) is not None:
+        # The job's record has been evicted, its key lives on: still the original job, unpaid.
+        return {
+            "job_id": known,
+            "poll_url": f"{state.origin}/v1/phota/jobs/{known}",
+            "status": settled,
+        }
     else:
         state.billing.require(cost)
         job = JobRecord(
@@ -78,8 +85,10 @@ def submit(
             cost=cost,
             submitted=now,
             starts=now + state.config.job_queue_seconds,
+            request_id=request_id,
+            profile_ids=[p.id for p in named],
         )
-        state.jobs[job.id] = job
+        state.add_job(job)
         if key is not None:
             state.idempotency.remember(key, job.id, now)
         state.billing.charge(
@@ -115,6 +124,7 @@ async def _run_job(
         job.outcome = "FAILED"
         state.billing.refund(job.cost, endpoint=job.endpoint, job_id=job.id, request_id=request_id)
     job.finished = max(state.now(), job.starts)
+    state.finish_job(job)
     if job.callback_url:
         await state.outbound.deliver(
             job.callback_url, state.job_json(job), state.webhook_secret, state.callbacks
@@ -139,12 +149,32 @@ def create_profile(
     state.billing.charge(
         price, endpoint="profiles/add", request_id=request_id, profile_id=record.id
     )
+    state.save_profile(record)
     state.spawn(_validate(state, record))
     return record
 
 
+def resume(state: EmulatorState) -> None:
+    """Carry on with the work a restarted emulator read back from its state folder: profiles
+    still validating are checked again, unfinished jobs run (on their original timeline)."""
+    for record in list(state.profiles.values()):
+        if record.validated_at is None and record.error is None and record.face_seed is None:
+            state.spawn(_validate(state, record))
+    for job in list(state.jobs.values()):
+        if job.outcome is None:
+            named = [state.profiles[i] for i in job.profile_ids if i in state.profiles]
+            state.spawn(_run_job(state, job, named, job.request_id))
+
+
 async def _validate(state: EmulatorState, record: ProfileRecord) -> None:
     """Download and decode every training photo, then start the training clock."""
+    await _check_photos(state, record)
+    if record.error is not None or record.validated_at is not None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, state.save_profile, record)
+
+
+async def _check_photos(state: EmulatorState, record: ProfileRecord) -> None:
     try:
         images = [
             await load_image(url, f"image_urls.{i}", state.fetch)

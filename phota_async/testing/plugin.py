@@ -28,6 +28,8 @@ def phota_emulator(request: pytest.FixtureRequest) -> Iterator[PhotaEmulator]:
     fresh ``ManualClock`` of its own (``phota_emulator.clock.advance(seconds)`` moves it);
     a clock object is passed on as it is. ``rate_limit=20`` (or a ``RateLimit``, or a dict
     such as ``{"rate": 20, "retry_after": False}``) limits the account to 20 requests a second.
+    Retention options pass through the same way: ``max_log=100_000`` keeps a longer request
+    log, ``output_ttl=60`` expires outputs after a minute.
     """
     from . import ManualClock, PhotaEmulator
 

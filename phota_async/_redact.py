@@ -160,7 +160,12 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(out)
 
 
-_URL_WITH_QUERY = re.compile(r"""(https?://[^\s?#"'<>\\]+)\?([^\s#"'<>\\]*)""", re.IGNORECASE)
+# A URL's query runs to the next space or quote; punctuation ending the token (a ";" or ")"
+# after the URL) is the sentence's, not the query's.
+_URL_WITH_QUERY = re.compile(
+    r"""(https?://[^\s?#"'<>\\]+)\?([^\s#"'<>\\]*?)(?=[;,.)\]]*(?:[\s#"'<>\\]|$))""",
+    re.IGNORECASE,
+)
 _SIGNED = re.compile(
     r"(?:^|&)(?:x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature"
     r"|x-goog-credential|signature|sig)=",

@@ -334,7 +334,8 @@ class S3Uploader:
             if self._client is None:
                 stack = AsyncExitStack()
                 try:
-                    self._client = await stack.enter_async_context(self._create_client())
+                    context = await self._create_client()
+                    self._client = await stack.enter_async_context(context)
                     self._stack = stack
                 except BaseException:
                     await stack.aclose()
@@ -360,14 +361,12 @@ class S3Uploader:
             with anyio.CancelScope(shield=True):  # a cancelled upload still closes the pool
                 await stack.aclose()
 
-    def _create_client(self) -> Any:
-        try:
-            from aiobotocore.config import AioConfig
-            from aiobotocore.session import get_session
-        except ImportError as exc:  # pragma: no cover - depends on the installed extras
-            raise ImportError(
-                "S3Uploader needs aiobotocore: pip install 'phota-async[s3]'"
-            ) from exc
+    async def _create_client(self) -> Any:
+        # Importing aiobotocore takes over a second of blocking work: done in a thread on
+        # first use, so that the loop keeps serving meanwhile.
+        session = await off_loop(_prepared_session)
+        from aiobotocore.config import AioConfig
+
         config = AioConfig(
             retries={"mode": "standard", "max_attempts": 5},
             connect_timeout=10,
@@ -377,7 +376,7 @@ class S3Uploader:
             # Path-style URLs work with every S3-compatible store (MinIO needs them).
             s3={"addressing_style": "path" if self.endpoint_url else "auto"},
         )
-        return get_session().create_client(
+        return session.create_client(
             "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
         )
 
@@ -445,6 +444,17 @@ class S3Uploader:
                 "check the AWS credentials and the bucket's policy"
             )
         return f"cannot {what} in bucket {self.bucket!r}{where}: {exc}"
+
+
+def _prepared_session() -> Any:
+    """An aiobotocore session, importing aiobotocore first (blocking: run in a thread)."""
+    try:
+        from aiobotocore.session import get_session
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ImportError("S3Uploader needs aiobotocore: pip install 'phota-async[s3]'") from exc
+    from aiobotocore.config import AioConfig  # noqa: F401 - imported here, off the loop
+
+    return get_session()
 
 
 def _extension(filename: str, content_type: str) -> str:

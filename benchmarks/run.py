@@ -12,6 +12,9 @@ noise; ratios hold. Nothing here passes or fails: the table says which targets a
 goodput as a share of the limit, the share of requests refused, and the time to get back under
 a halved limit, beside a hand-written tenacity loop.
 
+``s3`` (``s3_upload.py``) adds ``S3Uploader``'s upload throughput (MB/s), worst loop lag and
+client peak RSS against moto's S3 server on loopback (30 photos of 4 MiB, 3 runs).
+
 ``hostile`` (``hostile.py``) adds absolute figures: the worst event-loop lag while large bodies
 go up and come down, and the growth of RSS while hostile answers are refused.
 """
@@ -337,6 +340,7 @@ def main() -> int:
         "validate",
         "budget",
         "throttle",
+        "s3",
     )
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
@@ -365,6 +369,10 @@ def main() -> int:
                 from validate import bench_validate
 
                 rows += bench_validate(args.quick)
+            elif name == "s3":
+                from s3_upload import bench_s3
+
+                rows += bench_s3(args.quick)
             elif name == "budget":
                 from budget import bench_budget
 

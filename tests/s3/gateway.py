@@ -38,6 +38,7 @@ class Gateway:
     ahead: float = 0.0
     deny: set[str] = attrs.Factory(set)  # object keys (no bucket) answered 403
     raw_gets: list[str] = attrs.Factory(list)  # raw path + query of each GET, as received
+    put_headers: list[dict[str, str]] = attrs.Factory(list)  # each PUT's headers
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -56,6 +57,8 @@ class Gateway:
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        if request.method == "PUT":
+            self.put_headers.append(dict(request.headers))
         if request.method == "GET":
             self.raw_gets.append(request.raw_path)
             refusal = self._expired(request)

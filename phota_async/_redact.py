@@ -160,28 +160,44 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(out)
 
 
-# A URL's query runs to the next space or quote; punctuation ending the token (a ";" or ")"
-# after the URL) is the sentence's, not the query's.
-_URL_WITH_QUERY = re.compile(
-    r"""(https?://[^\s?#"'<>\\]+)\?([^\s#"'<>\\]*?)(?=[;,.)\]]*(?:[\s#"'<>\\]|$))""",
-    re.IGNORECASE,
-)
+# A signed query is found by its signature parameter, then masked from its "?" to the next
+# space or quote (punctuation ending the token, a ";" or ")" after the URL, is the sentence's).
+# Each piece of text is looked at a bounded number of times: a hostile body of megabytes of
+# "http://?sig=" costs linear time, never quadratic.
 _SIGNED = re.compile(
-    r"(?:^|&)(?:x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature"
+    r"[?&](?:x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature"
     r"|x-goog-credential|signature|sig)=",
     re.IGNORECASE,
 )
-
-
-def _mask_query(match: re.Match[str]) -> str:
-    return f"{match[1]}?{MASK}" if _SIGNED.search(match[2]) else match[0]
+_TOKEN_END = re.compile(r"""[\s#"'<>\\]""")
+_TRAILING = ";,.)]"
+_QUERY_WINDOW = 8192  # the longest query looked back over, from its signature to its "?"
 
 
 def mask_signed_urls(text: str) -> str:
     """``text`` with the query string of every presigned URL in it masked (``?***``)."""
-    if "://" not in text or "?" not in text:  # the common text: no URL with a query
+    if "?" not in text:  # the common text: no query at all
         return text
-    return _URL_WITH_QUERY.sub(_mask_query, text)
+    out: list[str] = []
+    done = 0  # text[:done] is settled
+    for found in _SIGNED.finditer(text):
+        if found.start() < done:
+            continue  # inside a query masked already
+        start = found.start() if found.group()[0] == "?" else None
+        if start is None:
+            start = text.rfind("?", max(done, found.start() - _QUERY_WINDOW), found.start())
+            if start < 0:
+                continue
+        stop = _TOKEN_END.search(text, found.end())
+        end = stop.start() if stop else len(text)
+        while end > found.end() and text[end - 1] in _TRAILING:
+            end -= 1
+        out += [text[done : start + 1], MASK]
+        done = end
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
 
 
 # Weak references to the live secrets, as a plain tuple (iterating a WeakSet costs

@@ -14,6 +14,8 @@ a halved limit, beside a hand-written tenacity loop.
 
 ``emulator_memory`` (``emulator_memory.py``) gives the RSS growth of an emulator process over
 10,000 calls with its default retention, in MiB.
+``s3`` (``s3_upload.py``) adds ``S3Uploader``'s upload throughput (MB/s), worst loop lag and
+client peak RSS against moto's S3 server on loopback (30 photos of 4 MiB, 3 runs).
 
 ``hostile`` (``hostile.py``) adds absolute figures: the worst event-loop lag while large bodies
 go up and come down, and the growth of RSS while hostile answers are refused.
@@ -342,6 +344,7 @@ def main() -> int:
         "throttle",
         "sync",
         "emulator_memory",
+        "s3",
     )
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
@@ -374,6 +377,10 @@ def main() -> int:
                 from emulator_memory import bench_emulator_memory
 
                 rows += bench_emulator_memory(args.quick)
+            elif name == "s3":
+                from s3_upload import bench_s3
+
+                rows += bench_s3(args.quick)
             elif name == "budget":
                 from budget import bench_budget
 

@@ -13,6 +13,12 @@ scrub it, scrubbing happens where that text enters the SDK's own texts:
 Each client registers its key here (``register``) and holds the returned ``Secret``; the
 registry keeps only weak references, so a key is forgotten with the last client using it.
 
+Presigned URLs are bearer secrets too (whoever holds one reads the object until it expires):
+in every text scrubbed here, a URL whose query string carries a signature (S3's
+``X-Amz-Signature``/``X-Amz-Credential`` or ``Signature=``, GCS's ``X-Goog-Signature``, a SAS
+``sig=``) keeps its scheme, host and path (the bucket and key) and shows ``?***`` for its
+query. Data the SDK hands back (a result's download URLs) is never rewritten.
+
 What is scrubbed: the key itself; the key written with any mix of URL-encoding (``%41``, either
 case), JSON ``\\u0041`` escapes and HTML character references; and any run of at least
 ``FRAGMENT`` consecutive characters of it (a partial echo, or an echo cut by truncation). JSON
@@ -27,7 +33,7 @@ import logging
 import re
 import reprlib
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -154,6 +160,46 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(out)
 
 
+# A signed query is found by its signature parameter, then masked from its "?" to the next
+# space or quote (punctuation ending the token, a ";" or ")" after the URL, is the sentence's).
+# Each piece of text is looked at a bounded number of times: a hostile body of megabytes of
+# "http://?sig=" costs linear time, never quadratic.
+_SIGNED = re.compile(
+    r"[?&](?:x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature"
+    r"|x-goog-credential|signature|sig)=",
+    re.IGNORECASE,
+)
+_TOKEN_END = re.compile(r"""[\s#"'<>\\]""")
+_TRAILING = ";,.)]"
+_QUERY_WINDOW = 8192  # the longest query looked back over, from its signature to its "?"
+
+
+def mask_signed_urls(text: str) -> str:
+    """``text`` with the query string of every presigned URL in it masked (``?***``)."""
+    if "?" not in text:  # the common text: no query at all
+        return text
+    out: list[str] = []
+    done = 0  # text[:done] is settled
+    for found in _SIGNED.finditer(text):
+        if found.start() < done:
+            continue  # inside a query masked already
+        start = found.start() if found.group()[0] == "?" else None
+        if start is None:
+            start = text.rfind("?", max(done, found.start() - _QUERY_WINDOW), found.start())
+            if start < 0:
+                continue
+        stop = _TOKEN_END.search(text, found.end())
+        end = stop.start() if stop else len(text)
+        while end > found.end() and text[end - 1] in _TRAILING:
+            end -= 1
+        out += [text[done : start + 1], MASK]
+        done = end
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
+
+
 # Weak references to the live secrets, as a plain tuple (iterating a WeakSet costs
 # microseconds on the path every answer takes); a secret's death drops its reference.
 _refs: tuple[weakref.ref[Secret], ...] = ()
@@ -178,8 +224,13 @@ def register(key: str) -> Secret:
 
 
 def scrub(text: str) -> str:
-    """``text`` with every live key masked. The echoes of all keys are found in the same text
-    and masked at once, so one key's mask cannot hide part of another key's echo."""
+    """``text`` with every live key and every presigned URL's query masked. The echoes of all
+    keys are found in the same text and masked at once, so one key's mask cannot hide part of
+    another key's echo."""
+    return mask_signed_urls(_scrub_keys(text))
+
+
+def _scrub_keys(text: str) -> str:
     spans: list[tuple[int, int]] = []
     for secret in _secrets():
         spans += secret.spans(text)
@@ -212,38 +263,38 @@ def scrub_echoes(value: Any, raw: bytes) -> Any:
     text = raw.decode("utf-8", "replace")
     for secret in _secrets():
         if secret.spans(text):
-            return scrub_value(value)
+            # Keys only: the answer's data (download URLs) must stay usable.
+            return _scrub(value, 0, _scrub_keys)
     return value
 
 
 def scrub_value(value: Any) -> Any:
-    """A copy of ``value`` with every live key masked in its strings (and bytes), looking into
-    mappings, lists, tuples and attrs models (their fields are replaced with ``evolve``)."""
-    if not _refs:
-        return value
-    return _scrub(value, 0)
+    """A copy of ``value`` with every live key and presigned URL query masked in its strings
+    (and bytes), looking into mappings, lists, tuples and attrs models (their fields are
+    replaced with ``evolve``)."""
+    return _scrub(value, 0, scrub)
 
 
-def _scrub(value: Any, depth: int) -> Any:
+def _scrub(value: Any, depth: int, clean: Callable[[str], str]) -> Any:
     if isinstance(value, str):
-        return scrub(value)
+        return clean(value)
     if depth > 20:  # a hostile body nests deeply: deeper than this, keep no text at all
         return MASK if isinstance(value, (Mapping, list, tuple)) else value
     if isinstance(value, (bytes, bytearray)):
         text = bytes(value).decode("utf-8", "surrogateescape")
-        cleaned = scrub(text)
+        cleaned = clean(text)
         return value if cleaned == text else cleaned.encode("utf-8", "surrogateescape")
     if isinstance(value, Mapping):
-        return {_scrub(k, depth + 1): _scrub(v, depth + 1) for k, v in value.items()}
+        return {_scrub(k, depth + 1, clean): _scrub(v, depth + 1, clean) for k, v in value.items()}
     if isinstance(value, list):
-        return [_scrub(v, depth + 1) for v in value]
+        return [_scrub(v, depth + 1, clean) for v in value]
     if isinstance(value, tuple):
-        return tuple(_scrub(v, depth + 1) for v in value)
+        return tuple(_scrub(v, depth + 1, clean) for v in value)
     if attrs.has(type(value)):
         changes = {}
         for field in attrs.fields(type(value)):
             current = getattr(value, field.name)
-            cleaned = _scrub(current, depth + 1)
+            cleaned = _scrub(current, depth + 1, clean)
             if cleaned is not current and cleaned != current:
                 changes[field.alias or field.name] = cleaned
         return attrs.evolve(value, **changes) if changes else value
@@ -251,14 +302,14 @@ def _scrub(value: Any, depth: int) -> Any:
 
 
 class ScrubFilter(logging.Filter):
-    """Masks live keys in each log record's message (and drops its arguments)."""
+    """Masks live keys and presigned URL queries in each log record's message (and drops its
+    arguments)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if _refs:
-            message = record.getMessage()
-            cleaned = scrub(message)
-            if cleaned != message or record.args:
-                record.msg, record.args = cleaned, None
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
         return True
 
 

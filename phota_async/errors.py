@@ -42,6 +42,7 @@ scrubbed as they are set (see ``_redact``), so no code path can forget to. Every
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -328,13 +329,33 @@ class WaitTimeoutError(PhotaError, TimeoutError):
         self.last = last
 
 
+# A profile message saying its training photos could not be fetched (the service's wording is
+# not documented: any of these words in an ERROR's message).
+_UNREACHABLE_PHOTOS = re.compile(
+    r"download|expired|unreachable|could not be (?:reached|fetched)|\b40[34]\b", re.IGNORECASE
+)
+
+
 class ProfileTrainingError(PhotaError):
-    """A profile ended ``ERROR`` or ``INACTIVE``; ``profile`` holds it (with its message)."""
+    """A profile ended ``ERROR`` or ``INACTIVE``; ``profile`` holds it (with its message).
+
+    When the message says the training photos could not be downloaded, ``photos_unreachable``
+    is true and the text says that their URLs expired or are unreachable.
+    """
 
     def __init__(self, profile: Profile) -> None:
         message = profile.message or "no message"
-        super().__init__(f"profile {profile.id} is {profile.status}: {message}")
+        unreachable = profile.status == "ERROR" and bool(_UNREACHABLE_PHOTOS.search(message))
+        hint = (
+            " (Phota could not download the training photos: their URLs expired or are "
+            "unreachable; upload them again with URLs that live through validation and "
+            "training)"
+            if unreachable
+            else ""
+        )
+        super().__init__(f"profile {profile.id} is {profile.status}: {message}{hint}")
         self.profile = profile
+        self.photos_unreachable = unreachable
 
 
 class JobFailedError(PhotaError):

@@ -24,6 +24,9 @@ How it behaves, and why:
 - Credentials and region come from the usual AWS chain (environment, config files, instance
   roles); ``endpoint_url`` points at MinIO, Cloudflare R2, GCS interoperability and the like
   (path-style addressing then).
+- ``on_progress`` is called with an ``UploadProgress`` (photos and bytes done so far, how many
+  were already in the bucket, seconds since the first upload began) after each photo; the
+  command line draws its ``n/N photos, MB, MB/s`` line from it.
 - aiobotocore is imported on first use only: importing ``phota_async`` or this module does
   not need it. Its own retries (standard mode) cover a store's transient errors; every upload
   is idempotent (same key, same bytes), so retrying is always safe.
@@ -35,18 +38,21 @@ import asyncio
 import base64
 import hashlib
 import re
+import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
 import anyio
+import attrs
 
 from ._files import off_loop
 from .errors import InvalidRequestError, PhotaError
 from .models import Profile
 
-__all__ = ["DEFAULT_URL_TTL", "MAX_URL_TTL", "S3Uploader", "StorageError"]
+__all__ = ["DEFAULT_URL_TTL", "MAX_URL_TTL", "S3Uploader", "StorageError", "UploadProgress"]
 
 DEFAULT_URL_TTL = 24 * 3600
 MAX_URL_TTL = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
@@ -80,6 +86,31 @@ class StorageError(PhotaError):
         self.bucket = bucket
 
 
+@attrs.frozen
+class UploadProgress:
+    """How far an ``S3Uploader`` has got, as passed to its ``on_progress`` callback.
+
+    Attributes:
+        photos: photos done (stored, or found already stored) since the uploader was made.
+        bytes: their size in bytes.
+        skipped: how many of them were already in the bucket (not sent again).
+        seconds: seconds since the first of them began (hashing included).
+    """
+
+    photos: int
+    bytes: int
+    skipped: int
+    seconds: float
+
+    @property
+    def mb_per_second(self) -> float:
+        """Throughput in MB/s (10**6 bytes), 0 before any time has passed."""
+        return self.bytes / self.seconds / 1e6 if self.seconds > 0 else 0.0
+
+
+ProgressCallback = Callable[[UploadProgress], None]
+
+
 class S3Uploader:
     """Upload training photos to S3 (or an S3-compatible store) and hand out presigned URLs.
 
@@ -98,6 +129,9 @@ class S3Uploader:
         concurrency: the most uploads in flight at once.
         cleanup: let ``finish(profile)`` delete the uploaded photos once the profile is READY
             or ERROR (Phota reads them until then).
+        on_progress: called with an ``UploadProgress`` after each photo is stored (or found
+            already stored), on the event loop; keep it quick. An exception it raises fails
+            that photo's upload.
 
     Raises:
         InvalidRequestError: an argument is invalid.
@@ -113,6 +147,7 @@ class S3Uploader:
         url_ttl: float = DEFAULT_URL_TTL,
         concurrency: int = 4,
         cleanup: bool = False,
+        on_progress: ProgressCallback | None = None,
     ) -> None:
         if not isinstance(bucket, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,255}", bucket):
             raise InvalidRequestError("bucket", "must be an S3 bucket name")
@@ -134,6 +169,9 @@ class S3Uploader:
         self.url_ttl = int(url_ttl)
         self.concurrency = concurrency
         self.cleanup = cleanup
+        self.on_progress = on_progress
+        self._done = UploadProgress(0, 0, 0, 0.0)
+        self._first: float | None = None  # when the first upload began (monotonic)
         self._uploaded: dict[str, None] = {}  # ordered set of keys
         self._limit = asyncio.Semaphore(concurrency)
         self._lock: asyncio.Lock | None = None
@@ -146,6 +184,11 @@ class S3Uploader:
     def __repr__(self) -> str:
         where = f", endpoint_url={self.endpoint_url!r}" if self.endpoint_url else ""
         return f"S3Uploader({self.bucket!r}, {self.prefix!r}{where})"
+
+    @property
+    def progress(self) -> UploadProgress:
+        """Photos and bytes done so far (see ``on_progress``)."""
+        return self._done
 
     @property
     def uploaded_keys(self) -> tuple[str, ...]:
@@ -201,12 +244,15 @@ class S3Uploader:
             StorageError: the store refused or failed (after its own retries).
             OSError: the file cannot be read.
         """
-        digest = await _sha256(data)
+        if self._first is None:
+            self._first = time.monotonic()
+        digest, size = await _sha256(data)
         key = f"{self.prefix}{digest.hex()}.{_extension(filename, content_type)}"
         client = await self._acquire()
         try:
             async with self._limit:
-                if not await self._exists(client, key):
+                found = await self._exists(client, key)
+                if not found:
                     await self._put(client, key, data, content_type, digest)
                 self._uploaded[key] = None
                 url: str = await client.generate_presigned_url(
@@ -214,9 +260,18 @@ class S3Uploader:
                     Params={"Bucket": self.bucket, "Key": key},
                     ExpiresIn=self.url_ttl,
                 )
-                return url
         finally:
             await self._release()
+        done = self._done
+        self._done = UploadProgress(
+            done.photos + 1,
+            done.bytes + size,
+            done.skipped + found,
+            time.monotonic() - self._first,
+        )
+        if self.on_progress is not None:
+            self.on_progress(self._done)
+        return url
 
     async def finish(self, profile: Profile) -> int:
         """With ``cleanup=True``, delete the uploaded photos now that ``profile`` has ended.
@@ -279,7 +334,11 @@ class S3Uploader:
             if self._client is None:
                 stack = AsyncExitStack()
                 try:
-                    self._client = await stack.enter_async_context(self._create_client())
+                    context = await self._create_client()
+                    self._client = await stack.enter_async_context(context)
+                    self._client.meta.events.register(
+                        "before-sign.s3.PutObject", _known_payload_hash
+                    )
                     self._stack = stack
                 except BaseException:
                     await stack.aclose()
@@ -305,14 +364,14 @@ class S3Uploader:
             with anyio.CancelScope(shield=True):  # a cancelled upload still closes the pool
                 await stack.aclose()
 
-    def _create_client(self) -> Any:
-        try:
-            from aiobotocore.config import AioConfig
-            from aiobotocore.session import get_session
-        except ImportError as exc:  # pragma: no cover - depends on the installed extras
-            raise ImportError(
-                "S3Uploader needs aiobotocore: pip install 'phota-async[s3]'"
-            ) from exc
+    async def _create_client(self) -> Any:
+        # Importing aiobotocore is over a second of blocking work: done in a thread on first
+        # use, so that the loop keeps serving meanwhile. The first client then parses S3's
+        # models (a stall of 0.1-0.5 s that a thread cannot hide: the JSON parser holds the
+        # GIL); the shared loader keeps them, so later clients open in milliseconds.
+        session = await off_loop(_prepared_session)
+        from aiobotocore.config import AioConfig
+
         config = AioConfig(
             retries={"mode": "standard", "max_attempts": 5},
             connect_timeout=10,
@@ -322,7 +381,7 @@ class S3Uploader:
             # Path-style URLs work with every S3-compatible store (MinIO needs them).
             s3={"addressing_style": "path" if self.endpoint_url else "auto"},
         )
-        return get_session().create_client(
+        return session.create_client(
             "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
         )
 
@@ -392,6 +451,42 @@ class S3Uploader:
         return f"cannot {what} in bucket {self.bucket!r}{where}: {exc}"
 
 
+_loader: Any = None  # botocore's data loader, shared: it caches the models it parsed
+
+
+def _prepared_session() -> Any:
+    """A new aiobotocore session (blocking on first use: run it in a thread).
+
+    Each client gets its own session (credentials are resolved per session, on its loop), but
+    they all share one data loader, so S3's models are parsed once per process, not once per
+    client.
+    """
+    global _loader
+    try:
+        from aiobotocore.session import get_session
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise ImportError("S3Uploader needs aiobotocore: pip install 'phota-async[s3]'") from exc
+    from aiobotocore.config import AioConfig  # noqa: F401 - imported here, off the loop
+
+    session = get_session()
+    if _loader is None:
+        _loader = session.get_component("data_loader")
+    else:
+        session.register_component("data_loader", _loader)
+    return session
+
+
+def _known_payload_hash(request: Any, **_: Any) -> None:
+    """Sign a PUT with the SHA-256 already known (it is the key), instead of hashing the body.
+
+    Over plain http (a local MinIO, moto) SigV4 signs the payload's hash, and botocore would
+    read and hash the whole file on the event loop before sending it.
+    """
+    known = request.headers.get("x-amz-checksum-sha256")
+    if known and "X-Amz-Content-SHA256" not in request.headers:
+        request.headers["X-Amz-Content-SHA256"] = base64.b64decode(known).hex()
+
+
 def _extension(filename: str, content_type: str) -> str:
     suffix = Path(filename).suffix.lstrip(".").lower()
     if suffix == "jpeg":
@@ -401,17 +496,20 @@ def _extension(filename: str, content_type: str) -> str:
     return _EXTENSIONS.get(content_type.lower(), "bin")
 
 
-async def _sha256(data: bytes | Path) -> bytes:
+async def _sha256(data: bytes | Path) -> tuple[bytes, int]:
+    """The SHA-256 digest and the size of a photo."""
     if isinstance(data, bytes):
         if len(data) <= _INLINE_HASH:
-            return hashlib.sha256(data).digest()
-        return await off_loop(lambda: hashlib.sha256(data).digest())
+            return hashlib.sha256(data).digest(), len(data)
+        return await off_loop(lambda: hashlib.sha256(data).digest()), len(data)
     return await off_loop(_hash_file, data)
 
 
-def _hash_file(path: Path) -> bytes:
+def _hash_file(path: Path) -> tuple[bytes, int]:
     digest = hashlib.sha256()
+    size = 0
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
-    return digest.digest()
+            size += len(chunk)
+    return digest.digest(), size

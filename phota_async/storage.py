@@ -5,6 +5,6 @@
 
 from __future__ import annotations
 
-from .s3 import DEFAULT_URL_TTL, MAX_URL_TTL, S3Uploader, StorageError
+from .s3 import DEFAULT_URL_TTL, MAX_URL_TTL, S3Uploader, StorageError, UploadProgress
 
-__all__ = ["DEFAULT_URL_TTL", "MAX_URL_TTL", "S3Uploader", "StorageError"]
+__all__ = ["DEFAULT_URL_TTL", "MAX_URL_TTL", "S3Uploader", "StorageError", "UploadProgress"]

@@ -20,7 +20,7 @@ from typing import Any
 
 from .._client import PhotaClient
 from .._poll import Cadence, PollPolicy
-from ..errors import PhotaError
+from ..errors import PhotaError, ProfileTrainingError
 from ._parser import cli_message
 from .progress import Progress, batch_status
 
@@ -343,11 +343,25 @@ async def _create_profile(args: argparse.Namespace, phota: Any) -> int:
             photos.append(item)
         else:
             local += expand_images([Path(item)])
+    if args.upload is not None:
+        if photos:
+            raise UsageError(
+                "--upload takes local photos only: pass either files and folders with "
+                "--upload, or photo URLs without it"
+            )
+        return await _create_from_s3(args, phota, local)
+    loose = [f for f in ("endpoint_url", "region", "url_ttl") if getattr(args, f) is not None]
+    if loose or args.cleanup:
+        flag = "--" + (loose[0] if loose else "cleanup").replace("_", "-")
+        raise UsageError(f"{flag} goes with --upload s3://BUCKET/PREFIX")
     photos += local
     uploader = None
     if local:
         if not args.emulator:
-            raise UsageError("local photos can only be uploaded with --emulator; pass URLs")
+            raise UsageError(
+                "local photos are uploaded with --upload s3://BUCKET/PREFIX (or --emulator); "
+                "or pass photo URLs"
+            )
         from .. import emulator_uploader
 
         uploader = emulator_uploader(phota)
@@ -361,9 +375,91 @@ async def _create_profile(args: argparse.Namespace, phota: Any) -> int:
             on_upload=(lambda done, _total: bar.update(done)) if bar else None,
         )
         if args.wait:
-            profile = await phota.profiles.wait_ready(profile.id, timeout=args.timeout)
+            profile = await _wait_training(phota, profile, args, progress)
     _emit(args, _profile_data(profile), f"{profile.id}\t{profile.status}")
     return EXIT_OK
+
+
+def _s3_uploader(args: argparse.Namespace, on_progress: Any) -> Any:
+    """The ``S3Uploader`` that ``--upload`` and its companions describe.
+
+    Raises:
+        UsageError: the ``[s3]`` extra is not installed, or ``--cleanup`` without ``--wait``.
+    """
+    if args.cleanup and not args.wait:
+        raise UsageError(
+            "--cleanup deletes the photos once training has ended: add --wait (Phota reads "
+            "them until then)"
+        )
+    try:
+        import aiobotocore.session  # noqa: F401 - only checks that the extra is installed
+    except ImportError:
+        raise UsageError("--upload needs the [s3] extra: pip install 'phota-async[s3]'") from None
+    from ..s3 import DEFAULT_URL_TTL, S3Uploader
+
+    bucket, prefix = args.upload
+    return S3Uploader(
+        bucket,
+        prefix,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        url_ttl=DEFAULT_URL_TTL if args.url_ttl is None else args.url_ttl,
+        cleanup=args.cleanup,
+        on_progress=on_progress,
+    )
+
+
+async def _create_from_s3(args: argparse.Namespace, phota: Any, local: list[Path]) -> int:
+    """``profiles create --upload s3://...``: upload, train, optionally wait and clean up."""
+    total = sum(path.stat().st_size for path in local)
+    with Progress(enabled=not args.json) as progress:
+        bar: Any = None
+
+        def on_progress(done: Any) -> None:
+            bar.update(
+                done.photos,
+                status=f"photos, {_mb(done.bytes)}/{_mb(total)} MB, {done.mb_per_second:.1f} MB/s",
+            )
+
+        uploader = _s3_uploader(args, on_progress)
+        bar = progress.task("upload", len(local))
+        async with uploader:
+            profile = await phota.profiles.create(
+                local, tier=args.tier, tag=args.tag, uploader=uploader
+            )
+            if args.wait:
+                try:
+                    profile = await _wait_training(phota, profile, args, progress)
+                except ProfileTrainingError as exc:
+                    await _clean(uploader, exc.profile, progress)
+                    raise
+                await _clean(uploader, profile, progress)
+    _emit(args, _profile_data(profile), f"{profile.id}\t{profile.status}")
+    return EXIT_OK
+
+
+def _mb(size: int) -> str:
+    """Bytes as MB (10**6), with two decimals under 10 MB."""
+    return f"{size / 1e6:.2f}" if size < 10**7 else f"{size / 1e6:.1f}"
+
+
+async def _clean(uploader: Any, profile: Any, progress: Progress) -> None:
+    """``--cleanup``: delete the uploaded photos now that training has ended."""
+    if uploader.cleanup:
+        deleted = await uploader.finish(profile)
+        progress.note(f"cleanup: deleted {deleted} uploaded photos")
+
+
+async def _wait_training(
+    phota: Any, profile: Any, args: argparse.Namespace, progress: Progress
+) -> Any:
+    """Wait for training with one progress line: the status as it changes."""
+    training = progress.task("training", None)
+    return await phota.profiles.wait_ready(
+        profile.id,
+        timeout=args.timeout,
+        on_update=lambda p: training.update(int(p.is_ready), status=p.status),
+    )
 
 
 async def run_jobs(args: argparse.Namespace) -> int:

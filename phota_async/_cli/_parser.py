@@ -118,6 +118,20 @@ def _seconds(text: str) -> float:
     return _amount(text, "seconds", above_zero=False)
 
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _s3_url(text: str) -> tuple[str, str]:
+    """``s3://BUCKET/PREFIX`` as ``(bucket, prefix)`` (``--upload``)."""
+    scheme, _, rest = text.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if scheme.lower() != "s3" or not _BUCKET.fullmatch(bucket):
+        raise argparse.ArgumentTypeError(
+            f"need s3://BUCKET/PREFIX with a valid bucket name, got {text[:80]!r}"
+        )
+    return bucket, prefix
+
+
 def _latency(text: str) -> tuple[float, float]:
     """``--latency 0.3`` or ``--latency 0.2:0.4`` (seconds)."""
     try:
@@ -439,6 +453,30 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tag", help="a label to list it by (1-128 characters)")
     create.add_argument(
         "--wait", action="store_true", help="wait until it is READY (see --timeout)"
+    )
+    storage = create.add_argument_group(
+        "uploading local photos (the [s3] extra; AWS credentials from the usual chain)"
+    )
+    storage.add_argument(
+        "--upload",
+        type=_s3_url,
+        metavar="s3://BUCKET/PREFIX",
+        help="upload local photos to this bucket and prefix, and train from presigned URLs",
+    )
+    storage.add_argument(
+        "--endpoint-url", help="an S3-compatible endpoint: MinIO, Cloudflare R2, GCS (AWS)"
+    )
+    storage.add_argument("--region", help="the bucket's region (from the AWS configuration)")
+    storage.add_argument(
+        "--url-ttl",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="lifetime of the presigned URLs: validation and training must fit (86400)",
+    )
+    storage.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="delete the uploaded photos once training ends (READY or ERROR); needs --wait",
     )
     listing = actions.add_parser("list", parents=api, help="list profiles")
     listing.add_argument("--tag", help="only profiles with this tag")

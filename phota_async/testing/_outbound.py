@@ -4,6 +4,14 @@ Emulator decisions:
 
 - An input or training URL that does not answer 200, cannot be reached, or serves more than
   ``max_bytes`` answers 400 ``IMAGE_DOWNLOAD_FAILED`` (or ends the profile in ``ERROR``).
+- URLs are fetched exactly as given: a presigned URL's query string is signed byte for byte,
+  so it is sent without any re-quoting (``%2F`` stays ``%2F``).
+- The failure's text says why, in words a user can act on, and names the URL without its
+  query string (``?***``): a presigned query is a bearer secret, and the text ends up in a
+  profile's ``message``. A refusal from object storage is read from its XML error body
+  (``<Code>``, ``<Message>``, at most ``ERROR_BODY_BYTES``): 403 ``Request has expired`` says
+  the URL expired; another 403 that it was refused (signature, permissions) or expired; a 404
+  that the photo is gone. The real service's texts are not documented; these are ours.
 - A callback is tried three times, ``0.2 s`` then ``0.4 s`` apart on the emulator's clock,
   until the receiver answers 2xx. Its ``t=`` stamp is real Unix time (not the emulator's
   clock): the receiver checks it against its own wall clock.
@@ -14,16 +22,54 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+from yarl import URL
 
 from ._clock import Clock
 from ._failure import APIFailure
 
 CALLBACK_ATTEMPTS = 3
 CALLBACK_BACKOFF = 0.2  # seconds before the second attempt; the n-th waits n times this
+ERROR_BODY_BYTES = 4096  # the most of a refusal's body read to explain it
+_XML_FIELD = re.compile(r"<(Code|Message)>([^<]{0,200})</\1>")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a message may show it: scheme, host and path, the query masked.
+
+    A presigned URL's query string (``X-Amz-Signature``, ``X-Amz-Credential`` ...) lets
+    anyone read the object until it expires; the bucket and key are what a reader needs.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<an unparsable URL>"
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def _refusal(status: int, body: bytes) -> str:
+    """Why storage refused a download, from its status and (S3-style XML) error body."""
+    fields = dict(_XML_FIELD.findall(body.decode("utf-8", "replace")))
+    code, message = fields.get("Code", ""), fields.get("Message", "").strip()
+    said = f"storage answered {status}" + (f" {code}" if code else "")
+    if message:
+        said += f' "{message}"'
+    if status == 403 and ("expired" in message.lower() or code == "ExpiredToken"):
+        return f"{said}: the URL has expired"
+    if status in (401, 403):
+        return (
+            f"{said}: the URL was refused (it may have expired, or its signature or "
+            "permissions are not accepted)"
+        )
+    if status in (404, 410):
+        return f"{said}: the photo is not there (deleted, or a wrong URL)"
+    return said
 
 
 def sign(body: bytes, secret: str, stamp: int) -> str:
@@ -52,12 +98,25 @@ class Outbound:
             await session.close()
 
     async def download(self, url: str, field_name: str) -> bytes:
-        """GET an input or training URL; any failure is a 400 naming the field."""
+        """GET an input or training URL; any failure is a 400 naming the field.
+
+        The URL is sent byte for byte as given (``encoded=True``): re-quoting its query would
+        break a presigned URL's signature.
+        """
+        where = shown_url(url)
+        failed = f"{field_name} could not be downloaded"
         try:
-            async with self.session.get(url) as resp:
+            target = URL(url, encoded=True)
+        except ValueError:
+            raise APIFailure(400, "IMAGE_DOWNLOAD_FAILED", f"{failed}: not a URL") from None
+        try:
+            async with self.session.get(target) as resp:
                 if resp.status != 200:
+                    body = await resp.content.read(ERROR_BODY_BYTES)
                     raise APIFailure(
-                        400, "IMAGE_DOWNLOAD_FAILED", f"{field_name}: {resp.status} from {url}"
+                        400,
+                        "IMAGE_DOWNLOAD_FAILED",
+                        f"{failed}: {_refusal(resp.status, body)}; from {where}",
                     )
                 chunks: list[bytes] = []
                 size = 0
@@ -67,13 +126,15 @@ class Outbound:
                         raise APIFailure(
                             400,
                             "IMAGE_DOWNLOAD_FAILED",
-                            f"{field_name}: {url} serves more than {self._max_bytes} bytes",
+                            f"{failed}: {where} serves more than {self._max_bytes} bytes",
                         )
                     chunks.append(chunk)
                 return b"".join(chunks)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise APIFailure(
-                400, "IMAGE_DOWNLOAD_FAILED", f"{field_name}: cannot download {url} ({exc!r})"
+                400,
+                "IMAGE_DOWNLOAD_FAILED",
+                f"{failed}: storage could not be reached ({type(exc).__name__}); from {where}",
             ) from exc
 
     async def deliver(

@@ -30,7 +30,11 @@ EXPECTED_FLAGS: dict[str, set[str]] = {
     | CLIENT
     | {"--out", "-n", "--aspect-ratio", "--resolution", "--model", "--format"},
     "profiles": HELP,
-    "profiles create": HELP | CLIENT | WAIT | {"--tier", "--tag", "--wait"},
+    "profiles create": HELP
+    | CLIENT
+    | WAIT
+    | {"--tier", "--tag", "--wait"}
+    | {"--upload", "--endpoint-url", "--region", "--url-ttl", "--cleanup"},
     "profiles list": HELP | CLIENT | {"--tag"},
     "profiles status": HELP | CLIENT,
     "profiles wait": HELP | CLIENT | WAIT,

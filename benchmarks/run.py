@@ -14,6 +14,7 @@ a halved limit, beside a hand-written tenacity loop.
 
 ``emulator_memory`` (``emulator_memory.py``) gives the RSS growth of an emulator process over
 10,000 calls with its default retention, in MiB.
+
 ``s3`` (``s3_upload.py``) adds ``S3Uploader``'s upload throughput (MB/s), worst loop lag and
 client peak RSS against moto's S3 server on loopback (30 photos of 4 MiB, 3 runs).
 

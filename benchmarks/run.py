@@ -14,6 +14,9 @@ a halved limit, beside a hand-written tenacity loop.
 
 ``hostile`` (``hostile.py``) adds absolute figures: the worst event-loop lag while large bodies
 go up and come down, and the growth of RSS while hostile answers are refused.
+
+``webhooks`` (``webhooks.py``) serves the webhook receiver under aiohttp, Starlette and FastAPI:
+deliveries per second as ratios, and RSS growth while oversized deliveries are refused.
 """
 
 from __future__ import annotations
@@ -337,6 +340,7 @@ def main() -> int:
         "validate",
         "budget",
         "throttle",
+        "webhooks",
     )
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
@@ -365,6 +369,10 @@ def main() -> int:
                 from validate import bench_validate
 
                 rows += bench_validate(args.quick)
+            elif name == "webhooks":
+                from webhooks import bench_webhooks
+
+                rows += bench_webhooks(args.quick)
             elif name == "budget":
                 from budget import bench_budget
 

@@ -20,6 +20,9 @@ client peak RSS against moto's S3 server on loopback (30 photos of 4 MiB, 3 runs
 
 ``hostile`` (``hostile.py``) adds absolute figures: the worst event-loop lag while large bodies
 go up and come down, and the growth of RSS while hostile answers are refused.
+
+``webhooks`` (``webhooks.py``) serves the webhook receiver under aiohttp, Starlette and FastAPI:
+deliveries per second as ratios, and RSS growth while oversized deliveries are refused.
 """
 
 from __future__ import annotations
@@ -346,6 +349,7 @@ def main() -> int:
         "sync",
         "emulator_memory",
         "s3",
+        "webhooks",
     )
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
@@ -382,6 +386,10 @@ def main() -> int:
                 from s3_upload import bench_s3
 
                 rows += bench_s3(args.quick)
+            elif name == "webhooks":
+                from webhooks import bench_webhooks
+
+                rows += bench_webhooks(args.quick)
             elif name == "budget":
                 from budget import bench_budget
 

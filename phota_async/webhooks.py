@@ -1,16 +1,22 @@
-"""Receiving Phota's job callbacks: signature checks, parsing, and a ready aiohttp handler.
+"""Receiving Phota's job callbacks: signature checks, parsing, and a framework-free receiver.
+
+This module imports no web framework. ``WebhookReceiver`` is the whole behaviour of an endpoint
+(bounded read, verification, de-duplication, nudging waiters, calling ``on_job``) as a function
+from a body and a header to a ``WebhookReply``; thin adapters turn that into a framework's
+response: ``webhook_handler()`` for ``aiohttp.web`` (importing aiohttp on call) and
+``phota_async.starlette.webhook_endpoint()`` for Starlette and FastAPI (the ``[fastapi]`` extra).
 
 A callback is a POST of the job object, signed in ``X-Phota-Signature`` as
 ``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">`` with the account's secret
 (``await phota.webhook_secret()``). Verify the *raw* body before parsing it, compare in constant
 time, and refuse timestamps outside the tolerance so that an old delivery cannot be replayed.
 
-Callbacks are best effort; the job endpoint is the source of truth. The handler from
-``webhook_handler()`` therefore hands a client's waiters a nudge: the waiting ``Job.wait()``
-polls once, at once, and completes from that GET.
+Callbacks are best effort; the job endpoint is the source of truth. The receiver therefore
+hands a client's waiters a nudge: the waiting ``Job.wait()`` polls once, at once, and completes
+from that GET.
 
-The ready-made handler also drops what a sender (or an attacker holding a captured delivery)
-may send twice or out of order, within the timestamp tolerance:
+The receiver also drops what a sender (or an attacker holding a captured delivery) may send
+twice or out of order, within the timestamp tolerance:
 
 - a replay: a delivery whose verified body was already handled (whatever its timestamp);
 - a step back: a delivery whose job status comes before one already handled for that job
@@ -28,22 +34,25 @@ import hmac
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+import attrs
 
 from ._converter import structure
 from ._deadline import check_seconds
-from .errors import PhotaError, ResponseValidationError
+from .errors import InvalidRequestError, PhotaError, ResponseValidationError
 from .models import Job, JobStatus
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from ._client import PhotaClient
 
 SIGNATURE_HEADER = "X-Phota-Signature"
 DEFAULT_TOLERANCE = 300
 DEFAULT_REMEMBER = 1024
+DEFAULT_MAX_BODY = 1024 * 1024  # aiohttp's default request cap; a job object is a few kB
 
 # A job's statuses only move forward; a delivery of an earlier one is stale. Statuses the SDK
 # does not know (a newer API) have no rank and are never dropped as stale.
@@ -193,21 +202,34 @@ class _Deliveries:
             memory.popitem(last=False)
 
 
-def webhook_handler(
-    secret: SecretSource,
-    on_job: OnJob | None = None,
-    *,
-    client: PhotaClient | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
-    remember: int = DEFAULT_REMEMBER,
-) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """An ``aiohttp.web`` handler for Phota callbacks.
+@attrs.frozen
+class WebhookReply:
+    """What a receiver answers to one delivery, whatever the web framework.
 
-    It reads the raw body, verifies it (401 for every missing, malformed or wrong signature,
-    without parsing), parses the job, drops replays and deliveries that would move the job's
-    status backwards (answering 204 without calling anything; see the module docstring),
-    nudges ``client``'s waiters on that job (so ``Job.wait()`` confirms with one GET), and
-    awaits ``on_job(job)``. It answers 204 when all went well.
+    Attributes:
+        status: the HTTP status: 204 handled or dropped as a replay or step back, 400 signed
+            but not a job, 401 bad signature, 413 body over the cap, 503 secret unavailable.
+        detail: a short reason for an error status (sent as ``{"detail": ...}``), else ``None``.
+        job: the job handed to ``on_job`` (``None`` when nothing was handed over).
+    """
+
+    status: int
+    detail: str | None = None
+    job: Job | None = None
+
+
+class WebhookReceiver:
+    """The framework-neutral core of a webhook endpoint; the aiohttp handler
+    (``webhook_handler``) and the Starlette/FastAPI endpoint
+    (``phota_async.starlette.webhook_endpoint``) both call it.
+
+    For each delivery it reads the raw body up to ``max_body`` bytes, verifies it (401 for
+    every missing, malformed or wrong signature, without parsing), parses the job, drops
+    replays and deliveries that would move the job's status backwards (answering 204 without
+    calling anything; see the module docstring), nudges ``client``'s waiters on that job (so
+    ``Job.wait()`` confirms with one GET), and awaits ``on_job(job)``. It answers 204 when all
+    went well. An exception from ``on_job`` propagates (the framework answers 500) and the
+    delivery is forgotten, so that the sender's retry is handled.
 
     Args:
         secret: the webhook secret, several during a rotation, or an async function returning
@@ -217,43 +239,155 @@ def webhook_handler(
         tolerance: accepted clock difference, in seconds.
         remember: how many deliveries and jobs to remember for dropping replays and steps
             back (the memory is bounded by it).
+        max_body: the largest body read, in bytes (a job object is a few kilobytes).
 
-    Returns:
-        The handler, for ``app.router.add_post(path, handler)``.
+    Raises:
+        InvalidRequestError: ``tolerance`` is not a number of seconds >= 0, or ``max_body``
+            is not a whole number >= 1.
     """
-    check_seconds(tolerance, "tolerance")  # refused now, not as a 401 for every delivery
-    deliveries = _Deliveries(max(1, remember))
 
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.read()
-        secrets = await secret() if callable(secret) else secret
+    def __init__(
+        self,
+        secret: SecretSource,
+        on_job: OnJob | None = None,
+        *,
+        client: PhotaClient | None = None,
+        tolerance: float = DEFAULT_TOLERANCE,
+        remember: int = DEFAULT_REMEMBER,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        # Refused now, not as a 401 (or a 500) for every delivery.
+        self._tolerance = check_seconds(tolerance, "tolerance")
+        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
+            raise InvalidRequestError("max_body", "must be a whole number of bytes >= 1")
+        self._secret = secret
+        self._on_job = on_job
+        self._client = client
+        self._max_body = max_body
+        self._deliveries = _Deliveries(max(1, remember))
+
+    async def handle(
+        self,
+        chunks: AsyncIterable[bytes],
+        header: str | None,
+        content_length: str | int | None = None,
+    ) -> WebhookReply:
+        """Read a delivery's body as it streams in, then ``receive`` it.
+
+        Args:
+            chunks: the request body, in pieces (``request.stream()``, ``request.content``).
+            header: the ``X-Phota-Signature`` value, or ``None`` when absent.
+            content_length: the declared ``Content-Length``, if any: a body declared over the
+                cap is refused before a byte of it is read.
+
+        Returns:
+            The reply to send; 413 when the body passes ``max_body``.
+        """
+        too_large = WebhookReply(413, f"the body is over {self._max_body} bytes")
         try:
-            verify_signature(body, request.headers.get(SIGNATURE_HEADER), secrets, tolerance)
+            declared = int(content_length) if content_length is not None else None
+        except ValueError:
+            declared = None  # the server's HTTP parser has the last word on framing
+        if declared is not None and declared > self._max_body:
+            return too_large
+        body = bytearray()
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > self._max_body:
+                return too_large
+        return await self.receive(bytes(body), header)
+
+    async def receive(self, body: bytes, header: str | None) -> WebhookReply:
+        """Verify, de-duplicate and hand over one delivery whose raw body is in hand.
+
+        Args:
+            body: the raw request body, exactly as received.
+            header: the ``X-Phota-Signature`` value, or ``None`` when absent.
+
+        Returns:
+            The reply to send (see ``WebhookReply``).
+
+        Raises:
+            Exception: whatever ``on_job`` raised (the delivery is then forgotten).
+        """
+        if len(body) > self._max_body:
+            return WebhookReply(413, f"the body is over {self._max_body} bytes")
+        try:
+            secrets = await self._secret() if callable(self._secret) else self._secret
+        except PhotaError as exc:
+            # The sender retries later; the secret source (the API) may be back by then.
+            return WebhookReply(503, f"the webhook secret is unavailable ({type(exc).__name__})")
+        try:
+            verify_signature(body, header, secrets, self._tolerance)
         except (WebhookVerificationError, ValueError) as exc:
-            return web.json_response({"detail": str(exc)}, status=401)
+            return WebhookReply(401, str(exc))
         try:
             job = parse_event(body)
         except ResponseValidationError as exc:
-            return web.json_response({"detail": str(exc)}, status=400)
+            return WebhookReply(400, str(exc))
         digest = hashlib.sha256(body).digest()
-        admitted, previous = deliveries.admit(digest, job)
+        admitted, previous = self._deliveries.admit(digest, job)
         if not admitted:
-            return web.Response(status=204)
+            return WebhookReply(204)
         try:
-            if client is not None:
-                client.jobs.notify(job.id)
-            if on_job is not None:
-                await on_job(job)
+            if self._client is not None:
+                self._client.jobs.notify(job.id)
+            if self._on_job is not None:
+                await self._on_job(job)
         except BaseException:
-            deliveries.forget(digest, job, previous)
+            self._deliveries.forget(digest, job, previous)
             raise
-        return web.Response(status=204)
+        return WebhookReply(204, job=job)
 
-    return handle
+
+def webhook_handler(
+    secret: SecretSource,
+    on_job: OnJob | None = None,
+    *,
+    client: PhotaClient | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    remember: int = DEFAULT_REMEMBER,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """An ``aiohttp.web`` handler for Phota callbacks (a ``WebhookReceiver`` underneath).
+
+    It reads the raw body (up to ``max_body`` bytes, else 413), verifies it (401 for every
+    missing, malformed or wrong signature, without parsing), parses the job (400 if it is
+    not one), drops replays and deliveries that would move the job's status backwards
+    (answering 204 without calling anything; see the module docstring), nudges ``client``'s
+    waiters on that job (so ``Job.wait()`` confirms with one GET), and awaits
+    ``on_job(job)``. It answers 204 when all went well. For Starlette and FastAPI, see
+    ``phota_async.starlette.webhook_endpoint``.
+
+    Args:
+        secret: the webhook secret, several during a rotation, or an async function returning
+            it (``phota.webhook_secret``, cached by the client).
+        on_job: called with each verified, new, in-order job.
+        client: a ``PhotaClient`` whose waiters should be woken.
+        tolerance: accepted clock difference, in seconds.
+        remember: how many deliveries and jobs to remember for dropping replays and steps
+            back (the memory is bounded by it).
+        max_body: the largest body read, in bytes.
+
+    Returns:
+        The handler, for ``app.router.add_post(path, handler)``.
+
+    Raises:
+        InvalidRequestError: ``tolerance`` or ``max_body`` is invalid.
+    """
+    # aiohttp.web is imported here, not at module level: this module stays framework-free.
+    from ._aiohttp_webhook import aiohttp_handler
+
+    receiver = WebhookReceiver(
+        secret, on_job, client=client, tolerance=tolerance, remember=remember, max_body=max_body
+    )
+    return aiohttp_handler(receiver)
 
 
 __all__ = [
     "SIGNATURE_HEADER",
+    "WebhookReceiver",
+    "WebhookReply",
     "WebhookVerificationError",
     "parse_event",
     "sign",

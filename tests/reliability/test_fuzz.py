@@ -38,7 +38,7 @@ DECODERS = [
 ]  # fmt: skip
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=hostile, status=st.sampled_from([200, 201, 202, 400, 404, 422, 429, 500, 503]))
 def test_decoders_raise_only_typed_errors(body: object, status: int) -> None:
     """Any JSON in any decoder gives a model or a PhotaError, never KeyError or TypeError."""
@@ -48,7 +48,7 @@ def test_decoders_raise_only_typed_errors(body: object, status: int) -> None:
             decode(response)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(raw=st.binary(max_size=200))
 def test_decoders_survive_raw_bytes(raw: bytes) -> None:
     """Arbitrary bytes (not JSON) only ever raise PhotaError."""
@@ -58,7 +58,7 @@ def test_decoders_survive_raw_bytes(raw: bytes) -> None:
                 decode(Response(status, {}, raw))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(profile_id=st.text(max_size=80))
 def test_ids_outside_the_pattern_never_reach_a_url(profile_id: str) -> None:
     """Every id is either a plain [A-Za-z0-9_-]{1,64} path segment or refused."""
@@ -136,7 +136,7 @@ BODY = b'{"job_id": "job_1", "status": "SUCCEEDED"}'
 NOW = 1_800_000_000
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(header=st.text(max_size=200))
 def test_random_signature_headers_are_refused(header: str) -> None:
     """Arbitrary header text never verifies and only raises WebhookVerificationError."""
@@ -144,7 +144,7 @@ def test_random_signature_headers_are_refused(header: str) -> None:
         verify_signature(BODY, header, "whsec_x", now=NOW)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(body=st.binary(max_size=300), flip=st.integers(min_value=0, max_value=299))
 def test_any_tampering_is_refused(body: bytes, flip: int) -> None:
     """Changing any byte of a signed body breaks the signature."""

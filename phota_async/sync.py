@@ -89,6 +89,17 @@ class _Portal:
                 finished.wait(CANCEL_GRACE)
             raise
 
+    def run_shielded(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call()`` in the loop to its end: Ctrl-C waits for it (up to the grace period)
+        rather than cancelling it, for clean-ups that must not stop half-way."""
+
+        async def shielded() -> T:
+            with anyio.CancelScope(shield=True):
+                result = await call()
+            return result
+
+        return self.run(shielded)
+
     def run_sync(self, call: Callable[[], T]) -> T:
         """Run the plain function ``call()`` on the loop's thread (for loop-bound state)."""
         return self._live().call(call)
@@ -533,7 +544,8 @@ class PhotaClient(_Forwarder):
         if self.closed:
             return
         try:
-            self._portal.run(self.aio.aclose)
+            # Shielded: a Ctrl-C must not leave the connections open once the loop is gone.
+            self._portal.run_shielded(self.aio.aclose)
         finally:
             self._portal.stop()
 

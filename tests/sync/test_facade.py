@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio.to_thread
 import pytest
 
 from phota_async import PollPolicy, Spend, ThrottleStats
@@ -287,3 +288,42 @@ def test_the_ledger_limiter_and_webhook_secret_forward(threaded_emu: PhotaEmulat
         assert phota.webhook_secret() == phota.webhook_secret()
         assert "api_key=***" in repr(phota)
         assert threaded_emu.api_key not in repr(phota)
+
+
+def test_ctrl_c_during_close_still_closes_the_connections(threaded_emu: PhotaEmulator) -> None:
+    """SIGINT while close() waits for the async client to close lets that close finish before
+    KeyboardInterrupt reaches the caller, so no connection outlives the loop."""
+    phota = PhotaClient(api_key=threaded_emu.api_key, base_url=threaded_emu.base_url)
+    phota.enhance(jpeg_bytes())
+    closing, interrupted = threading.Event(), threading.Event()
+    finished: list[bool] = []
+    original = phota.aio.aclose
+
+    async def aclose() -> None:
+        closing.set()
+        await anyio.to_thread.run_sync(interrupted.wait, 10)
+        await original()
+        finished.append(True)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    phota.aio.aclose = aclose  # type: ignore[method-assign]
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    presser = threading.Thread(
+        target=lambda: (
+            closing.wait(10)
+            and signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        )
+    )
+    presser.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            phota.close()
+    finally:
+        presser.join()
+        signal.signal(signal.SIGINT, previous)
+    assert finished == [True]
+    assert phota.closed
+    assert not portal_threads()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from phota_async import Job, PhotaClient, PollPolicy
-from phota_async.errors import JobFailedError
+from phota_async.errors import InvalidRequestError, JobFailedError
 from phota_async.testing import ManualClock, PhotaEmulator
 from tests.helpers import jpeg_bytes, until
 
@@ -111,6 +111,34 @@ async def test_an_exception_in_on_update_ends_the_wait_and_its_polling(
     with pytest.raises(LookupError, match="display gone"):
         await job.wait(timeout=30, on_update=refuse)
     assert not fast._session.poller._watches  # the poll loop was stopped and awaited
+
+
+async def test_an_async_on_update_is_refused_before_polling(
+    fast: PhotaClient, emu: PhotaEmulator
+) -> None:
+    """An ``async def`` on_update is refused with InvalidRequestError before any poll, not
+    silently never awaited."""
+    job = await fast.jobs.submit_generate("x")
+
+    async def show(_: Job) -> None:
+        pass
+
+    with pytest.raises(InvalidRequestError, match="on_update: must be a plain function"):
+        await job.wait(timeout=30, on_update=show)
+    assert polls(emu, job.id) == 0
+
+
+async def test_an_on_update_returning_a_coroutine_ends_the_wait(fast: PhotaClient) -> None:
+    """A callback that returns an awaitable (a lambda around an async function) ends the wait
+    with InvalidRequestError at its first snapshot, and polling stops."""
+    job = await fast.jobs.submit_generate("x")
+
+    async def show(_: Job) -> None:
+        pass
+
+    with pytest.raises(InvalidRequestError, match="on_update"):
+        await job.wait(timeout=30, on_update=lambda j: show(j))  # type: ignore[arg-type,return-value]
+    assert not fast._session.poller._watches
 
 
 async def test_profile_waits_also_report_each_status_once(

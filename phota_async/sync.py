@@ -100,6 +100,14 @@ class _Portal:
 
         return self.run(shielded)
 
+    def run_anyway(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call()`` in the loop; once the facade is closed, on a loop of its own for this
+        one call (a result's images outlive the client that fetched them)."""
+        if self.portal is not None:
+            return self.run(call)
+        with anyio.from_thread.start_blocking_portal(name="phota-sync") as portal:
+            return portal.call(call)
+
     def run_sync(self, call: Callable[[], T]) -> T:
         """Run the plain function ``call()`` on the loop's thread (for loop-bound state)."""
         return self._live().call(call)
@@ -156,6 +164,8 @@ class ImageResult:
     """The blocking twin of ``phota_async.ImageResult``: the same data, blocking methods.
 
     Use ``with result:`` (or ``close()``) to release the temporary files of large images.
+    Its images can still be read and saved after the client is closed (URL outputs excepted:
+    downloading them needs the client).
 
     Attributes:
         aio: the async ``ImageResult`` it wraps.
@@ -198,7 +208,7 @@ class ImageResult:
         Raises:
             IndexError, ValueError, PhotaError: as ``phota_async.ImageResult.read``.
         """
-        return self._portal.run(lambda: self.aio.read(index))
+        return self._portal.run_anyway(lambda: self.aio.read(index))
 
     def save(self, directory: str | Path, *, stem: str = "image") -> list[Path]:
         """Write every output into ``directory``, atomically; return the paths.
@@ -213,11 +223,11 @@ class ImageResult:
         Raises:
             PhotaError, OSError: as ``phota_async.ImageResult.save``.
         """
-        return self._portal.run(lambda: self.aio.save(directory, stem=stem))
+        return self._portal.run_anyway(lambda: self.aio.save(directory, stem=stem))
 
     def close(self) -> None:
         """Release the temporary files of large bytes-mode images. Idempotent."""
-        self._portal.run(self.aio.aclose)
+        self._portal.run_anyway(self.aio.aclose)
 
     def __enter__(self) -> ImageResult:
         return self

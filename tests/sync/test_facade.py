@@ -327,3 +327,17 @@ def test_ctrl_c_during_close_still_closes_the_connections(threaded_emu: PhotaEmu
     assert finished == [True]
     assert phota.closed
     assert not portal_threads()
+
+
+def test_a_result_is_saved_and_closed_after_its_client_closed(
+    threaded_emu: PhotaEmulator, tmp_path: Path
+) -> None:
+    """A bytes-mode result read and saved after its client's with block (the paid images are
+    in hand) works, and closing it then is fine too; no loop thread is left."""
+    with PhotaClient(api_key=threaded_emu.api_key, base_url=threaded_emu.base_url) as phota:
+        result = phota.enhance(jpeg_bytes())
+    saved = result.save(tmp_path)
+    assert decode(saved[0].read_bytes()).format == "JPEG"
+    assert result.read(0) == saved[0].read_bytes()
+    result.close()
+    assert not portal_threads()

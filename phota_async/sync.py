@@ -290,6 +290,16 @@ class Job:
         return self.aio.error
 
     @property
+    def output_format(self) -> str:
+        """The image format the job was asked for."""
+        return self.aio.output_format
+
+    @property
+    def request_id(self) -> str | None:
+        """The ``X-Request-Id`` of the answer this snapshot came from."""
+        return self.aio.request_id
+
+    @property
     def is_finished(self) -> bool:
         """Whether the job ended, either way."""
         return self.aio.is_finished
@@ -358,6 +368,16 @@ class BatchRun(Generic[I]):
         """Counts and cost of the run so far."""
         return self.aio.summary
 
+    @property
+    def remaining(self) -> int:
+        """Items this run has to work on: all but those a manifest records as done."""
+        return self.aio.remaining
+
+    @property
+    def in_flight(self) -> int:
+        """Items started and not finished yet."""
+        return self.aio.in_flight
+
     def __iter__(self) -> Iterator[BatchItem[I]]:
         self._items = self._portal.run_sync(self.aio.__aiter__)
         try:
@@ -387,6 +407,11 @@ class BatchRun(Generic[I]):
     def stop(self) -> None:
         """Start no new items; those in flight finish and are delivered."""
         self._portal.run_sync(self.aio.stop)
+
+    def abandon(self) -> None:
+        """Cancel every item in flight now (a manifest keeps them pending, resumed by key);
+        the iteration ends."""
+        self._portal.run_sync(self.aio.abandon)
 
     def close(self) -> None:
         """Cancel every call still running and wait until they have stopped. Idempotent.
@@ -573,6 +598,11 @@ class PhotaClient(_Forwarder):
         self.close()
 
     @property
+    def base_url(self) -> str:
+        """The API's base URL this client calls."""
+        return self.aio.base_url
+
+    @property
     def spend(self) -> _budget.Spend | None:
         """The client's budget ledger now; ``None`` without a budget."""
         return self.aio.spend
@@ -611,6 +641,7 @@ class PhotaClient(_Forwarder):
     enhance = _forward(_client.PhotaClient.enhance, _result)
     remix = _forward(_client.PhotaClient.remix, _result)
     webhook_secret = _forward(_client.PhotaClient.webhook_secret, _as_is)
+    map = _run(_client.PhotaClient.map)
     enhance_many = _run(_client.PhotaClient.enhance_many)
     edit_many = _run(_client.PhotaClient.edit_many)
     remix_many = _run(_client.PhotaClient.remix_many)

@@ -341,3 +341,12 @@ def test_a_result_is_saved_and_closed_after_its_client_closed(
     assert result.read(0) == saved[0].read_bytes()
     result.close()
     assert not portal_threads()
+
+
+def test_map_runs_an_async_call_per_input(phota: PhotaClient) -> None:
+    """map() forwards: the async call runs on the facade's loop for every input."""
+    items = phota.map(lambda image: phota.aio.enhance(image), [jpeg_bytes(1), jpeg_bytes(2)])
+    collected = items.collect()
+    assert [item.ok for item in collected] == [True, True]
+    assert items.remaining == 2
+    assert items.in_flight == 0

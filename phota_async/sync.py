@@ -55,6 +55,10 @@ I = TypeVar("I")  # noqa: E741 - an input type
 # file) before KeyboardInterrupt is raised to the caller anyway.
 CANCEL_GRACE = 10.0
 CLOSED = "this phota_async.sync.PhotaClient is closed; create a new one"
+ON_LOOP = (
+    "a blocking call from a callback (on_update, on_progress, on_upload) would wait for the "
+    "loop that runs the callback: record what it needs and make the call after it returns"
+)
 
 
 class _Portal:
@@ -66,6 +70,7 @@ class _Portal:
         )
         self.portal: anyio.from_thread.BlockingPortal | None = self._manager.__enter__()
         self._lock = threading.Lock()
+        self._loop_thread = self.portal.call(threading.get_ident)
 
     def run(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run ``call()`` in the loop and block until it is done; Ctrl-C cancels it."""
@@ -116,6 +121,8 @@ class _Portal:
         portal = self.portal
         if portal is None:
             raise PhotaError(CLOSED)
+        if threading.get_ident() == self._loop_thread:
+            raise PhotaError(ON_LOOP)
         return portal
 
     def stop(self) -> None:

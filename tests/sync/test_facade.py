@@ -350,3 +350,12 @@ def test_map_runs_an_async_call_per_input(phota: PhotaClient) -> None:
     assert [item.ok for item in collected] == [True, True]
     assert items.remaining == 2
     assert items.in_flight == 0
+
+
+def test_a_call_from_inside_a_callback_says_why_it_cannot_block(phota: PhotaClient) -> None:
+    """A facade call made from an on_update callback (on the facade's own loop) raises a
+    PhotaError that names the callback problem, and the wait ends with it."""
+    job = phota.jobs.submit_generate("a fox")
+    with pytest.raises(PhotaError, match="from a callback"):
+        phota.jobs.wait(job, timeout=30, on_update=lambda snapshot: phota.jobs.get(snapshot.id))
+    assert phota.jobs.get(job.id).id == job.id  # the client goes on

@@ -285,11 +285,7 @@ class Poller:
                         and watch.snapshot != seen
                     ):
                         seen = watch.snapshot
-                        returned: object = on_update(seen)
-                        if inspect.isawaitable(returned):  # a lambda calling an async function
-                            if inspect.iscoroutine(returned):
-                                returned.close()  # no "never awaited" warning on top
-                            raise InvalidRequestError("on_update", ASYNC_CALLBACK)
+                        call_back(on_update, seen)
                     if watch.final is not None:
                         return watch.final
                     if watch.failure is not None:
@@ -377,6 +373,20 @@ def check_callback(callback: object, name: str) -> None:
     """
     if callback is not None and inspect.iscoroutinefunction(callback):
         raise InvalidRequestError(name, ASYNC_CALLBACK)
+
+
+def call_back(on_update: Callable[[S], object], snapshot: S) -> None:
+    """Call ``on_update(snapshot)``, refusing an awaitable answer (a lambda around an async
+    function) rather than dropping it.
+
+    Raises:
+        InvalidRequestError: ``on_update`` returned an awaitable.
+    """
+    returned = on_update(snapshot)
+    if inspect.isawaitable(returned):
+        if inspect.iscoroutine(returned):
+            returned.close()  # no "never awaited" warning on top
+        raise InvalidRequestError("on_update", ASYNC_CALLBACK)
 
 
 def wait_deadline(timeout: float | None, default: float) -> float:

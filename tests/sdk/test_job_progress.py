@@ -4,11 +4,14 @@ waits, against an emulator whose job phases move only when the test moves its cl
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
 
 from phota_async import Job, PhotaClient, PollPolicy
+from phota_async._protocol import Response
+from phota_async._transport import MockTransport
 from phota_async.errors import InvalidRequestError, JobFailedError
 from phota_async.testing import ManualClock, PhotaEmulator
 from tests.helpers import jpeg_bytes, until
@@ -165,3 +168,34 @@ async def test_profile_waits_also_report_each_status_once(
     )
     await driver
     assert statuses == ["QUEUING", "IN_PROGRESS", "READY"]
+
+
+async def test_a_job_whose_updated_at_moves_every_poll_is_reported_per_status() -> None:
+    """A server that moves updated_at on every poll of a RUNNING job still gets on_update
+    once for RUNNING and once for SUCCEEDED."""
+    answers = 0
+
+    def answer(request: object) -> Response:
+        nonlocal answers
+        answers += 1
+        done = answers >= 5
+        body = {
+            "job_id": "j1",
+            "status": "SUCCEEDED" if done else "RUNNING",
+            "updated_at": f"2026-01-01T00:00:{answers:02d}Z",
+            "result": {"known_subjects": {"counts": {}}, "images": [], "download_urls": []}
+            if done
+            else None,
+        }
+        return Response(200, {}, json.dumps(body).encode())
+
+    seen: list[str] = []
+    async with PhotaClient(
+        api_key="k",
+        base_url="https://api.test",
+        transport=MockTransport(answer),
+        poll=PollPolicy().scaled(0.001),
+    ) as phota:
+        await phota.jobs.wait("j1", timeout=30, on_update=lambda j: seen.append(j.status))
+    assert answers == 5
+    assert seen == ["RUNNING", "SUCCEEDED"]

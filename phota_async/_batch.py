@@ -54,6 +54,7 @@ from ._inputs import open_regular
 from ._limiter import ThrottleStats
 from ._manifest import RESUMABLE, Manifest, Record
 from ._naming import output_bases
+from ._poll import check_callback
 from ._redact import shown
 from .errors import (
     APIError,
@@ -488,6 +489,7 @@ def _check_arguments(
         raise InvalidRequestError(
             "on_progress", f"must be callable, got {type(on_progress).__name__}"
         )
+    check_callback(on_progress, "on_progress")
 
 
 class BatchRun(Generic[I]):

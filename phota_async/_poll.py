@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import math
 import random
 from collections.abc import Awaitable, Callable, Hashable, Iterator
@@ -260,6 +261,7 @@ class Poller:
             WaitTimeoutError: ``timeout`` seconds passed first (carries the last snapshot).
             PhotaError: polling got a definite error (such as 404).
         """
+        check_callback(on_update, "on_update")
         watch: _Watch[S]
         existing = self._watches.get(key)
         if existing is None:
@@ -283,7 +285,7 @@ class Poller:
                         and watch.snapshot != seen
                     ):
                         seen = watch.snapshot
-                        on_update(seen)
+                        call_back(on_update, seen)
                     if watch.final is not None:
                         return watch.final
                     if watch.failure is not None:
@@ -355,6 +357,36 @@ class Poller:
                 await watch.nudged.wait()
             finally:
                 waker.cancel()
+
+
+ASYNC_CALLBACK = (
+    "must be a plain function: it is called on the event loop and nothing awaits what it "
+    "returns (schedule async work from it with asyncio.create_task)"
+)
+
+
+def check_callback(callback: object, name: str) -> None:
+    """Refuse an async function as a progress callback, before anything is sent.
+
+    Raises:
+        InvalidRequestError: ``callback`` is an ``async def`` function.
+    """
+    if callback is not None and inspect.iscoroutinefunction(callback):
+        raise InvalidRequestError(name, ASYNC_CALLBACK)
+
+
+def call_back(on_update: Callable[[S], object], snapshot: S) -> None:
+    """Call ``on_update(snapshot)``, refusing an awaitable answer (a lambda around an async
+    function) rather than dropping it.
+
+    Raises:
+        InvalidRequestError: ``on_update`` returned an awaitable.
+    """
+    returned = on_update(snapshot)
+    if inspect.isawaitable(returned):
+        if inspect.iscoroutine(returned):
+            returned.close()  # no "never awaited" warning on top
+        raise InvalidRequestError("on_update", ASYNC_CALLBACK)
 
 
 def wait_deadline(timeout: float | None, default: float) -> float:

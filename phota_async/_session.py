@@ -29,7 +29,7 @@ from ._budget import Guard, Prices
 from ._deadline import QUEUED, SENDING, Deadline, Deadlines, check_seconds
 from ._files import off_loop, place, settled, temp_beside
 from ._limiter import THROTTLED, Limiter
-from ._poll import PollBudget, Poller, PollPolicy, wait_deadline
+from ._poll import PollBudget, Poller, PollPolicy, call_back, check_callback, wait_deadline
 from ._protocol import FileBody, Request, Response, StudioCall
 from ._retry import RetryPolicy
 from ._transport import Transport
@@ -459,7 +459,9 @@ class Session:
         self, job: Job, timeout: float | None, on_update: Callable[[Job], None] | None = None
     ) -> ImageResult:
         """Wait for ``job`` to finish; every waiter on one job shares one poll loop.
-        ``on_update`` sees each changed snapshot, as for profile waits."""
+        ``on_update`` sees each snapshot whose status (or error) changed."""
+        check_callback(on_update, "on_update")
+        report = None if on_update is None else _status_changes(on_update)
         final = await self.poller.wait(
             ("job", job.id),
             lambda: self.refresh_job(job),
@@ -467,7 +469,7 @@ class Session:
             lambda _: self.poll_policy.job,
             wait_deadline(timeout, DEFAULT_JOB_WAIT),
             f"job {job.id}",
-            on_update,
+            report,
         )
         if final.status == JobStatus.FAILED:
             raise JobFailedError(final)
@@ -490,3 +492,17 @@ def _lost_submit(exc: OutcomeUnknownError, key: str) -> OutcomeUnknownError:
     error.request_ids = exc.request_ids
     error.attempts = exc.attempts
     return error
+
+
+def _status_changes(on_update: Callable[[Job], None]) -> Callable[[Job], None]:
+    """``on_update`` called only when a job's status or error changed: a server that moves
+    ``updated_at`` on every poll must not turn a progress display into a line per poll."""
+    last: list[tuple[str, object]] = []
+
+    def report(job: Job) -> None:
+        key = (job.status, job.error)
+        if last != [key]:
+            last[:] = [key]
+            call_back(on_update, job)
+
+    return report

@@ -55,6 +55,10 @@ I = TypeVar("I")  # noqa: E741 - an input type
 # file) before KeyboardInterrupt is raised to the caller anyway.
 CANCEL_GRACE = 10.0
 CLOSED = "this phota_async.sync.PhotaClient is closed; create a new one"
+ON_LOOP = (
+    "a blocking call from a callback (on_update, on_progress, on_upload) would wait for the "
+    "loop that runs the callback: record what it needs and make the call after it returns"
+)
 
 
 class _Portal:
@@ -66,6 +70,7 @@ class _Portal:
         )
         self.portal: anyio.from_thread.BlockingPortal | None = self._manager.__enter__()
         self._lock = threading.Lock()
+        self._loop_thread = self.portal.call(threading.get_ident)
 
     def run(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run ``call()`` in the loop and block until it is done; Ctrl-C cancels it."""
@@ -89,6 +94,25 @@ class _Portal:
                 finished.wait(CANCEL_GRACE)
             raise
 
+    def run_shielded(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call()`` in the loop to its end: Ctrl-C waits for it (up to the grace period)
+        rather than cancelling it, for clean-ups that must not stop half-way."""
+
+        async def shielded() -> T:
+            with anyio.CancelScope(shield=True):
+                result = await call()
+            return result
+
+        return self.run(shielded)
+
+    def run_anyway(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``call()`` in the loop; once the facade is closed, on a loop of its own for this
+        one call (a result's images outlive the client that fetched them)."""
+        if self.portal is not None:
+            return self.run(call)
+        with anyio.from_thread.start_blocking_portal(name="phota-sync") as portal:
+            return portal.call(call)
+
     def run_sync(self, call: Callable[[], T]) -> T:
         """Run the plain function ``call()`` on the loop's thread (for loop-bound state)."""
         return self._live().call(call)
@@ -97,6 +121,8 @@ class _Portal:
         portal = self.portal
         if portal is None:
             raise PhotaError(CLOSED)
+        if threading.get_ident() == self._loop_thread:
+            raise PhotaError(ON_LOOP)
         return portal
 
     def stop(self) -> None:
@@ -145,6 +171,8 @@ class ImageResult:
     """The blocking twin of ``phota_async.ImageResult``: the same data, blocking methods.
 
     Use ``with result:`` (or ``close()``) to release the temporary files of large images.
+    Its images can still be read and saved after the client is closed (URL outputs excepted:
+    downloading them needs the client).
 
     Attributes:
         aio: the async ``ImageResult`` it wraps.
@@ -187,7 +215,7 @@ class ImageResult:
         Raises:
             IndexError, ValueError, PhotaError: as ``phota_async.ImageResult.read``.
         """
-        return self._portal.run(lambda: self.aio.read(index))
+        return self._portal.run_anyway(lambda: self.aio.read(index))
 
     def save(self, directory: str | Path, *, stem: str = "image") -> list[Path]:
         """Write every output into ``directory``, atomically; return the paths.
@@ -202,11 +230,11 @@ class ImageResult:
         Raises:
             PhotaError, OSError: as ``phota_async.ImageResult.save``.
         """
-        return self._portal.run(lambda: self.aio.save(directory, stem=stem))
+        return self._portal.run_anyway(lambda: self.aio.save(directory, stem=stem))
 
     def close(self) -> None:
         """Release the temporary files of large bytes-mode images. Idempotent."""
-        self._portal.run(self.aio.aclose)
+        self._portal.run_anyway(self.aio.aclose)
 
     def __enter__(self) -> ImageResult:
         return self
@@ -267,6 +295,16 @@ class Job:
     def error(self) -> models.JobError | None:
         """Why it failed, once ``FAILED``."""
         return self.aio.error
+
+    @property
+    def output_format(self) -> str:
+        """The image format the job was asked for."""
+        return self.aio.output_format
+
+    @property
+    def request_id(self) -> str | None:
+        """The ``X-Request-Id`` of the answer this snapshot came from."""
+        return self.aio.request_id
 
     @property
     def is_finished(self) -> bool:
@@ -337,6 +375,16 @@ class BatchRun(Generic[I]):
         """Counts and cost of the run so far."""
         return self.aio.summary
 
+    @property
+    def remaining(self) -> int:
+        """Items this run has to work on: all but those a manifest records as done."""
+        return self.aio.remaining
+
+    @property
+    def in_flight(self) -> int:
+        """Items started and not finished yet."""
+        return self.aio.in_flight
+
     def __iter__(self) -> Iterator[BatchItem[I]]:
         self._items = self._portal.run_sync(self.aio.__aiter__)
         try:
@@ -366,6 +414,11 @@ class BatchRun(Generic[I]):
     def stop(self) -> None:
         """Start no new items; those in flight finish and are delivered."""
         self._portal.run_sync(self.aio.stop)
+
+    def abandon(self) -> None:
+        """Cancel every item in flight now (a manifest keeps them pending, resumed by key);
+        the iteration ends."""
+        self._portal.run_sync(self.aio.abandon)
 
     def close(self) -> None:
         """Cancel every call still running and wait until they have stopped. Idempotent.
@@ -533,7 +586,8 @@ class PhotaClient(_Forwarder):
         if self.closed:
             return
         try:
-            self._portal.run(self.aio.aclose)
+            # Shielded: a Ctrl-C must not leave the connections open once the loop is gone.
+            self._portal.run_shielded(self.aio.aclose)
         finally:
             self._portal.stop()
 
@@ -549,6 +603,11 @@ class PhotaClient(_Forwarder):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL this client calls."""
+        return self.aio.base_url
 
     @property
     def spend(self) -> _budget.Spend | None:
@@ -589,6 +648,7 @@ class PhotaClient(_Forwarder):
     enhance = _forward(_client.PhotaClient.enhance, _result)
     remix = _forward(_client.PhotaClient.remix, _result)
     webhook_secret = _forward(_client.PhotaClient.webhook_secret, _as_is)
+    map = _run(_client.PhotaClient.map)
     enhance_many = _run(_client.PhotaClient.enhance_many)
     edit_many = _run(_client.PhotaClient.edit_many)
     remix_many = _run(_client.PhotaClient.remix_many)

@@ -9,6 +9,7 @@ import pytest
 
 import phota_async
 from phota_async import BatchItem, BatchProgress, PhotaClient, ThrottleStats
+from phota_async.errors import InvalidRequestError
 from phota_async.testing import PhotaEmulator
 from tests.helpers import jpeg_bytes
 
@@ -90,3 +91,14 @@ async def test_an_exception_in_on_progress_ends_the_run(phota: PhotaClient) -> N
     batch = phota.enhance_many([jpeg_bytes()], on_progress=refuse)
     with pytest.raises(LookupError, match="display gone"):
         await batch.collect()
+
+
+async def test_an_async_on_progress_is_refused_before_the_run(phota: PhotaClient) -> None:
+    """An ``async def`` on_progress is refused with InvalidRequestError when the run is made,
+    not silently never awaited."""
+
+    async def show(progress: BatchProgress, item: object) -> None:
+        pass
+
+    with pytest.raises(InvalidRequestError, match="on_progress: must be a plain function"):
+        phota.enhance_many([jpeg_bytes()], on_progress=show)  # type: ignore[arg-type]

@@ -4,12 +4,15 @@ waits, against an emulator whose job phases move only when the test moves its cl
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
 
 from phota_async import Job, PhotaClient, PollPolicy
-from phota_async.errors import JobFailedError
+from phota_async._protocol import Response
+from phota_async._transport import MockTransport
+from phota_async.errors import InvalidRequestError, JobFailedError
 from phota_async.testing import ManualClock, PhotaEmulator
 from tests.helpers import jpeg_bytes, until
 
@@ -113,6 +116,34 @@ async def test_an_exception_in_on_update_ends_the_wait_and_its_polling(
     assert not fast._session.poller._watches  # the poll loop was stopped and awaited
 
 
+async def test_an_async_on_update_is_refused_before_polling(
+    fast: PhotaClient, emu: PhotaEmulator
+) -> None:
+    """An ``async def`` on_update is refused with InvalidRequestError before any poll, not
+    silently never awaited."""
+    job = await fast.jobs.submit_generate("x")
+
+    async def show(_: Job) -> None:
+        pass
+
+    with pytest.raises(InvalidRequestError, match="on_update: must be a plain function"):
+        await job.wait(timeout=30, on_update=show)
+    assert polls(emu, job.id) == 0
+
+
+async def test_an_on_update_returning_a_coroutine_ends_the_wait(fast: PhotaClient) -> None:
+    """A callback that returns an awaitable (a lambda around an async function) ends the wait
+    with InvalidRequestError at its first snapshot, and polling stops."""
+    job = await fast.jobs.submit_generate("x")
+
+    async def show(_: Job) -> None:
+        pass
+
+    with pytest.raises(InvalidRequestError, match="on_update"):
+        await job.wait(timeout=30, on_update=lambda j: show(j))  # type: ignore[arg-type,return-value]
+    assert not fast._session.poller._watches
+
+
 async def test_profile_waits_also_report_each_status_once(
     fast: PhotaClient, emu: PhotaEmulator, clock: ManualClock
 ) -> None:
@@ -137,3 +168,34 @@ async def test_profile_waits_also_report_each_status_once(
     )
     await driver
     assert statuses == ["QUEUING", "IN_PROGRESS", "READY"]
+
+
+async def test_a_job_whose_updated_at_moves_every_poll_is_reported_per_status() -> None:
+    """A server that moves updated_at on every poll of a RUNNING job still gets on_update
+    once for RUNNING and once for SUCCEEDED."""
+    answers = 0
+
+    def answer(request: object) -> Response:
+        nonlocal answers
+        answers += 1
+        done = answers >= 5
+        body = {
+            "job_id": "j1",
+            "status": "SUCCEEDED" if done else "RUNNING",
+            "updated_at": f"2026-01-01T00:00:{answers:02d}Z",
+            "result": {"known_subjects": {"counts": {}}, "images": [], "download_urls": []}
+            if done
+            else None,
+        }
+        return Response(200, {}, json.dumps(body).encode())
+
+    seen: list[str] = []
+    async with PhotaClient(
+        api_key="k",
+        base_url="https://api.test",
+        transport=MockTransport(answer),
+        poll=PollPolicy().scaled(0.001),
+    ) as phota:
+        await phota.jobs.wait("j1", timeout=30, on_update=lambda j: seen.append(j.status))
+    assert answers == 5
+    assert seen == ["RUNNING", "SUCCEEDED"]

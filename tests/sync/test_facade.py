@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio.to_thread
 import pytest
 
 from phota_async import PollPolicy, Spend, ThrottleStats
@@ -287,3 +288,74 @@ def test_the_ledger_limiter_and_webhook_secret_forward(threaded_emu: PhotaEmulat
         assert phota.webhook_secret() == phota.webhook_secret()
         assert "api_key=***" in repr(phota)
         assert threaded_emu.api_key not in repr(phota)
+
+
+def test_ctrl_c_during_close_still_closes_the_connections(threaded_emu: PhotaEmulator) -> None:
+    """SIGINT while close() waits for the async client to close lets that close finish before
+    KeyboardInterrupt reaches the caller, so no connection outlives the loop."""
+    phota = PhotaClient(api_key=threaded_emu.api_key, base_url=threaded_emu.base_url)
+    phota.enhance(jpeg_bytes())
+    closing, interrupted = threading.Event(), threading.Event()
+    finished: list[bool] = []
+    original = phota.aio.aclose
+
+    async def aclose() -> None:
+        closing.set()
+        await anyio.to_thread.run_sync(interrupted.wait, 10)
+        await original()
+        finished.append(True)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    phota.aio.aclose = aclose  # type: ignore[method-assign]
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    presser = threading.Thread(
+        target=lambda: (
+            closing.wait(10)
+            and signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        )
+    )
+    presser.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            phota.close()
+    finally:
+        presser.join()
+        signal.signal(signal.SIGINT, previous)
+    assert finished == [True]
+    assert phota.closed
+    assert not portal_threads()
+
+
+def test_a_result_is_saved_and_closed_after_its_client_closed(
+    threaded_emu: PhotaEmulator, tmp_path: Path
+) -> None:
+    """A bytes-mode result read and saved after its client's with block (the paid images are
+    in hand) works, and closing it then is fine too; no loop thread is left."""
+    with PhotaClient(api_key=threaded_emu.api_key, base_url=threaded_emu.base_url) as phota:
+        result = phota.enhance(jpeg_bytes())
+    saved = result.save(tmp_path)
+    assert decode(saved[0].read_bytes()).format == "JPEG"
+    assert result.read(0) == saved[0].read_bytes()
+    result.close()
+    assert not portal_threads()
+
+
+def test_map_runs_an_async_call_per_input(phota: PhotaClient) -> None:
+    """map() forwards: the async call runs on the facade's loop for every input."""
+    items = phota.map(lambda image: phota.aio.enhance(image), [jpeg_bytes(1), jpeg_bytes(2)])
+    collected = items.collect()
+    assert [item.ok for item in collected] == [True, True]
+    assert items.remaining == 2
+    assert items.in_flight == 0
+
+
+def test_a_call_from_inside_a_callback_says_why_it_cannot_block(phota: PhotaClient) -> None:
+    """A facade call made from an on_update callback (on the facade's own loop) raises a
+    PhotaError that names the callback problem, and the wait ends with it."""
+    job = phota.jobs.submit_generate("a fox")
+    with pytest.raises(PhotaError, match="from a callback"):
+        phota.jobs.wait(job, timeout=30, on_update=lambda snapshot: phota.jobs.get(snapshot.id))
+    assert phota.jobs.get(job.id).id == job.id  # the client goes on

@@ -43,6 +43,7 @@ import attrs
 
 from ._deadline import check_seconds
 from ._redact import shown
+from ._telemetry import OFF, Hooks, WaitScope
 from .errors import (
     APIError,
     InvalidRequestError,
@@ -212,6 +213,8 @@ class _Watch(Generic[S]):
     task: asyncio.Task[None] | None = None
     changed: asyncio.Event = attrs.Factory(asyncio.Event)
     nudged: asyncio.Event = attrs.Factory(asyncio.Event)
+    # The waiters' telemetry spans, told of every snapshot (status-change events).
+    observers: set[WaitScope] = attrs.Factory(set)
 
     def publish(self) -> None:
         """Wake every waiter; later waits use a fresh event."""
@@ -222,8 +225,11 @@ class _Watch(Generic[S]):
 class Poller:
     """Shared poll loops, keyed by what they watch. One per client."""
 
-    def __init__(self, budget: PollBudget, max_retry_after: float = 60.0) -> None:
+    def __init__(
+        self, budget: PollBudget, max_retry_after: float = 60.0, telemetry: Hooks = OFF
+    ) -> None:
         self.budget = budget  # the client widens it for batches of jobs
+        self.telemetry = telemetry
         # A server's Retry-After is honoured up to this many seconds (the retry policy's cap):
         # an uncapped hint (``1e308``, a far-off date) would stop the loop for good.
         self._max_retry_after = max_retry_after
@@ -259,6 +265,8 @@ class Poller:
             WaitTimeoutError: ``timeout`` seconds passed first (carries the last snapshot).
             PhotaError: polling got a definite error (such as 404).
         """
+        # Opened first: a poll loop started below runs inside the first waiter's span.
+        span = self.telemetry.wait(key)
         watch: _Watch[S]
         existing = self._watches.get(key)
         if existing is None:
@@ -270,6 +278,8 @@ class Poller:
         watch.waiters += 1
         if on_update is not None:
             watch.listeners += 1
+        watch.observers.add(span)
+        span.saw(watch.snapshot)
         try:
             with anyio.move_on_after(timeout):
                 seen: S | None = None
@@ -290,7 +300,12 @@ class Poller:
                 f"{what} did not finish within {timeout:g} s",
                 last=watch.snapshot,  # type: ignore[arg-type]
             )
+        except BaseException as exc:
+            span.failed(exc)
+            raise
         finally:
+            watch.observers.discard(span)
+            span.close()
             watch.waiters -= 1
             if on_update is not None:
                 watch.listeners -= 1
@@ -328,6 +343,8 @@ class Poller:
                     hint = min(exc.retry_after, self._max_retry_after)
             else:
                 watch.snapshot = snapshot
+                for observer in watch.observers:
+                    observer.saw(snapshot)
                 if watch.done(snapshot):
                     watch.final = snapshot
                     watch.publish()

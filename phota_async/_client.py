@@ -195,6 +195,7 @@ class PhotaClient:
         if prices is not None and not isinstance(prices, Prices):
             prices = Prices().extended(prices)
         guard = Guard(as_budget(budget, "client"), prices or Prices(), unknown_price)
+        hooks = hooks_for(telemetry, guard.prices)
         self.base_url = (base_url or os.environ.get("PHOTA_BASE_URL") or DEFAULT_BASE_URL).rstrip(
             "/"
         )
@@ -248,7 +249,7 @@ class PhotaClient:
             max_concurrency=max_concurrency,
             poll=poll or PollPolicy(),
             guard=guard,
-            telemetry=hooks_for(telemetry, guard.prices),
+            telemetry=hooks,
         )
         self._secret: str | None = None
         self.profiles = Profiles(self._session)

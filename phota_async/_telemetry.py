@@ -424,7 +424,9 @@ class _Attempt(AttemptScope):
     def __init__(self, live: _Live, request: Request, number: int) -> None:
         from opentelemetry import context, trace
 
-        attributes = dict(_http(request.method, request.url))
+        # Signed URLs (downloads, uploads) are one-off: not kept in the cache.
+        http = _http if request.endpoint.startswith("/") else _http.__wrapped__
+        attributes = dict(http(request.method, request.url))
         template = _template(request.endpoint)[0]
         if template is not None:
             attributes["url.template"] = template

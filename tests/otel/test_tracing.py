@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from phota_async import PhotaClient
 from phota_async.errors import APIError, WaitTimeoutError
 from phota_async.testing import PhotaEmulator
-from tests.helpers import jpeg_bytes
+from tests.helpers import jpeg_bytes, until
 from tests.otel.conftest import FAST, Recorded
 
 
@@ -198,3 +200,29 @@ async def test_profile_creation_names_the_new_profile(
     assert create.attributes is not None
     assert create.attributes["phota.profile.id"] == profile.id
     assert create.attributes["phota.cost.estimated_usd"] == pytest.approx(1.49)
+
+
+async def test_a_cancelled_call_ends_its_spans_and_restores_the_context(
+    emu: PhotaEmulator, phota: PhotaClient, recorded: Recorded
+) -> None:
+    """Cancelling a call mid-answer ends its call and attempt spans as errors, and the
+    caller's current span is what it was before."""
+
+    emu.add_fault("/enhance", delay=30)
+    tracer = recorded.tracer_provider.get_tracer("test")
+    with tracer.start_as_current_span("caller") as caller:
+        task = asyncio.create_task(phota.enhance(jpeg_bytes()))
+        await until(lambda: bool(emu.requests), "the request reaches the emulator")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert trace.get_current_span() is caller
+
+    call = recorded.one("phota.enhance")
+    (attempt,) = recorded.children(call)
+    assert call.parent is not None
+    assert call.parent.span_id == caller.get_span_context().span_id
+    for span in (call, attempt):
+        assert span.attributes is not None
+        assert span.attributes["error.type"] == "asyncio.exceptions.CancelledError"
+        assert span.status.status_code is StatusCode.ERROR

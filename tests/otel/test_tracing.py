@@ -226,3 +226,22 @@ async def test_a_cancelled_call_ends_its_spans_and_restores_the_context(
         assert span.attributes is not None
         assert span.attributes["error.type"] == "asyncio.exceptions.CancelledError"
         assert span.status.status_code is StatusCode.ERROR
+
+
+async def test_a_job_submit_is_its_own_call_and_its_wait_another(
+    phota: PhotaClient, recorded: Recorded
+) -> None:
+    """``jobs.submit_enhance`` is a ``phota.jobs.submit_enhance`` span naming the job and its
+    estimated price; ``job.wait`` later is a root ``phota.jobs.wait`` span for that job."""
+    job = await phota.jobs.submit_enhance(jpeg_bytes())
+    await job.wait(timeout=30)
+
+    submit = recorded.one("phota.jobs.submit_enhance")
+    wait = recorded.one("phota.jobs.wait")
+    assert submit.attributes is not None
+    assert wait.attributes is not None
+    assert submit.attributes["phota.job.id"] == job.id
+    assert submit.attributes["phota.cost.estimated_usd"] == pytest.approx(0.12)
+    assert [span.name for span in recorded.children(submit)] == ["POST /enhance"]
+    assert wait.parent is None
+    assert wait.attributes["phota.job.id"] == job.id

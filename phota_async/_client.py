@@ -29,6 +29,7 @@ from ._profiles import Profiles
 from ._redact import shown
 from ._retry import RetryPolicy
 from ._session import Session
+from ._telemetry import Telemetry, hooks_for
 from ._transport import (
     MAX_IMAGE_BYTES,
     MAX_RESPONSE_BYTES,
@@ -152,13 +153,19 @@ class PhotaClient:
         unknown_price: under a budget, ``"refuse"`` (the default) a call whose price is not in
             the table with ``InvalidRequestError`` before sending, or ``"allow"`` it (reserving
             nothing: such calls are counted as ``unpriced``, not capped).
+        telemetry: OpenTelemetry spans and metrics (the ``[otel]`` extra). ``None`` (the
+            default): recorded when OpenTelemetry is imported and a global tracer or meter
+            provider is set by the time the client is created, otherwise nothing is recorded
+            and OpenTelemetry is not imported. ``False``: never. ``True`` or a
+            ``phota_async.otel.Telemetry``: always (choose providers, opt into prompts).
 
     Raises:
         InvalidRequestError: no API key was given or found, or an option is out of range
             (a timeout that is not a number of seconds >= 0, ``nan``, or ``inf`` where a limit
             is needed; ``max_concurrency`` not a whole number >= 1; a size cap not positive;
             ``session``, ``transport``, ``retry``, ``poll`` or ``ssl`` of the wrong type; a
-            budget or a price that is not dollars >= 0).
+            budget or a price that is not dollars >= 0; ``telemetry`` of the wrong type,
+            or asked for without OpenTelemetry installed).
     """
 
     def __init__(
@@ -182,11 +189,13 @@ class PhotaClient:
         budget: float | Budget | None = None,
         prices: Prices | Mapping[str, float] | None = None,
         unknown_price: UnknownPrice = "refuse",
+        telemetry: Telemetry | bool | None = None,
     ) -> None:
         api_key = _find_key(api_key)
         if prices is not None and not isinstance(prices, Prices):
             prices = Prices().extended(prices)
         guard = Guard(as_budget(budget, "client"), prices or Prices(), unknown_price)
+        hooks = hooks_for(telemetry, guard.prices)
         self.base_url = (base_url or os.environ.get("PHOTA_BASE_URL") or DEFAULT_BASE_URL).rstrip(
             "/"
         )
@@ -240,6 +249,7 @@ class PhotaClient:
             max_concurrency=max_concurrency,
             poll=poll or PollPolicy(),
             guard=guard,
+            telemetry=hooks,
         )
         self._secret: str | None = None
         self.profiles = Profiles(self._session)

@@ -44,6 +44,7 @@ import attrs
 
 from ._deadline import check_seconds
 from ._redact import shown
+from ._telemetry import OFF, Hooks, WaitScope
 from .errors import (
     APIError,
     InvalidRequestError,
@@ -213,6 +214,8 @@ class _Watch(Generic[S]):
     task: asyncio.Task[None] | None = None
     changed: asyncio.Event = attrs.Factory(asyncio.Event)
     nudged: asyncio.Event = attrs.Factory(asyncio.Event)
+    # The waiters' telemetry spans, told of every snapshot (status-change events).
+    observers: set[WaitScope] = attrs.Factory(set)
 
     def publish(self) -> None:
         """Wake every waiter; later waits use a fresh event."""
@@ -223,8 +226,11 @@ class _Watch(Generic[S]):
 class Poller:
     """Shared poll loops, keyed by what they watch. One per client."""
 
-    def __init__(self, budget: PollBudget, max_retry_after: float = 60.0) -> None:
+    def __init__(
+        self, budget: PollBudget, max_retry_after: float = 60.0, telemetry: Hooks = OFF
+    ) -> None:
         self.budget = budget  # the client widens it for batches of jobs
+        self.telemetry = telemetry
         # A server's Retry-After is honoured up to this many seconds (the retry policy's cap):
         # an uncapped hint (``1e308``, a far-off date) would stop the loop for good.
         self._max_retry_after = max_retry_after
@@ -262,6 +268,8 @@ class Poller:
             PhotaError: polling got a definite error (such as 404).
         """
         check_callback(on_update, "on_update")
+        # Opened first: a poll loop started below runs inside the first waiter's span.
+        span = self.telemetry.wait(key)
         watch: _Watch[S]
         existing = self._watches.get(key)
         if existing is None:
@@ -273,6 +281,8 @@ class Poller:
         watch.waiters += 1
         if on_update is not None:
             watch.listeners += 1
+        watch.observers.add(span)
+        span.saw(watch.snapshot)
         try:
             with anyio.move_on_after(timeout):
                 seen: S | None = None
@@ -295,7 +305,12 @@ class Poller:
                 f"{what} did not finish within {timeout:g} s",
                 last=watch.snapshot,  # type: ignore[arg-type]
             )
+        except BaseException as exc:
+            span.failed(exc)
+            raise
         finally:
+            watch.observers.discard(span)
+            span.close()
             watch.waiters -= 1
             if on_update is not None:
                 watch.listeners -= 1
@@ -333,6 +348,8 @@ class Poller:
                     hint = min(exc.retry_after, self._max_retry_after)
             else:
                 watch.snapshot = snapshot
+                for observer in watch.observers:
+                    observer.saw(snapshot)
                 if watch.done(snapshot):
                     watch.final = snapshot
                     watch.publish()

@@ -32,6 +32,7 @@ from ._limiter import THROTTLED, Limiter
 from ._poll import PollBudget, Poller, PollPolicy, call_back, check_callback, wait_deadline
 from ._protocol import FileBody, Request, Response, StudioCall
 from ._retry import RetryPolicy
+from ._telemetry import OFF, Hooks
 from ._transport import Transport
 from .errors import (
     JobFailedError,
@@ -69,6 +70,7 @@ class Session:
         max_concurrency: the most requests in flight at once (already checked).
         poll: the poll policy for waits.
         guard: the spend guard (budget and prices); none by default.
+        telemetry: the OpenTelemetry hooks (``_telemetry``); off by default.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Session:
         max_concurrency: int,
         poll: PollPolicy,
         guard: Guard | None = None,
+        telemetry: Hooks = OFF,
     ) -> None:
         self.api = api
         self.guard = guard or Guard(None, Prices(), "refuse")
@@ -95,7 +98,10 @@ class Session:
         # (a third-party one) counts a request as (possibly) sent as soon as it is handed over.
         self.assume_sent = not getattr(transport, "marks_sent", False)
         self.poll_policy = poll
-        self.poller = Poller(PollBudget(poll.max_polls_per_second), retry.max_retry_after)
+        self.telemetry = telemetry
+        self.poller = Poller(
+            PollBudget(poll.max_polls_per_second), retry.max_retry_after, telemetry
+        )
         self.closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -157,6 +163,7 @@ class Session:
                         lane.landed(None)
                     raise
         epoch = lane.epoch
+        span = self.telemetry.attempt(request, number)
         deadline.phase = SENDING
         request.sent = self.assume_sent
         status: int | None = None
@@ -166,8 +173,9 @@ class Session:
             else:
                 response = await self.transport.download(request, into)
             status = response.status
-        except PhotaError as exc:
-            if debug:
+        except BaseException as exc:
+            span.failed(exc)
+            if debug and isinstance(exc, PhotaError):
                 log.debug(
                     "%s %s attempt %d failed: %s", request.method, request.endpoint, number, exc
                 )
@@ -190,7 +198,7 @@ class Session:
                 response.request_id,
                 (time.perf_counter() - started) * 1000,
             )
-        return decode(response)
+        return span.decoded(response, decode)
 
     def budget(self, timeout: float | None) -> float:
         """A call's deadline in seconds: ``timeout``, checked, or the client's default.
@@ -223,39 +231,41 @@ class Session:
         """
         self.check_usable()
         seconds = self.budget(timeout)
-        trail: _retry.Trail | None = None
-        deadline: Deadline | None = None
-        try:
-            with self.deadlines.after(seconds) as deadline:
-                try:
-                    return await self.attempt(request, decode, 1, into, deadline)
-                except PhotaError as first:
-                    # Only a failed first attempt pays for the retry machinery.
-                    numbers = itertools.count(2)
-                    trail = _retry.Trail()
-                    return await _retry.call(
-                        lambda: self.attempt(request, decode, next(numbers), into, deadline),
-                        retry=request.retry,
-                        endpoint=request.endpoint,
-                        policy=self.retry,
-                        first_failure=first,
-                        deadline=deadline,
-                        trail=trail,
-                        ahead=self.limiter.lane(request.endpoint, request.retry).ahead,
-                    )
-        except TimeoutError:
-            assert deadline is not None
-            error = self._cut_off(request, seconds, deadline, trail)
-            raise error from error.__cause__
-        except (PhotaError, asyncio.CancelledError):
-            # Left saying whether the failed or cancelled call may have been processed (the
-            # spend guard keeps or releases its price by it): the last attempt had been sent,
-            # or an earlier one may have been processed. One that failed or was cancelled while
-            # paced, queued or waiting to retry a 503 (or ended by the client's closing) was not.
-            request.sent = (
-                deadline is not None and deadline.phase == SENDING and request.sent
-            ) or (trail is not None and trail.maybe_processed)
-            raise
+        with self.telemetry.call(request) as scope:
+            decode = scope.wrap(decode)
+            trail: _retry.Trail | None = None
+            deadline: Deadline | None = None
+            try:
+                with self.deadlines.after(seconds) as deadline:
+                    try:
+                        return await self.attempt(request, decode, 1, into, deadline)
+                    except PhotaError as first:
+                        # Only a failed first attempt pays for the retry machinery.
+                        numbers = itertools.count(2)
+                        trail = _retry.Trail()
+                        return await _retry.call(
+                            lambda: self.attempt(request, decode, next(numbers), into, deadline),
+                            retry=request.retry,
+                            endpoint=request.endpoint,
+                            policy=self.retry,
+                            first_failure=first,
+                            deadline=deadline,
+                            trail=trail,
+                            ahead=self.limiter.lane(request.endpoint, request.retry).ahead,
+                        )
+            except TimeoutError:
+                assert deadline is not None
+                error = self._cut_off(request, seconds, deadline, trail)
+                raise error from error.__cause__
+            except (PhotaError, asyncio.CancelledError):
+                # Left saying whether the failed or cancelled call may have been processed (the
+                # spend guard keeps or releases its price by it): the last attempt had been sent,
+                # or an earlier one may have been processed. One that failed or was cancelled while
+                # paced, queued or waiting to retry a 503 (or ended by the client's closing) was not.
+                request.sent = (
+                    deadline is not None and deadline.phase == SENDING and request.sent
+                ) or (trail is not None and trail.maybe_processed)
+                raise
 
     def _cut_off(
         self, request: Request, seconds: float, deadline: Deadline, trail: _retry.Trail | None
@@ -357,6 +367,14 @@ class Session:
     async def run(self, call: StudioCall, *, via_job: bool, timeout: float | None) -> ImageResult:
         """Send a studio call synchronously, or as a job awaited here, within one deadline.
 
+        One telemetry span covers it all (``phota.enhance``...); see ``_run``.
+        """
+        with self.telemetry.studio(call, submit=False) as scope:
+            return scope.record(await self._run(call, via_job=via_job, timeout=timeout))
+
+    async def _run(self, call: StudioCall, *, via_job: bool, timeout: float | None) -> ImageResult:
+        """Run a studio call synchronously, or as a job awaited here, within one deadline.
+
         Under a budget the call's estimated price is reserved first, then settled to what the
         answer says was made, released on a refusal or a 504 (refunded), and kept when the
         outcome is unknown (see ``_budget``).
@@ -397,6 +415,29 @@ class Session:
         client_request_id: str | None = None,
         callback_url: str | None = None,
         timeout: float | None = None,
+    ) -> Job:
+        """Submit a validated studio call as a job (retried safely with its idempotency key).
+
+        Its telemetry span is ``phota.jobs.submit_<endpoint>`` (none inside a call run
+        ``via_job``, whose span covers the submit); see ``_submit``.
+        """
+        with self.telemetry.studio(call, submit=True) as scope:
+            return scope.record(
+                await self._submit(
+                    call,
+                    client_request_id=client_request_id,
+                    callback_url=callback_url,
+                    timeout=timeout,
+                )
+            )
+
+    async def _submit(
+        self,
+        call: StudioCall,
+        *,
+        client_request_id: str | None,
+        callback_url: str | None,
+        timeout: float | None,
     ) -> Job:
         """Submit a validated studio call as a job (retried safely with its idempotency key).
 

@@ -267,16 +267,19 @@ def _http(method: str, url: str) -> tuple[tuple[str, Any], ...]:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    query = urlencode([(k, "REDACTED") for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode([(scrub(k), "REDACTED") for k, _ in pairs])
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:
         netloc = f"{netloc}:{parts.port}"
-    full = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    # Scrubbed before the query is put back: every query value is already REDACTED, and the
+    # scrubber would otherwise mask a signed URL's whole query, names included.
+    full = urlunsplit((parts.scheme, netloc, scrub(parts.path), query, ""))
     return (
         ("http.request.method", method if method in _KNOWN_METHODS else "_OTHER"),
         ("server.address", host),
         ("server.port", port),
-        ("url.full", scrub(full)),
+        ("url.full", full),
     )
 
 

@@ -228,7 +228,7 @@ async def test_backoff_stops_at_the_deadline_with_every_request_id() -> None:
     policy = RetryPolicy(max_attempts=20, initial_backoff=0.05, max_backoff=0.2)
     async with server.serve(retry=policy) as phota:
         with pytest.raises(ServiceUnavailableError) as info:
-            await phota.profiles.get("p1", timeout=0.25)
+            await phota.profiles.get("p1", timeout=2.0)
     hits = server.hits["/profiles/p1/status"]
     assert 1 < hits < 20
     assert info.value.request_ids == tuple(f"req-{i}" for i in range(hits))

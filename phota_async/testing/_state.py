@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import io
@@ -233,6 +234,10 @@ class EmulatorState:
             self.idempotency.settle(job.client_request_id, job.outcome)
         if self.store is not None:
             self.store.delete_job(job.id)
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """The state folder's writes made inside are one transaction (no-op without one)."""
+        return contextlib.nullcontext() if self.store is None else self.store.transaction()
 
     def add_job(self, job: JobRecord) -> None:
         """Keep a newly submitted job (evicting what retention lets go first)."""

@@ -84,7 +84,8 @@ class StateStore:
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by the writes inside a transaction()
+        self._depth = 0  # transactions open on this thread (under the lock)
         self._db: sqlite3.Connection | None = None
         self._lock_file: IO[bytes] | None = None
         if self.folder.exists() and not self.folder.is_dir():
@@ -201,15 +202,27 @@ class StateStore:
         return self._db
 
     @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make every write inside one transaction: all of them survive a kill, or none."""
+        with self._write():
+            yield
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             db = self._conn
+            if self._depth:  # inside a transaction(): its COMMIT covers this write
+                yield db
+                return
             db.execute("BEGIN")
+            self._depth += 1
             try:
                 yield db
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            finally:
+                self._depth -= 1
             db.execute("COMMIT")
 
     # -- settings --------------------------------------------------------------------------

@@ -58,3 +58,27 @@ async def test_a_job_is_not_succeeded_before_its_output_is_in_the_state_folder(
             await asyncio.sleep(0.01)
         assert held == "RUNNING"
         assert len(stored_outputs(tmp_path)) == 1
+
+
+async def test_a_submit_killed_before_its_charge_is_written_leaves_no_job_behind(
+    tmp_path: Path,
+) -> None:
+    """If the charge of a keyed submit never reaches the folder, neither do its job and key:
+    the restarted emulator runs and charges the resubmit once."""
+    emu = PhotaEmulator(state_dir=tmp_path, max_output_side=64, **FAST)
+    async with emu, aiohttp.ClientSession(headers={"X-API-Key": emu.api_key}) as http:
+
+        def killed(entry: Any, balance: float) -> None:
+            raise RuntimeError("the process died here")
+
+        emu._state.billing.sink = killed
+        async with http.post(emu.base_url + "/enhance", json={**JOB, "client_request_id": "k"}):
+            pass
+    again = PhotaEmulator(state_dir=tmp_path, max_output_side=64, **FAST)
+    async with again, aiohttp.ClientSession(headers={"X-API-Key": again.api_key}) as http:
+        async with http.post(
+            again.base_url + "/enhance", json={**JOB, "client_request_id": "k"}
+        ) as resp:
+            job_id = (await resp.json())["job_id"]
+        charged = [e["job_id"] for e in again.charges()]
+    assert charged == [job_id]

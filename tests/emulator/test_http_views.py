@@ -70,6 +70,12 @@ async def test_requests_view_refuses_a_bad_limit(http: aiohttp.ClientSession) ->
     assert (status, body["code"]) == (400, "INVALID_LIMIT")
 
 
+async def test_requests_view_refuses_a_non_ascii_digit_limit(http: aiohttp.ClientSession) -> None:
+    """A limit of "²" (a digit to str.isdigit, not to int) answers 400, not 500."""
+    status, body = await get_json(http, "/_emulator/requests", limit="²")
+    assert (status, body["code"]) == (400, "INVALID_LIMIT")
+
+
 async def test_requests_view_never_shows_key_image_data_or_url_secrets(
     http: aiohttp.ClientSession, emu: PhotaEmulator
 ) -> None:

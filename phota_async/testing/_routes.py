@@ -47,7 +47,8 @@ async def _json_body(request: web.Request) -> Any:
     raw = await request.read()
     try:
         return json.loads(raw) if raw else None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser goes ("[[[[..."), refused like bad JSON.
         position = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
         raise APIFailure(
             422,

@@ -529,6 +529,7 @@ def _emulator_retention(args: argparse.Namespace) -> dict[str, Any]:
         "state_dir": args.state_dir,
         "output_ttl": args.output_ttl,
         "max_outputs": args.max_outputs,
+        "max_jobs": args.max_jobs,
         "log_ttl": args.log_ttl,
         "max_log": args.max_log,
     }

@@ -375,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep at most N output images, the oldest go first (1000)",
     )
     emulator.add_argument(
+        "--max-jobs",
+        type=_count,
+        default=10_000,
+        metavar="N",
+        help="keep at most N job records, the oldest finished go first (10000)",
+    )
+    emulator.add_argument(
         "--log-ttl",
         type=_seconds,
         default=3600.0,

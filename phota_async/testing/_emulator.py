@@ -217,6 +217,8 @@ class PhotaEmulator:
         """Start serving from the running event loop."""
         if self._runner is not None:
             raise RuntimeError("the emulator is already running")
+        if self._state.store is not None:
+            self._state.store.open()  # refused while another emulator serves the same folder
         self._state.stopping = asyncio.Event()  # bound to this loop; a restart gets a new one
         runner = web.AppRunner(build_app(self._state), handle_signals=False, access_log=None)
         await runner.setup()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hmac
+import itertools
 import json
 import math
 import secrets
@@ -40,18 +41,35 @@ REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 JSON_LOG: contextvars.ContextVar[Any] = contextvars.ContextVar("json_log", default=None)
 
 
-def short(value: Any, limit: int = 80) -> Any:
-    """Shrink long strings so the request log stays small and shows no image data: prose (with
+# A logged body keeps this many items of each list and object, this many levels deep: a 64 MB
+# body of small numbers would otherwise be one log entry of hundreds of megabytes.
+LOG_ITEMS = 32
+LOG_DEPTH = 8
+
+
+def short(value: Any, limit: int = 80, depth: int = LOG_DEPTH) -> Any:
+    """Shrink a JSON value so the request log stays small and shows no image data: prose (with
     spaces) and URLs keep their first ``limit`` characters, anything else (base64) only its
-    length."""
+    length; lists and objects keep their first ``LOG_ITEMS`` items, ``LOG_DEPTH`` levels deep."""
     if isinstance(value, str) and len(value) > limit:
         if " " in value or value.startswith(("http://", "https://")):
             return value[:limit] + f"...<{len(value)} chars>"
         return f"<{len(value)} chars>"
+    if isinstance(value, (list, dict)) and depth <= 0:
+        return f"<{len(value)} items>"
     if isinstance(value, list):
-        return [short(v, limit) for v in value]
+        kept = [short(v, limit, depth - 1) for v in value[:LOG_ITEMS]]
+        if len(value) > LOG_ITEMS:
+            kept.append(f"...<{len(value)} items>")
+        return kept
     if isinstance(value, dict):
-        return {k: short(v, limit) for k, v in value.items()}
+        shown = {
+            short(k, limit): short(v, limit, depth - 1)
+            for k, v in itertools.islice(value.items(), LOG_ITEMS)
+        }
+        if len(value) > LOG_ITEMS:
+            shown["..."] = f"<{len(value)} items>"
+        return shown
     return value
 
 

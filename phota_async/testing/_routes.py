@@ -47,7 +47,8 @@ async def _json_body(request: web.Request) -> Any:
     raw = await request.read()
     try:
         return json.loads(raw) if raw else None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser goes ("[[[[..."), refused like bad JSON.
         position = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
         raise APIFailure(
             422,
@@ -176,7 +177,7 @@ async def _requests(request: web.Request) -> web.StreamResponse:
     """``GET /_emulator/requests?limit=N``: the last N entries of the request log, redacted."""
     state = _require_key(request)
     text = request.query.get("limit", "1000")
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²" is a digit to str, not to int()
         raise APIFailure(400, "INVALID_LIMIT", f"limit must be a whole number, not {text[:40]!r}")
     state.prune_log()
     entries = list(state.requests)

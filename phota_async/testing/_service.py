@@ -88,17 +88,20 @@ def submit(
             request_id=request_id,
             profile_ids=[p.id for p in named],
         )
-        state.add_job(job)
-        if key is not None:
-            state.idempotency.remember(key, job.id, now)
-        state.billing.charge(
-            cost,
-            endpoint=endpoint,
-            request_id=request_id,
-            job_id=job.id,
-            client_request_id=key,
-            images=body.get("num_output_images") or 1,
-        )
+        # The job, its key and its charge reach the state folder together: a process killed
+        # between them would leave a job with a key but no charge, or one to pay twice.
+        with state.transaction():
+            state.add_job(job)
+            if key is not None:
+                state.idempotency.remember(key, job.id, now)
+            state.billing.charge(
+                cost,
+                endpoint=endpoint,
+                request_id=request_id,
+                job_id=job.id,
+                client_request_id=key,
+                images=body.get("num_output_images") or 1,
+            )
         state.spawn(_run_job(state, job, named, request_id))
         status = "QUEUED"
     return {

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import io
@@ -234,6 +235,10 @@ class EmulatorState:
         if self.store is not None:
             self.store.delete_job(job.id)
 
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """The state folder's writes made inside are one transaction (no-op without one)."""
+        return contextlib.nullcontext() if self.store is None else self.store.transaction()
+
     def add_job(self, job: JobRecord) -> None:
         """Keep a newly submitted job (evicting what retention lets go first)."""
         self.prune()
@@ -292,6 +297,12 @@ class EmulatorState:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def outputs_written(self) -> None:
+        """Wait until every output being written to the state folder is there (or failed)."""
+        if self._writes:
+            # asyncio.wait, not gather: a cancelled caller (a 504) must not cancel the writes.
+            await asyncio.wait(list(self._writes))
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -432,11 +443,11 @@ class EmulatorState:
         blobs = await produce(work, n, fmt)
         counts = {p.id: n for p in named}
         if body.get("response_mode") == "urls":
-            return {
-                "known_subjects": {"counts": counts},
-                "images": [],
-                "download_urls": [self.store_output(b, fmt) for b in blobs],
-            }
+            urls = [self.store_output(b, fmt) for b in blobs]
+            # A URL is announced only once its file is in the state folder: a process killed
+            # after the answer (or the job's SUCCEEDED) must not leave a URL that answers 404.
+            await self.outputs_written()
+            return {"known_subjects": {"counts": counts}, "images": [], "download_urls": urls}
         return {
             "known_subjects": {"counts": counts},
             "images": [base64.b64encode(b).decode("ascii") for b in blobs],

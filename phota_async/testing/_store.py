@@ -3,6 +3,7 @@
 Layout of a state folder::
 
     DIR/emulator.sqlite3     profiles, jobs, idempotency keys, the ledger, settings (WAL mode)
+    DIR/emulator.lock        locked while an emulator has the database open: one at a time
     DIR/outputs/KEY          output images behind signed download URLs
     DIR/files/KEY            the public file store (uploaded training photos)
 
@@ -35,13 +36,19 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one emulator per folder is then the user's job
+    fcntl = None  # type: ignore[assignment]
 
 # SQLite's application_id header field marks the file as ours ("PHOT"), so that a foreign
 # database is refused before anything is read from or written to it.
 APPLICATION_ID = 0x50484F54
 SCHEMA_VERSION = 1
 DB_NAME = "emulator.sqlite3"
+LOCK_NAME = "emulator.lock"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -77,12 +84,18 @@ class StateStore:
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by the writes inside a transaction()
+        self._depth = 0  # transactions open on this thread (under the lock)
         self._db: sqlite3.Connection | None = None
+        self._lock_file: IO[bytes] | None = None
         if self.folder.exists() and not self.folder.is_dir():
             raise StateDirError(f"state dir {self.folder} is a file, not a folder")
         db_path = self.folder / DB_NAME
-        if self.folder.is_dir() and not db_path.exists() and any(self.folder.iterdir()):
+        if (
+            self.folder.is_dir()
+            and not db_path.exists()
+            and any(p.name != LOCK_NAME for p in self.folder.iterdir())
+        ):
             raise StateDirError(
                 f"state dir {self.folder} is not empty and holds no emulator state "
                 f"({DB_NAME}); pick a new or empty folder"
@@ -97,7 +110,44 @@ class StateStore:
             raise StateDirError(f"state dir {self.folder} cannot be used: {exc}") from exc
         self._db = self._connect()
 
+    def _take_folder(self) -> None:
+        """Hold the folder's lock while the database is open: two emulators on one folder
+        would each keep their own truth in memory and write over each other's."""
+        if fcntl is None or self._lock_file is not None:
+            return
+        handle = (self.folder / LOCK_NAME).open("ab")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise StateDirError(
+                f"state dir {self.folder} is in use by another running emulator"
+            ) from None
+        self._lock_file = handle
+
+    def _release_folder(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing the file releases the lock
+            self._lock_file = None
+
+    def open(self) -> None:
+        """Open the database (and take the folder) now rather than on the first write.
+
+        Raises:
+            StateDirError: another emulator holds the folder.
+        """
+        with self._lock:
+            self._conn  # noqa: B018 (opens it)
+
     def _connect(self) -> sqlite3.Connection:
+        self._take_folder()
+        try:
+            return self._open_db()
+        except BaseException:
+            self._release_folder()
+            raise
+
+    def _open_db(self) -> sqlite3.Connection:
         try:
             db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
@@ -142,6 +192,7 @@ class StateStore:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            self._release_folder()
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -151,15 +202,27 @@ class StateStore:
         return self._db
 
     @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make every write inside one transaction: all of them survive a kill, or none."""
+        with self._write():
+            yield
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             db = self._conn
+            if self._depth:  # inside a transaction(): its COMMIT covers this write
+                yield db
+                return
             db.execute("BEGIN")
+            self._depth += 1
             try:
                 yield db
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            finally:
+                self._depth -= 1
             db.execute("COMMIT")
 
     # -- settings --------------------------------------------------------------------------

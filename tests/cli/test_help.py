@@ -22,7 +22,7 @@ EXPECTED_FLAGS: dict[str, set[str]] = {
     "emulator": HELP
     | {"--host", "--port", "--key", "--training-seconds", "--latency", "--max-output-side"}
     | {"--rate-limit", "--rate-limit-status", "--no-retry-after", "--debug"}
-    | {"--state-dir", "--output-ttl", "--max-outputs", "--log-ttl", "--max-log"},
+    | {"--state-dir", "--output-ttl", "--max-outputs", "--max-jobs", "--log-ttl", "--max-log"},
     "enhance": HELP | CLIENT | BATCH | {"--poll-interval", "--prompt"},
     "edit": HELP | CLIENT | BATCH | {"--poll-interval"},
     "remix": HELP | CLIENT | BATCH | {"--poll-interval", "--reference"},

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from phota_async._cli import main
-from phota_async._cli._parser import flag_for
+from phota_async._cli._commands import _emulator_retention
+from phota_async._cli._parser import build_parser, flag_for
 from phota_async.testing import PhotaEmulator
 
 
@@ -122,3 +123,9 @@ def test_an_impossible_emulator_port_is_a_usage_error_naming_the_flag(
     err = capsys.readouterr().err
     assert "argument --port: need a port number from 0 to 65535" in err
     assert "Traceback" not in err
+
+
+def test_emulator_max_jobs_reaches_the_emulator() -> None:
+    """`phota emulator --max-jobs 5` caps the emulator's job records at 5."""
+    args = build_parser().parse_args(["emulator", "--max-jobs", "5"])
+    assert _emulator_retention(args)["max_jobs"] == 5

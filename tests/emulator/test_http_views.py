@@ -70,6 +70,12 @@ async def test_requests_view_refuses_a_bad_limit(http: aiohttp.ClientSession) ->
     assert (status, body["code"]) == (400, "INVALID_LIMIT")
 
 
+async def test_requests_view_refuses_a_non_ascii_digit_limit(http: aiohttp.ClientSession) -> None:
+    """A limit of "²" (a digit to str.isdigit, not to int) answers 400, not 500."""
+    status, body = await get_json(http, "/_emulator/requests", limit="²")
+    assert (status, body["code"]) == (400, "INVALID_LIMIT")
+
+
 async def test_requests_view_never_shows_key_image_data_or_url_secrets(
     http: aiohttp.ClientSession, emu: PhotaEmulator
 ) -> None:
@@ -91,3 +97,12 @@ async def test_requests_view_never_shows_key_image_data_or_url_secrets(
     for secret in (emu.api_key, image[:40], signature, token):
         assert secret not in text
     assert f"<{len(image)} chars>" in text
+
+
+async def test_a_body_nested_too_deep_is_a_422_not_a_500(http: aiohttp.ClientSession) -> None:
+    """A JSON body of 100,000 nested lists answers 422 json_invalid."""
+    data = b"[" * 100_000
+    headers = {"Content-Type": "application/json"}
+    async with http.post(P + "/enhance", data=data, headers=headers) as resp:
+        assert resp.status == 422
+        assert (await resp.json())["detail"][0]["type"] == "json_invalid"

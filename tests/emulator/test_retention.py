@@ -5,6 +5,8 @@ count, answering like the real service's expired URLs and unknown jobs; the ledg
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -193,3 +195,16 @@ def test_retention_settings_are_checked(option: str, value: float) -> None:
     """A negative or non-numeric retention setting is refused at construction."""
     with pytest.raises(ValueError, match=option):
         PhotaEmulator(**{option: value})  # type: ignore[arg-type]
+
+
+async def test_a_request_log_entry_is_bounded_whatever_the_body(
+    small: PhotaEmulator, http: aiohttp.ClientSession
+) -> None:
+    """A body of a million small numbers is logged as its first few, not kept whole."""
+    body = json.dumps({"image": "x", "prompt": [0] * 1_000_000}).encode()
+    headers = {"Content-Type": "application/json"}
+    async with http.post(P + "/enhance", data=io.BytesIO(body), headers=headers) as resp:
+        assert resp.status == 422
+    (entry,) = [e for e in small.requests if e["path"] == "/enhance"]
+    assert len(entry["json"]["prompt"]) < 100
+    assert entry["json"]["prompt"][-1] == "...<1000000 items>"

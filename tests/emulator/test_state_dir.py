@@ -198,3 +198,11 @@ def test_cli_names_the_state_dir_problem(
     (tmp_path / "notes.txt").write_text("mine")
     assert main(["emulator", "--port", "0", "--state-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("phota: error: --state-dir: state dir ")
+
+
+async def test_a_folder_in_use_by_a_running_emulator_is_refused(tmp_path: Path) -> None:
+    """A second emulator on the folder of a running one fails with StateDirError, not silently
+    keeping a second, diverging copy of the account."""
+    async with emulator(tmp_path):
+        with pytest.raises(StateDirError, match="in use by another running emulator"):
+            emulator(tmp_path)

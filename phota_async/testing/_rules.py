@@ -55,7 +55,9 @@ def named_profiles(
     names: list[str] = list(body.get("profile_ids") or [])
     for token in prompt_tokens(body.get("prompt") or ""):
         if not ID_PATTERN.fullmatch(token):
-            raise invalid("prompt", f"[[{token[:70]}]] is not a valid profile id", "value_error")
+            raise invalid(
+                "prompt", f"Value error, [[{token[:70]}]] is not a valid profile id", "value_error"
+            )
         names.append(token)
     records = []
     for name in dict.fromkeys(names):

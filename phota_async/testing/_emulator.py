@@ -16,6 +16,7 @@ from ._clock import Clock, MonotonicClock
 from ._faults import DropWhen, Fault
 from ._ratelimit import RateLimit
 from ._records import EmulatorConfig
+from ._render import Seeds
 from ._routes import build_app
 from ._state import API_PREFIX, EmulatorState
 
@@ -65,6 +66,9 @@ class PhotaEmulator:
             503) before any work or charge: a ``RateLimit``, a number of requests per second,
             a mapping of ``RateLimit`` fields, or ``None`` (no limit, the default). Can be
             changed while running through the ``rate_limit`` property.
+        seed: makes the emulator reproducible: the same sequence of calls then gives the same
+            output bytes (each output is a variant drawn from this seed, the request and how
+            often that request was seen). ``None`` (the default): every call differs.
 
     Raises:
         ValueError: a latency or ``idempotency_ttl`` that is negative or not a number, a
@@ -92,6 +96,7 @@ class PhotaEmulator:
         clock: Clock | None = None,
         idempotency_ttl: float = 24 * 3600,
         rate_limit: RateLimit | float | Mapping[str, Any] | None = None,
+        seed: int | None = None,
     ) -> None:
         if clock is None:
             clock = MonotonicClock()
@@ -127,6 +132,7 @@ class PhotaEmulator:
         self._clock = clock
         self._state = EmulatorState(self._config, clock)
         self._state.limits.limit = RateLimit.of(rate_limit)
+        self._state.seeds = Seeds(seed)
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
+import random
 import re
 from collections.abc import Sequence
+from statistics import NormalDist
 
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps, ImageStat
+from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps, ImageStat
 
 MAX_INPUT_SIDE = 4096
 RESOLUTION_SIDES = {"1K": 1024, "2K": 2048, "4K": 4096}
@@ -29,16 +32,49 @@ class ImageDecodeError(ValueError):
     """Raised when bytes are not an image Pillow can decode."""
 
 
-def decode(data: bytes) -> Image.Image:
-    """Decode image bytes to RGB, downscaling sides over 4096 px as the real service does."""
+def _register_heif() -> None:
+    """Teach Pillow HEIC/HEIF through ``pillow-heif`` (the ``emulator`` extra), once, lazily."""
+    global _heif_registered
+    if _heif_registered is not None:
+        return
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:  # without the extra, HEIC inputs answer 400 INVALID_IMAGE
+        _heif_registered = False
+        return
+    register_heif_opener()
+    _heif_registered = True
+
+
+_heif_registered: bool | None = None
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif")
+
+
+def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
+    """Decode image bytes to RGB no larger than ``max_side`` (4096 px at most, as the service).
+
+    A JPEG is decoded in draft mode (the decoder's own 1/2, 1/4 or 1/8 scaling) at the smallest
+    scale that still covers ``max_side``, and other formats are shrunk with ``reduce``, so that
+    a 12-megapixel photo bound for a 1024 px output never exists at full size in memory.
+    """
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        _register_heif()
+    side = min(max_side, MAX_INPUT_SIDE)
     try:
         with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if max(w, h) > side and img.format == "JPEG":
+                scale = side / max(w, h)
+                img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
             img.load()
-            out = ImageOps.exif_transpose(img).convert("RGB")
+            factor = max(img.size) // side
+            out = img.reduce(factor) if factor >= 2 else img.copy()
+            out.info = img.info
+            out = ImageOps.exif_transpose(out).convert("RGB")
     except Exception as exc:  # Pillow raises many unrelated types for bad input
         raise ImageDecodeError(f"not a decodable image ({type(exc).__name__})") from exc
-    if max(out.size) > MAX_INPUT_SIDE:
-        out.thumbnail((MAX_INPUT_SIDE, MAX_INPUT_SIDE))
+    if max(out.size) > side:
+        out.thumbnail((side, side), Image.Resampling.BICUBIC)
     return out
 
 
@@ -83,27 +119,119 @@ def target_size(
     return fit_side((rw * 1000, rh * 1000), longest)
 
 
-def enhance(img: Image.Image) -> Image.Image:
-    """Improve a photo: denoise, gentle grey-world white balance, auto levels, then sharpen."""
-    denoised = img.filter(ImageFilter.MedianFilter(5))
-    means = ImageStat.Stat(denoised).mean
+def shrink(img: Image.Image, longest: int) -> Image.Image:
+    """``img`` with its longer side at most ``longest`` (never enlarged)."""
+    if max(img.size) <= longest:
+        return img
+    return img.resize(fit_side(img.size, longest), Image.Resampling.BICUBIC, reducing_gap=2.0)
+
+
+# -- enhance ----------------------------------------------------------------------------------
+
+WORK_SIDE = 768  # statistics (noise, levels, white balance) are measured at this size at most
+BLACK, WHITE = 6, 247  # levels land inside these, so nothing is pushed to pure black or white
+
+
+def noise_level(img: Image.Image) -> float:
+    """Grain of a photo: the spread of its luminance minus a lightly blurred copy of it."""
+    grey = shrink(img, WORK_SIDE).convert("L")
+    high = ImageChops.difference(grey, grey.filter(ImageFilter.GaussianBlur(1.5)))
+    return float(ImageStat.Stat(high).rms[0])
+
+
+def _percentile(histogram: list[int], fraction: float) -> int:
+    target = sum(histogram) * fraction
+    seen = 0
+    for value, count in enumerate(histogram):
+        seen += count
+        if seen >= target:
+            return value
+    return len(histogram) - 1
+
+
+def _tone_curve(work: Image.Image) -> list[float]:
+    """One curve for every channel: levels inside [BLACK, WHITE], then lift the mid-tones.
+
+    The same curve on the three channels keeps hues (no neon skin); the gamma is bounded so a
+    dark photo becomes brighter without its shadows turning grey.
+    """
+    hist = work.convert("L").histogram()
+    low, high = _percentile(hist, 0.005), _percentile(hist, 0.995)
+    low = min(low, 64)  # a photo with no shadows keeps its light look
+    high = max(high, low + 64, 160)
+    span = high - low
+    levelled = [min(1.0, max(0.0, (v - low) / span)) for v in range(256)]
+    mean = sum(levelled[v] * c for v, c in enumerate(hist)) / max(1, sum(hist))
+    # Lift a dark result towards a mean of 0.45: gamma = log(0.45)/log(mean), bounded.
+    gamma = 1.0 if mean <= 0 or mean >= 0.45 else max(0.55, math.log(0.45) / math.log(mean))
+    return [BLACK + (WHITE - BLACK) * (x**gamma) for x in levelled]
+
+
+def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
+    """Improve a photo: denoise first, then gentle white balance, levels and a mild lift.
+
+    Noise is measured at a bounded working size; the blur that removes it is followed by an
+    unsharp mask with a threshold above the noise, so edges come back and grain does not.
+    Levels land inside [6, 247] (no clipping) through one curve for all channels, and white
+    balance gains stay within 6 %, so skin keeps its colour. The result is ``out_side`` px on
+    its longer side (the input's size by default).
+    """
+    if out_side is not None:
+        img = shrink(img, out_side)
+    noise = noise_level(img)
+    if noise > 1.5:
+        radius = min(3.0, 0.35 * noise) * max(img.size) / min(max(img.size), WORK_SIDE)
+        img = img.filter(ImageFilter.GaussianBlur(radius))
+        img = img.filter(
+            ImageFilter.UnsharpMask(radius=2, percent=60, threshold=int(2 * noise) + 2)
+        )
+    else:
+        img = img.filter(ImageFilter.UnsharpMask(radius=1.5, percent=40, threshold=3))
+    work = shrink(img, WORK_SIDE)
+    means = ImageStat.Stat(work).mean
     grey = sum(means) / 3
-    # Gentle gains: a strongly coloured scene should not be pushed to neutral.
-    gains = [min(1.1, max(0.9, grey / m)) if m > 1 else 1.0 for m in means]
-    balanced = Image.merge(
-        "RGB",
-        [
-            band.point(lambda v, g=g: min(255, int(v * g)))
-            for band, g in zip(denoised.split(), gains, strict=True)
-        ],
+    # Gentle grey-world gains: a strongly coloured scene should not be pushed to neutral.
+    gains = [min(1.06, max(0.94, grey / m)) if m > 1 else 1.0 for m in means]
+    curve = _tone_curve(work)
+    luts: list[int] = []
+    for g in gains:
+        luts.extend(max(0, min(255, round(curve[min(255, round(v * g))]))) for v in range(256))
+    return img.point(luts)
+
+
+def vary(img: Image.Image, rng: random.Random, size: tuple[int, int] | None = None) -> Image.Image:
+    """A plausible variant of an output: a slight crop, a touch of tone, a little grain.
+
+    What a generative service's variants differ by, kept small so that every variant still
+    looks like the same picture; ``rng`` decides it all, so a seeded emulator repeats itself.
+    The variant is ``size`` (``img``'s own size by default).
+    """
+    w, h = img.size
+    size = size or (w, h)
+    dx, dy = w * 0.015, h * 0.015
+    left, top = rng.uniform(0, dx), rng.uniform(0, dy)
+    box = (left, top, w - rng.uniform(0, dx), h - rng.uniform(0, dy))
+    out = img.resize(size, Image.Resampling.BICUBIC, box=box)
+    # One curve for all channels, so a black-and-white output stays grey.
+    brightness, contrast = rng.uniform(0.97, 1.03), rng.uniform(0.97, 1.03)
+    out = out.point(
+        [min(255, max(0, round((v - 128) * contrast + 128 * brightness))) for v in range(256)] * 3
     )
-    levelled = ImageOps.autocontrast(balanced, cutoff=1, preserve_tone=True)
-    return levelled.filter(ImageFilter.UnsharpMask(radius=2, percent=80, threshold=3))
+    return ImageChops.add(out, _grain(out.size, rng, sigma=1.2).convert("RGB"), 1.0, -128)
+
+
+def _grain(size: tuple[int, int], rng: random.Random, sigma: float) -> Image.Image:
+    """Gaussian grain around 128, drawn from ``rng`` (Pillow's own noise is not seedable)."""
+    small = (max(1, size[0] // 2), max(1, size[1] // 2))
+    uniform = Image.frombytes("L", small, rng.randbytes(small[0] * small[1]))
+    normal = NormalDist(128, sigma)
+    lut = [max(0, min(255, round(normal.inv_cdf((v + 0.5) / 256)))) for v in range(256)]
+    return uniform.point(lut).resize(size, Image.Resampling.BILINEAR)
 
 
 def remix(content: Image.Image, style: Image.Image) -> Image.Image:
     """Transfer the per-channel mean and spread of ``style`` onto ``content``."""
-    cs, ss = ImageStat.Stat(content), ImageStat.Stat(style)
+    cs, ss = ImageStat.Stat(shrink(content, WORK_SIDE)), ImageStat.Stat(shrink(style, WORK_SIDE))
     bands = []
     for band, cm, csd, sm, ssd in zip(
         content.split(), cs.mean, cs.stddev, ss.mean, ss.stddev, strict=True
@@ -118,14 +246,16 @@ def _words(prompt: str) -> str:
     return " " + re.sub(r"[^a-z0-9 ]+", " ", prompt.lower()) + " "
 
 
-def edit(images: Sequence[Image.Image], prompt: str) -> Image.Image:
-    """Apply the prompt words the emulator recognises to the first image.
+def edit(images: Sequence[Image.Image], prompt: str, size: tuple[int, int]) -> Image.Image:
+    """Apply the prompt words the emulator recognises to the first image, at ``size``.
 
-    Recognised: brighter/darker, warmer/cooler, black and white (or grayscale), blur, sharpen,
-    more contrast, crop, flip/mirror, rotate. Further input images are inset in a corner so that
-    multi-image edits visibly use every input.
+    The first image is cropped to the aspect ratio of ``size`` around its centre and scaled to
+    it, as the service's ``aspect_ratio``/``resolution`` ask. Recognised words: brighter/darker,
+    warmer/cooler, black and white (or grayscale), blur, sharpen, more contrast, crop,
+    flip/mirror, rotate. Further input images are inset in a corner so that multi-image edits
+    visibly use every input.
     """
-    out = images[0].copy()
+    out = ImageOps.fit(images[0], size, Image.Resampling.BICUBIC)
     words = _words(prompt)
     if " brighter " in words or " brighten " in words:
         out = ImageEnhance.Brightness(out).enhance(1.35)
@@ -144,29 +274,28 @@ def edit(images: Sequence[Image.Image], prompt: str) -> Image.Image:
     if " black and white " in words or " grayscale " in words or " greyscale " in words:
         out = ImageOps.grayscale(out).convert("RGB")
     if " blur " in words or " blurry " in words:
-        out = out.filter(ImageFilter.GaussianBlur(4))
+        out = out.filter(ImageFilter.GaussianBlur(4 * max(size) / 1024))
     if " sharpen " in words or " sharper " in words:
         out = out.filter(ImageFilter.UnsharpMask(radius=2, percent=200))
     if " contrast " in words:
         out = ImageEnhance.Contrast(out).enhance(1.5)
     if " crop " in words:
         w, h = out.size
-        out = out.crop((w // 8, h // 8, w - w // 8, h - h // 8))
+        out = out.resize(size, Image.Resampling.BICUBIC, box=(w / 8, h / 8, w - w / 8, h - h / 8))
     if " flip " in words or " mirror " in words:
         out = ImageOps.mirror(out)
     if " rotate " in words:
-        out = out.rotate(90, expand=True)
+        out = ImageOps.fit(out.rotate(90, expand=True), size, Image.Resampling.BICUBIC)
     for i, extra in enumerate(images[1:4]):
         thumb = ImageOps.fit(extra, (max(1, out.width // 5), max(1, out.height // 5)))
         out.paste(thumb, (out.width - thumb.width * (i + 1), out.height - thumb.height))
     return out
 
 
-def generate(
-    prompt: str, size: tuple[int, int], subjects: Sequence[Image.Image], seed: int
-) -> Image.Image:
-    """Draw a deterministic picture from the prompt and the named subjects' pictures."""
-    digest = hashlib.sha256(f"{seed}:{prompt}".encode()).digest()
+def generate(prompt: str, size: tuple[int, int], subjects: Sequence[Image.Image]) -> Image.Image:
+    """Draw a picture from the prompt and the named subjects' pictures (the same prompt draws
+    the same scene; ``vary`` makes each output its own take on it)."""
+    digest = hashlib.sha256(prompt.encode()).digest()
     top = tuple(digest[0:3])
     bottom = tuple(digest[3:6])
     w, h = size

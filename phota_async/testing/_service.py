@@ -24,6 +24,8 @@ from ._records import JobRecord, ProfileRecord
 from ._render import load_image
 from ._state import EmulatorState
 
+TRAINING_SIDE = 1024  # training photos are checked and kept at most this large
+
 
 async def call(
     state: EmulatorState,
@@ -147,7 +149,7 @@ async def _validate(state: EmulatorState, record: ProfileRecord) -> None:
     """Download and decode every training photo, then start the training clock."""
     try:
         images = [
-            await load_image(url, f"image_urls.{i}", state.fetch)
+            await load_image(url, f"image_urls.{i}", state.fetch, TRAINING_SIDE)
             for i, url in enumerate(record.image_urls)
         ]
     except APIFailure as failure:

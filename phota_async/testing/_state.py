@@ -33,7 +33,7 @@ from ._faults import FaultBook
 from ._outbound import Outbound
 from ._ratelimit import Buckets
 from ._records import EmulatorConfig, JobRecord, ProfileRecord
-from ._render import prepare, produce
+from ._render import Seeds, prepare, produce
 from ._schema import ID_PATTERN
 
 API_PREFIX = "/v1/phota"
@@ -68,6 +68,7 @@ class EmulatorState:
         self._counter = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._random = random.Random()
+        self.seeds = Seeds()  # PhotaEmulator(seed=...) replaces it
 
     # -- time --------------------------------------------------------------------------------
 
@@ -182,9 +183,10 @@ class EmulatorState:
         fmt = body.get("output_format") or "jpg"
         n = body.get("num_output_images") or 1
         faces = [face for p in named if (face := p.subject()) is not None]
+        seed = self.seeds.draw(endpoint, body)
         work = await prepare(endpoint, body, faces, self.config.max_output_side, self.fetch)
         await self.clock.sleep(self.config.processing_seconds)
-        blobs = await produce(work, n, fmt)
+        blobs = await produce(work, n, fmt, seed)
         counts = {p.id: n for p in named}
         if body.get("response_mode") == "urls":
             return {

@@ -130,6 +130,7 @@ def shrink(img: Image.Image, longest: int) -> Image.Image:
 
 WORK_SIDE = 768  # statistics (noise, levels, white balance) are measured at this size at most
 BLACK, WHITE = 6, 247  # levels land inside these, so nothing is pushed to pure black or white
+MAX_STRETCH = 2.5  # levels widen the tonal range at most this much (noise grows with it)
 
 
 def noise_level(img: Image.Image) -> float:
@@ -149,62 +150,96 @@ def _percentile(histogram: list[int], fraction: float) -> int:
     return len(histogram) - 1
 
 
-def _tone_curve(work: Image.Image) -> list[float]:
+def _tone_curve(work: Image.Image) -> tuple[list[float], float]:
     """One curve for every channel: levels inside [BLACK, WHITE], then lift the mid-tones.
 
-    The same curve on the three channels keeps hues (no neon skin); the gamma is bounded so a
-    dark photo becomes brighter without its shadows turning grey.
+    The same curve on the three channels keeps hues; the gamma is bounded so a dark photo
+    becomes brighter without its shadows turning grey. Also returns the curve's steepness
+    around the photo's mid-tones: how much it will amplify the photo's noise.
     """
     hist = work.convert("L").histogram()
     low, high = _percentile(hist, 0.005), _percentile(hist, 0.995)
     low = min(low, 64)  # a photo with no shadows keeps its light look
-    high = max(high, low + 64, 160)
-    span = high - low
+    high = max(high, low + 48)
+    span = max(high - low, round(255 / MAX_STRETCH))  # a very flat photo is not stretched flat out
+    if low + span > 255:
+        low = 255 - span
     levelled = [min(1.0, max(0.0, (v - low) / span)) for v in range(256)]
     mean = sum(levelled[v] * c for v, c in enumerate(hist)) / max(1, sum(hist))
-    # Lift a dark result towards a mean of 0.45: gamma = log(0.45)/log(mean), bounded.
-    gamma = 1.0 if mean <= 0 or mean >= 0.45 else max(0.55, math.log(0.45) / math.log(mean))
-    return [BLACK + (WHITE - BLACK) * (x**gamma) for x in levelled]
+    # Lift a dark result towards a mean of 0.42: gamma = log(0.42)/log(mean), bounded.
+    gamma = 1.0 if mean <= 0 or mean >= 0.42 else max(0.6, math.log(0.42) / math.log(mean))
+    curve = [BLACK + (WHITE - BLACK) * (x**gamma) for x in levelled]
+    mid = _percentile(hist, 0.5)
+    lo, hi = max(0, mid - 8), min(255, mid + 8)
+    return curve, max(1.0, (curve[hi] - curve[lo]) / max(1, hi - lo))
+
+
+def _smooth(img: Image.Image, radius: float, threshold: float) -> Image.Image:
+    """An edge-keeping blur: flat areas take the blurred picture, edges keep their own pixels.
+
+    Where the picture differs from its blur by more than ``threshold`` (an edge, not grain),
+    the original stays. The mask is found at the working size, opened (so lone noisy pixels
+    do not count as edges) and softened, so no speck or seam shows.
+    """
+    blurred = img.filter(ImageFilter.GaussianBlur(radius))
+    work, soft = shrink(img, WORK_SIDE), shrink(blurred, WORK_SIDE)
+    diff = ImageChops.difference(work, soft).convert("L")
+    edges = diff.point(lambda v: 255 if v > threshold else 0)
+    edges = edges.filter(ImageFilter.MinFilter(3)).filter(ImageFilter.MaxFilter(5))
+    edges = edges.filter(ImageFilter.GaussianBlur(1.5)).resize(img.size, Image.Resampling.BILINEAR)
+    return Image.composite(img, blurred, edges)
 
 
 def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
     """Improve a photo: denoise first, then gentle white balance, levels and a mild lift.
 
-    Noise is measured at a bounded working size; the blur that removes it is followed by an
-    unsharp mask with a threshold above the noise, so edges come back and grain does not.
-    Levels land inside [6, 247] (no clipping) through one curve for all channels, and white
-    balance gains stay within 6 %, so skin keeps its colour. The result is ``out_side`` px on
-    its longer side (the input's size by default).
+    Everything is decided on a copy at a bounded working size: the tone curve, then the noise
+    as it would be once that curve has stretched it. The blur that removes that noise is
+    followed by an unsharp mask with a threshold above it, so edges come back and grain does
+    not. One curve for all channels lands inside [6, 247] (no clipping), white balance gains
+    stay within 4 %, and colour keeps its own spread while luminance is lifted (no neon skin). The result is
+    ``out_side`` px on its longer side at most (the input's size by default).
     """
     if out_side is not None:
         img = shrink(img, out_side)
-    noise = noise_level(img)
-    if noise > 1.5:
-        radius = min(3.0, 0.35 * noise) * max(img.size) / min(max(img.size), WORK_SIDE)
-        img = img.filter(ImageFilter.GaussianBlur(radius))
-        img = img.filter(
-            ImageFilter.UnsharpMask(radius=2, percent=60, threshold=int(2 * noise) + 2)
-        )
+    work = shrink(img, WORK_SIDE)
+    curve, steepness = _tone_curve(work)
+    noise = noise_level(work) * steepness  # what the levels would make of the grain
+    scale = max(img.size) / max(work.size)  # blur radii are set in working-size pixels
+    if noise > 2.0:
+        img = _smooth(img, min(6.0, noise) * scale, 2.5 * noise / steepness + 1)
     else:
-        img = img.filter(ImageFilter.UnsharpMask(radius=1.5, percent=40, threshold=3))
+        img = img.filter(ImageFilter.UnsharpMask(1.5 * scale, 40, 3))
     work = shrink(img, WORK_SIDE)
     means = ImageStat.Stat(work).mean
     grey = sum(means) / 3
-    # Gentle grey-world gains: a strongly coloured scene should not be pushed to neutral.
-    gains = [min(1.06, max(0.94, grey / m)) if m > 1 else 1.0 for m in means]
-    curve = _tone_curve(work)
-    luts: list[int] = []
-    for g in gains:
-        luts.extend(max(0, min(255, round(curve[min(255, round(v * g))]))) for v in range(256))
-    return img.point(luts)
+    # Gentle grey-world gains, halfway and within 4 %: a coloured scene stays coloured.
+    gains = [min(1.04, max(0.96, 1 + (grey / m - 1) / 2)) if m > 1 else 1.0 for m in means]
+    balanced = img.point([min(255, round(v * g)) for g in gains for v in range(256)])
+    # The curve moves luminance only; colour keeps its own spread (a touch more, never the
+    # curve's stretch), so a lifted dark photo does not turn neon.
+    y, cb, cr = balanced.convert("YCbCr").split()
+    before = ImageStat.Stat(y).mean[0]
+    y = y.point([round(v) for v in curve])
+    if steepness > 2:  # a steep curve turns 8-bit levels into visible steps: melt them
+        y = y.filter(ImageFilter.GaussianBlur(0.3 * steepness * scale))
+    # Colour grows with brightness, more slowly: saturation ends near the input's.
+    gain = min(1.6, max(1.0, 1.1 * ImageStat.Stat(y).mean[0] / max(1.0, before)))
+    chroma = [max(0, min(255, round(128 + (v - 128) * gain))) for v in range(256)]
+    return Image.merge("YCbCr", (y, cb.point(chroma), cr.point(chroma))).convert("RGB")
 
 
-def vary(img: Image.Image, rng: random.Random, size: tuple[int, int] | None = None) -> Image.Image:
+def vary(
+    img: Image.Image,
+    rng: random.Random,
+    size: tuple[int, int] | None = None,
+    grain: float = 1.2,
+) -> Image.Image:
     """A plausible variant of an output: a slight crop, a touch of tone, a little grain.
 
     What a generative service's variants differ by, kept small so that every variant still
     looks like the same picture; ``rng`` decides it all, so a seeded emulator repeats itself.
-    The variant is ``size`` (``img``'s own size by default).
+    The variant is ``size`` (``img``'s own size by default); ``grain`` is the noise's sigma.
     """
     w, h = img.size
     size = size or (w, h)
@@ -217,7 +252,7 @@ def vary(img: Image.Image, rng: random.Random, size: tuple[int, int] | None = No
     out = out.point(
         [min(255, max(0, round((v - 128) * contrast + 128 * brightness))) for v in range(256)] * 3
     )
-    return ImageChops.add(out, _grain(out.size, rng, sigma=1.2).convert("RGB"), 1.0, -128)
+    return ImageChops.add(out, _grain(out.size, rng, sigma=grain).convert("RGB"), 1.0, -128)
 
 
 def _grain(size: tuple[int, int], rng: random.Random, sigma: float) -> Image.Image:

@@ -142,7 +142,7 @@ async def produce(work: Work, count: int, fmt: str, seed: int = 0) -> list[bytes
 
 
 def _enhance_one(image: Image.Image, side: int, rng: random.Random) -> Image.Image:
-    return _images.vary(_images.enhance(image, side), rng)
+    return _images.vary(_images.enhance(image, side), rng, grain=0.4)  # enhance removes grain
 
 
 def _remix_one(

@@ -130,7 +130,7 @@ def shrink(img: Image.Image, longest: int) -> Image.Image:
 
 WORK_SIDE = 768  # statistics (noise, levels, white balance) are measured at this size at most
 BLACK, WHITE = 6, 247  # levels land inside these, so nothing is pushed to pure black or white
-MAX_STRETCH = 2.5  # levels widen the tonal range at most this much (noise grows with it)
+MAX_STRETCH = 3.5  # levels widen the tonal range at most this much (noise grows with it)
 
 
 def noise_level(img: Image.Image) -> float:
@@ -178,16 +178,20 @@ def _smooth(img: Image.Image, radius: float, threshold: float) -> Image.Image:
     """An edge-keeping blur: flat areas take the blurred picture, edges keep their own pixels.
 
     Where the picture differs from its blur by more than ``threshold`` (an edge, not grain),
-    the original stays. The mask is found at the working size, opened (so lone noisy pixels
-    do not count as edges) and softened, so no speck or seam shows.
+    only a light blur (one working pixel) is applied. The mask is found at the working size, eroded (so lone noisy pixels
+    do not count as edges), widened to the blur's reach and softened, so no halo shows.
     """
     blurred = img.filter(ImageFilter.GaussianBlur(radius))
     work, soft = shrink(img, WORK_SIDE), shrink(blurred, WORK_SIDE)
     diff = ImageChops.difference(work, soft).convert("L")
     edges = diff.point(lambda v: 255 if v > threshold else 0)
-    edges = edges.filter(ImageFilter.MinFilter(3)).filter(ImageFilter.MaxFilter(5))
+    edges = edges.filter(ImageFilter.MinFilter(3))
+    # Widen the kept band to the blur's reach, or the blur would smear each edge into a halo.
+    reach = radius * max(work.size) / max(img.size)
+    edges = edges.filter(ImageFilter.GaussianBlur(reach)).point(lambda v: 255 if v > 6 else 0)
     edges = edges.filter(ImageFilter.GaussianBlur(1.5)).resize(img.size, Image.Resampling.BILINEAR)
-    return Image.composite(img, blurred, edges)
+    near = img.filter(ImageFilter.GaussianBlur(max(img.size) / max(work.size)))  # grain only
+    return Image.composite(near, blurred, edges)
 
 
 def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
@@ -207,7 +211,7 @@ def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
     noise = noise_level(work) * steepness  # what the levels would make of the grain
     scale = max(img.size) / max(work.size)  # blur radii are set in working-size pixels
     if noise > 2.0:
-        img = _smooth(img, min(6.0, noise) * scale, 2.5 * noise / steepness + 1)
+        img = _smooth(img, min(8.0, noise) * scale, 2.5 * noise / steepness + 1)
     else:
         img = img.filter(ImageFilter.UnsharpMask(1.5 * scale, 40, 3))
     work = shrink(img, WORK_SIDE)

@@ -411,6 +411,7 @@ async def run_emulator(args: argparse.Namespace) -> int:
         latency=args.latency,
         max_output_side=args.max_output_side,
         rate_limit=_rate_limit(args),
+        seed=args.seed,
     )
     async with emulator:
         print(f"Phota emulator listening on {emulator.base_url}", flush=True)

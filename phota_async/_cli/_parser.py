@@ -149,6 +149,13 @@ def _pixels(text: str) -> int:
     return int(text)
 
 
+def _seed(text: str) -> int:
+    """``--seed 42``: a whole number, zero or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(text)
+
+
 def _port(text: str) -> int:
     """``--port 8080``: a TCP port number, 0 to 65535 (0 picks a free one)."""
     if not text.isdigit() or int(text) > 65535:
@@ -332,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument(
         "--max-output-side", type=_pixels, metavar="PX", help="cap output images (faster, smaller)"
+    )
+    emulator.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help="reproducible outputs: the same calls give the same bytes (default: all differ)",
     )
     emulator.add_argument(
         "--rate-limit",

@@ -18,6 +18,7 @@ from statistics import NormalDist
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps, ImageStat
 
 MAX_INPUT_SIDE = 4096
+DRAFT_SLACK = 0.75
 RESOLUTION_SIDES = {"1K": 1024, "2K": 2048, "4K": 4096}
 ASPECT_RATIOS = {
     "1:1": (1, 1),
@@ -54,8 +55,9 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
     """Decode image bytes to RGB no larger than ``max_side`` (4096 px at most, as the service).
 
     A JPEG is decoded in draft mode (the decoder's own 1/2, 1/4 or 1/8 scaling) at the smallest
-    scale that still covers ``max_side``, and other formats are shrunk with ``reduce``, so that
-    a 12-megapixel photo bound for a 1024 px output never exists at full size in memory.
+    scale that still covers 3/4 of ``max_side``, and other formats are shrunk with ``reduce``,
+    so that a 12-megapixel photo bound for a 1024 px output never exists at full size in
+    memory. ``info["source_size"]`` keeps the photo's own upright size.
     """
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         _register_heif()
@@ -64,7 +66,9 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
             if max(w, h) > side and img.format == "JPEG":
-                scale = side / max(w, h)
+                # The decoder's own scaling, down to 3/4 of the size asked for: the last
+                # resize to the output size makes up the rest at a fraction of the cost.
+                scale = DRAFT_SLACK * side / max(w, h)
                 img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
             img.load()
             factor = max(img.size) // side
@@ -75,6 +79,8 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
         raise ImageDecodeError(f"not a decodable image ({type(exc).__name__})") from exc
     if max(out.size) > side:
         out.thumbnail((side, side), Image.Resampling.BICUBIC)
+    # The size the photo has, upright, before any scaling: outputs are sized from it.
+    out.info["source_size"] = (h, w) if (out.width > out.height) != (w > h) else (w, h)
     return out
 
 
@@ -174,24 +180,25 @@ def _tone_curve(work: Image.Image) -> tuple[list[float], float]:
     return curve, max(1.0, (curve[hi] - curve[lo]) / max(1, hi - lo))
 
 
-def _smooth(img: Image.Image, radius: float, threshold: float) -> Image.Image:
+def _smooth(img: Image.Image, work: Image.Image, radius: float, threshold: float) -> Image.Image:
     """An edge-keeping blur: flat areas take the blurred picture, edges keep their own pixels.
 
     Where the picture differs from its blur by more than ``threshold`` (an edge, not grain),
-    only a light blur (one working pixel) is applied. The mask is found at the working size, eroded (so lone noisy pixels
+    the picture stays as it is (the light blur after the levels takes its grain). The mask is found at the working size, eroded (so lone noisy pixels
     do not count as edges), widened to the blur's reach and softened, so no halo shows.
     """
-    blurred = img.filter(ImageFilter.GaussianBlur(radius))
-    work, soft = shrink(img, WORK_SIDE), shrink(blurred, WORK_SIDE)
+    factor = max(img.size) / max(work.size)
+    # A wide blur loses nothing by being done at the working size and scaled back up.
+    soft = work.filter(ImageFilter.GaussianBlur(radius / factor))
+    blurred = soft if soft.size == img.size else soft.resize(img.size, Image.Resampling.BILINEAR)
     diff = ImageChops.difference(work, soft).convert("L")
     edges = diff.point(lambda v: 255 if v > threshold else 0)
     edges = edges.filter(ImageFilter.MinFilter(3))
     # Widen the kept band to the blur's reach, or the blur would smear each edge into a halo.
-    reach = radius * max(work.size) / max(img.size)
+    reach = radius / factor
     edges = edges.filter(ImageFilter.GaussianBlur(reach)).point(lambda v: 255 if v > 6 else 0)
     edges = edges.filter(ImageFilter.GaussianBlur(1.5)).resize(img.size, Image.Resampling.BILINEAR)
-    near = img.filter(ImageFilter.GaussianBlur(max(img.size) / max(work.size)))  # grain only
-    return Image.composite(near, blurred, edges)
+    return Image.composite(img, blurred, edges)
 
 
 def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
@@ -211,11 +218,10 @@ def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
     noise = noise_level(work) * steepness  # what the levels would make of the grain
     scale = max(img.size) / max(work.size)  # blur radii are set in working-size pixels
     if noise > 2.0:
-        img = _smooth(img, min(8.0, noise) * scale, 2.5 * noise / steepness + 1)
+        img = _smooth(img, work, min(8.0, noise) * scale, 2.5 * noise / steepness + 1)
     else:
         img = img.filter(ImageFilter.UnsharpMask(1.5 * scale, 40, 3))
-    work = shrink(img, WORK_SIDE)
-    means = ImageStat.Stat(work).mean
+    means = ImageStat.Stat(work).mean  # denoising moves no means: the first look will do
     grey = sum(means) / 3
     # Gentle grey-world gains, halfway and within 4 %: a coloured scene stays coloured.
     gains = [min(1.04, max(0.96, 1 + (grey / m - 1) / 2)) if m > 1 else 1.0 for m in means]
@@ -226,7 +232,7 @@ def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
     before = ImageStat.Stat(y).mean[0]
     y = y.point([round(v) for v in curve])
     if steepness > 2:  # a steep curve turns 8-bit levels into visible steps: melt them
-        y = y.filter(ImageFilter.GaussianBlur(0.3 * steepness * scale))
+        y = y.filter(ImageFilter.BoxBlur(0.3 * steepness * scale))
     # Colour grows with brightness, more slowly: saturation ends near the input's.
     gain = min(1.6, max(1.0, 1.1 * ImageStat.Stat(y).mean[0] / max(1.0, before)))
     chroma = [max(0, min(255, round(128 + (v - 128) * gain))) for v in range(256)]
@@ -256,6 +262,8 @@ def vary(
     out = out.point(
         [min(255, max(0, round((v - 128) * contrast + 128 * brightness))) for v in range(256)] * 3
     )
+    if grain < 0.5:  # would round to nothing in 8 bits
+        return out
     return ImageChops.add(out, _grain(out.size, rng, sigma=grain).convert("RGB"), 1.0, -128)
 
 

@@ -142,7 +142,9 @@ async def produce(work: Work, count: int, fmt: str, seed: int = 0) -> list[bytes
 
 
 def _enhance_one(image: Image.Image, side: int, rng: random.Random) -> Image.Image:
-    return _images.vary(_images.enhance(image, side), rng, grain=0.4)  # enhance removes grain
+    source = image.info.get("source_size", image.size)
+    size = _images.fit_side(source, min(side, max(source)))
+    return _images.vary(_images.enhance(image, side), rng, size, grain=0.0)  # enhance removes grain
 
 
 def _remix_one(

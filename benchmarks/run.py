@@ -12,6 +12,9 @@ noise; ratios hold. Nothing here passes or fails: the table says which targets a
 goodput as a share of the limit, the share of requests refused, and the time to get back under
 a halved limit, beside a hand-written tenacity loop.
 
+``emulator`` (``emulator_speed.py``) pushes 300 real-sized photos (0.2-4 MB) through
+``enhance_many`` against an emulator process: the seconds the run needs of two idle cores.
+
 ``hostile`` (``hostile.py``) adds absolute figures: the worst event-loop lag while large bodies
 go up and come down, and the growth of RSS while hostile answers are refused.
 """
@@ -337,6 +340,7 @@ def main() -> int:
         "validate",
         "budget",
         "throttle",
+        "emulator",
     )
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
@@ -365,6 +369,10 @@ def main() -> int:
                 from validate import bench_validate
 
                 rows += bench_validate(args.quick)
+            elif name == "emulator":
+                from emulator_speed import bench_emulator
+
+                rows += bench_emulator(args.quick)
             elif name == "budget":
                 from budget import bench_budget
 

@@ -18,7 +18,7 @@ from statistics import NormalDist
 from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps, ImageStat
 
 MAX_INPUT_SIDE = 4096
-DRAFT_SLACK = 0.75
+DRAFT_SLACK = 0.6
 RESOLUTION_SIDES = {"1K": 1024, "2K": 2048, "4K": 4096}
 ASPECT_RATIOS = {
     "1:1": (1, 1),
@@ -55,7 +55,7 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
     """Decode image bytes to RGB no larger than ``max_side`` (4096 px at most, as the service).
 
     A JPEG is decoded in draft mode (the decoder's own 1/2, 1/4 or 1/8 scaling) at the smallest
-    scale that still covers 3/4 of ``max_side``, and other formats are shrunk with ``reduce``,
+    scale that still covers 60 % of ``max_side``, and other formats are shrunk with ``reduce``,
     so that a 12-megapixel photo bound for a 1024 px output never exists at full size in
     memory. ``info["source_size"]`` keeps the photo's own upright size.
     """
@@ -66,7 +66,7 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
             if max(w, h) > side and img.format == "JPEG":
-                # The decoder's own scaling, down to 3/4 of the size asked for: the last
+                # The decoder's own scaling, down to 60 % of the size asked for: the last
                 # resize to the output size makes up the rest at a fraction of the cost.
                 scale = DRAFT_SLACK * side / max(w, h)
                 img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
@@ -139,9 +139,15 @@ BLACK, WHITE = 6, 247  # levels land inside these, so nothing is pushed to pure 
 MAX_STRETCH = 3.5  # levels widen the tonal range at most this much (noise grows with it)
 
 
+def working_copy(img: Image.Image) -> Image.Image:
+    """A small copy for measuring and wide blurs: a box reduction (cheap), about WORK_SIDE."""
+    factor = max(img.size) // WORK_SIDE
+    return img.reduce(factor) if factor >= 2 else img
+
+
 def noise_level(img: Image.Image) -> float:
     """Grain of a photo: the spread of its luminance minus a lightly blurred copy of it."""
-    grey = shrink(img, WORK_SIDE).convert("L")
+    grey = working_copy(img).convert("L")
     high = ImageChops.difference(grey, grey.filter(ImageFilter.GaussianBlur(1.5)))
     return float(ImageStat.Stat(high).rms[0])
 
@@ -193,7 +199,7 @@ def _smooth(img: Image.Image, work: Image.Image, radius: float, threshold: float
     blurred = soft if soft.size == img.size else soft.resize(img.size, Image.Resampling.BILINEAR)
     diff = ImageChops.difference(work, soft).convert("L")
     edges = diff.point(lambda v: 255 if v > threshold else 0)
-    edges = edges.filter(ImageFilter.MinFilter(3))
+    edges = edges.filter(ImageFilter.BoxBlur(1)).point(lambda v: 255 if v > 150 else 0)
     # Widen the kept band to the blur's reach, or the blur would smear each edge into a halo.
     reach = radius / factor
     edges = edges.filter(ImageFilter.GaussianBlur(reach)).point(lambda v: 255 if v > 6 else 0)
@@ -213,7 +219,7 @@ def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
     """
     if out_side is not None:
         img = shrink(img, out_side)
-    work = shrink(img, WORK_SIDE)
+    work = working_copy(img)
     curve, steepness = _tone_curve(work)
     noise = noise_level(work) * steepness  # what the levels would make of the grain
     scale = max(img.size) / max(work.size)  # blur radii are set in working-size pixels
@@ -256,7 +262,7 @@ def vary(
     dx, dy = w * 0.015, h * 0.015
     left, top = rng.uniform(0, dx), rng.uniform(0, dy)
     box = (left, top, w - rng.uniform(0, dx), h - rng.uniform(0, dy))
-    out = img.resize(size, Image.Resampling.BICUBIC, box=box)
+    out = img.resize(size, Image.Resampling.BILINEAR, box=box)
     # One curve for all channels, so a black-and-white output stays grey.
     brightness, contrast = rng.uniform(0.97, 1.03), rng.uniform(0.97, 1.03)
     out = out.point(

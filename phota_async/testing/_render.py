@@ -39,6 +39,9 @@ Work = Callable[[random.Random], Image.Image]  # the variant's random source -> 
 
 ENHANCE_SIDE = 2048
 REMIX_SIDE = 2048
+# Every picture is decoded and processed at most this large, then scaled once to its output
+# size and encoded once: an emulator's outputs need the right size, not the detail.
+PROCESS_SIDE = 1024
 
 
 class Seeds:
@@ -107,23 +110,26 @@ async def prepare(
     """Decode the inputs of a studio call; return what makes one output variant."""
     if endpoint == "enhance":
         side = _capped(ENHANCE_SIDE, cap)
-        image = await load_image(body["image"], "image", fetch, side)
-        return partial(_enhance_one, image, side)
+        image = await load_image(body["image"], "image", fetch, min(side, PROCESS_SIDE))
+        source = image.info.get("source_size", image.size)
+        size = _images.fit_side(source, min(side, max(source)))
+        return partial(_enhance_one, image, size)
     if endpoint == "remix":
         side = _capped(REMIX_SIDE, cap)
-        content = await load_image(body["input_image"], "input_image", fetch, side)
+        content = await load_image(body["input_image"], "input_image", fetch, PROCESS_SIDE)
         style = await load_image(body["reference_image"], "reference_image", fetch, 256)
-        return partial(_remix_one, content, style, side)
+        source = content.info.get("source_size", content.size)
+        return partial(_remix_one, content, style, _images.fit_side(source, side))
     ratio = body.get("aspect_ratio") or "auto"
     resolution = body.get("resolution") or "1K"
     if endpoint == "edit":
         # Decode big enough for any crop the aspect ratio may ask for, and no bigger.
-        side = _capped(_images.RESOLUTION_SIDES[resolution], cap)
         images = [
-            await load_image(value, f"images.{i}", fetch, side * 2)
+            await load_image(value, f"images.{i}", fetch, PROCESS_SIDE * 2)
             for i, value in enumerate(body["images"])
         ]
-        size = _images.target_size(ratio, resolution, images[0].size, cap)
+        first = images[0].info.get("source_size", images[0].size)
+        size = _images.target_size(ratio, resolution, first, cap)
         return partial(_edit_one, images, body.get("prompt") or "", size)
     size = _images.target_size("1:1" if ratio == "auto" else ratio, resolution, (1, 1), cap)
     return partial(_generate_one, body.get("prompt") or "", size, list(faces))
@@ -141,29 +147,31 @@ async def produce(work: Work, count: int, fmt: str, seed: int = 0) -> list[bytes
     ]
 
 
-def _enhance_one(image: Image.Image, side: int, rng: random.Random) -> Image.Image:
-    source = image.info.get("source_size", image.size)
-    size = _images.fit_side(source, min(side, max(source)))
-    return _images.vary(_images.enhance(image, side), rng, size, grain=0.0)  # enhance removes grain
+def _processing_size(size: tuple[int, int]) -> tuple[int, int]:
+    return _images.fit_side(size, min(max(size), PROCESS_SIDE))
+
+
+def _enhance_one(image: Image.Image, size: tuple[int, int], rng: random.Random) -> Image.Image:
+    # No grain in the variants: enhance takes grain away.
+    return _images.vary(_images.enhance(image, PROCESS_SIDE), rng, size, grain=0.0)
 
 
 def _remix_one(
-    content: Image.Image, style: Image.Image, side: int, rng: random.Random
+    content: Image.Image, style: Image.Image, size: tuple[int, int], rng: random.Random
 ) -> Image.Image:
-    size = _images.fit_side(content.size, side)
     return _images.vary(_images.remix(content, style), rng, size)
 
 
 def _edit_one(
     images: list[Image.Image], prompt: str, size: tuple[int, int], rng: random.Random
 ) -> Image.Image:
-    return _images.vary(_images.edit(images, prompt, size), rng)
+    return _images.vary(_images.edit(images, prompt, _processing_size(size)), rng, size)
 
 
 def _generate_one(
     prompt: str, size: tuple[int, int], faces: list[Image.Image], rng: random.Random
 ) -> Image.Image:
-    return _images.vary(_images.generate(prompt, size, faces), rng)
+    return _images.vary(_images.generate(prompt, _processing_size(size), faces), rng, size)
 
 
 def _encode_one(work: Work, rng: random.Random, fmt: str) -> bytes:

@@ -190,7 +190,7 @@ def _smooth(img: Image.Image, work: Image.Image, radius: float, threshold: float
     """An edge-keeping blur: flat areas take the blurred picture, edges keep their own pixels.
 
     Where the picture differs from its blur by more than ``threshold`` (an edge, not grain),
-    the picture stays as it is (the light blur after the levels takes its grain). The mask is found at the working size, eroded (so lone noisy pixels
+    only a light blur (two working pixels) takes its grain. The mask is found at the working size, eroded (so lone noisy pixels
     do not count as edges), widened to the blur's reach and softened, so no halo shows.
     """
     factor = max(img.size) / max(work.size)
@@ -204,7 +204,8 @@ def _smooth(img: Image.Image, work: Image.Image, radius: float, threshold: float
     reach = radius / factor
     edges = edges.filter(ImageFilter.GaussianBlur(reach)).point(lambda v: 255 if v > 6 else 0)
     edges = edges.filter(ImageFilter.GaussianBlur(1.5)).resize(img.size, Image.Resampling.BILINEAR)
-    return Image.composite(img, blurred, edges)
+    near = img.filter(ImageFilter.GaussianBlur(2 * factor))  # two working pixels: grain only
+    return Image.composite(near, blurred, edges)
 
 
 def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:

@@ -18,6 +18,9 @@ a halved limit, beside a hand-written tenacity loop.
 ``s3`` (``s3_upload.py``) adds ``S3Uploader``'s upload throughput (MB/s), worst loop lag and
 client peak RSS against moto's S3 server on loopback (30 photos of 4 MiB, 3 runs).
 
+``emulator`` (``emulator_speed.py``) pushes 300 real-sized photos (0.2-4 MB) through
+``enhance_many`` against an emulator process: the seconds the run needs of two idle cores.
+
 ``hostile`` (``hostile.py``) adds absolute figures: the worst event-loop lag while large bodies
 go up and come down, and the growth of RSS while hostile answers are refused.
 
@@ -350,6 +353,7 @@ def main() -> int:
         "emulator_memory",
         "s3",
         "webhooks",
+        "emulator",
     )
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
@@ -390,6 +394,10 @@ def main() -> int:
                 from webhooks import bench_webhooks
 
                 rows += bench_webhooks(args.quick)
+            elif name == "emulator":
+                from emulator_speed import bench_emulator
+
+                rows += bench_emulator(args.quick)
             elif name == "budget":
                 from budget import bench_budget
 

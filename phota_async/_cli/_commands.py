@@ -506,6 +506,7 @@ async def run_emulator(args: argparse.Namespace) -> int:
             latency=args.latency,
             max_output_side=args.max_output_side,
             rate_limit=_rate_limit(args),
+            seed=args.seed,
             **_emulator_retention(args),
         )
     except StateDirError as exc:

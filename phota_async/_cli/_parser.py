@@ -165,8 +165,15 @@ def _pixels(text: str) -> int:
 
 def _count(text: str) -> int:
     """``--max-outputs 500``: a whole number, zero or more."""
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f"need a whole number >= 0: {text!r}")
+    return int(text)
+
+
+def _seed(text: str) -> int:
+    """``--seed 42``: a whole number, zero or more."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
     return int(text)
 
 
@@ -397,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument(
         "--max-output-side", type=_pixels, metavar="PX", help="cap output images (faster, smaller)"
+    )
+    emulator.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help="reproducible outputs: the same calls give the same bytes (default: all differ)",
     )
     emulator.add_argument(
         "--rate-limit",

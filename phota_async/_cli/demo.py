@@ -38,11 +38,14 @@ def _make_inputs(folder: Path) -> dict[str, Any]:
         path = folder / f"portrait-{i}.jpg"
         shot.save(path, quality=90)
         portraits.append(path)
-    poor = ImageEnhance.Contrast(ImageEnhance.Brightness(base).enhance(0.45)).enhance(0.5)
-    noise = Image.effect_noise(poor.size, 40).convert("RGB")
-    poor = Image.blend(poor, noise, 0.15).filter(ImageFilter.GaussianBlur(1))
+    # A dim, flat snapshot with sensor grain (fine, per-pixel noise, as a phone at night
+    # makes): what enhance is for.
+    poor = ImageEnhance.Contrast(ImageEnhance.Brightness(base).enhance(0.45)).enhance(0.6)
+    poor = poor.filter(ImageFilter.GaussianBlur(0.6))
+    grain = Image.merge("RGB", [Image.effect_noise(poor.size, 24) for _ in range(3)])
+    poor = Image.blend(poor, grain, 0.12)
     poor_path = folder / "poor-photo.jpg"
-    poor.save(poor_path, quality=70)
+    poor.save(poor_path, quality=85)
     style = Image.linear_gradient("L").resize((384, 384)).convert("RGB")
     style = Image.merge(
         "RGB",

@@ -18,6 +18,7 @@ from ._clock import Clock, MonotonicClock
 from ._faults import DropWhen, Fault
 from ._ratelimit import RateLimit
 from ._records import EmulatorConfig
+from ._render import Seeds
 from ._routes import build_app
 from ._state import API_PREFIX, EmulatorState
 from ._store import StateStore
@@ -85,6 +86,9 @@ class PhotaEmulator:
             file store, the API key (when none is given) and the signing secrets, in SQLite
             and files. Created if missing; its stored balance wins over ``balance``. Use a
             fixed ``port`` with it: URLs handed out earlier name the old port.
+        seed: makes the emulator reproducible: the same sequence of calls then gives the same
+            output bytes (each output is a variant drawn from this seed, the request and how
+            often that request was seen). ``None`` (the default): every call differs.
 
     Raises:
         ValueError: a latency, ``idempotency_ttl`` or retention setting that is negative or
@@ -121,6 +125,7 @@ class PhotaEmulator:
         log_ttl: float = 3600,
         max_log: int = 10_000,
         state_dir: str | os.PathLike[str] | None = None,
+        seed: int | None = None,
     ) -> None:
         if clock is None:
             clock = MonotonicClock()
@@ -181,6 +186,7 @@ class PhotaEmulator:
         if store is not None:
             store.close()  # read; opened again on the first write, so an unstarted one holds none
         self._state.limits.limit = RateLimit.of(rate_limit)
+        self._state.seeds = Seeds(seed)
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -24,6 +24,8 @@ from ._records import JobRecord, ProfileRecord
 from ._render import load_image
 from ._state import EmulatorState
 
+TRAINING_SIDE = 1024  # training photos are checked and kept at most this large
+
 
 async def call(
     state: EmulatorState,
@@ -180,7 +182,7 @@ async def _validate(state: EmulatorState, record: ProfileRecord) -> None:
 async def _check_photos(state: EmulatorState, record: ProfileRecord) -> None:
     try:
         images = [
-            await load_image(url, f"image_urls.{i}", state.fetch)
+            await load_image(url, f"image_urls.{i}", state.fetch, TRAINING_SIDE)
             for i, url in enumerate(record.image_urls)
         ]
     except APIFailure as failure:

@@ -54,7 +54,7 @@ from ._faults import FaultBook
 from ._outbound import Outbound
 from ._ratelimit import Buckets
 from ._records import EmulatorConfig, JobRecord, ProfileRecord
-from ._render import prepare, produce
+from ._render import Seeds, prepare, produce
 from ._schema import ID_PATTERN
 from ._store import StateDirError, StateStore
 
@@ -98,6 +98,7 @@ class EmulatorState:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writes: set[asyncio.Future[None]] = set()  # outputs being written to the folder
         self._random = random.Random()
+        self.seeds = Seeds()  # PhotaEmulator(seed=...) replaces it
         if store is not None:
             try:
                 self._load(store)
@@ -438,9 +439,10 @@ class EmulatorState:
         fmt = body.get("output_format") or "jpg"
         n = body.get("num_output_images") or 1
         faces = [face for p in named if (face := p.subject()) is not None]
+        seed = self.seeds.draw(endpoint, body)
         work = await prepare(endpoint, body, faces, self.config.max_output_side, self.fetch)
         await self.clock.sleep(self.config.processing_seconds)
-        blobs = await produce(work, n, fmt)
+        blobs = await produce(work, n, fmt, seed)
         counts = {p.id: n for p in named}
         if body.get("response_mode") == "urls":
             urls = [self.store_output(b, fmt) for b in blobs]

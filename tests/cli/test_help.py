@@ -21,7 +21,7 @@ EXPECTED_FLAGS: dict[str, set[str]] = {
     "demo": HELP | {"--out", "--training-seconds", "--json", "--debug"},
     "emulator": HELP
     | {"--host", "--port", "--key", "--training-seconds", "--latency", "--max-output-side"}
-    | {"--rate-limit", "--rate-limit-status", "--no-retry-after", "--debug"}
+    | {"--rate-limit", "--rate-limit-status", "--no-retry-after", "--debug", "--seed"}
     | {"--state-dir", "--output-ttl", "--max-outputs", "--max-jobs", "--log-ttl", "--max-log"},
     "enhance": HELP | CLIENT | BATCH | {"--poll-interval", "--prompt"},
     "edit": HELP | CLIENT | BATCH | {"--poll-interval"},

@@ -363,9 +363,8 @@ class S3Uploader:
 
     async def _create_client(self) -> Any:
         # Importing aiobotocore is over a second of blocking work: done in a thread on first
-        # use, so that the loop keeps serving meanwhile. The first client then parses S3's
-        # models (a stall of 0.1-0.5 s that a thread cannot hide: the JSON parser holds the
-        # GIL); the shared loader keeps them, so later clients open in milliseconds.
+        # use, so that the loop keeps serving meanwhile; S3's models are parsed there too
+        # (``_warm``), and the shared loader keeps them for every client.
         session = await off_loop(_prepared_session)
         from aiobotocore.config import AioConfig
 
@@ -475,10 +474,33 @@ def _prepared_session() -> Any:
 
     session = get_session()
     if _loader is None:
-        _loader = session.get_component("data_loader")
+        loader = session.get_component("data_loader")
+        _warm(loader)
+        _loader = loader
     else:
         session.register_component("data_loader", _loader)
     return session
+
+
+def _warm(loader: Any) -> None:
+    """Have ``loader`` parse and cache S3's models now, in this thread.
+
+    An aiobotocore client reads them while it is created, on the event loop: the first one
+    stalled the loop for about half a second. A plain botocore client, made here through the
+    same loader, reads the same files the same way; the clients made after it find them in
+    the loader's cache. Dummy credentials: this client sends nothing.
+    """
+    import botocore.session
+
+    warm = botocore.session.get_session()
+    warm.register_component("data_loader", loader)
+    client = warm.create_client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id="unused",
+        aws_secret_access_key="unused",  # noqa: S106 - a placeholder, never sent
+    )
+    client.close()
 
 
 def _extension(filename: str, content_type: str) -> str:

@@ -152,3 +152,27 @@ async def test_a_cancelled_upload_closes_the_client(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert uploader._client is None
+
+
+async def test_the_first_client_parses_no_model_on_the_event_loop(s3_env: str, bucket: str) -> None:
+    """Opening the first client of a process reads S3's JSON models in a thread, not on the
+    event loop's thread."""
+    script = (
+        "import asyncio, sys, threading\n"
+        "import botocore.loaders\n"
+        "from phota_async.s3 import S3Uploader\n"
+        "original = botocore.loaders.JSONFileLoader.load_file\n"
+        "on_loop = []\n"
+        "def load_file(self, *args, **kwargs):\n"
+        "    if threading.current_thread() is threading.main_thread():\n"
+        "        on_loop.append(args)\n"
+        "    return original(self, *args, **kwargs)\n"
+        "botocore.loaders.JSONFileLoader.load_file = load_file\n"
+        "asyncio.run(S3Uploader(sys.argv[2], endpoint_url=sys.argv[1]).check())\n"
+        "assert not on_loop, on_loop\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, s3_env, bucket, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()

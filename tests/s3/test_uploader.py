@@ -8,12 +8,14 @@ import hashlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import aiohttp
 import pytest
 from aiobotocore.session import get_session
 
 from phota_async import PhotaClient
+from phota_async import s3 as s3_module
 from phota_async.errors import InvalidRequestError
 from phota_async.s3 import S3Uploader, StorageError
 from phota_async.testing import PhotaEmulator
@@ -176,3 +178,44 @@ async def test_the_first_client_parses_no_model_on_the_event_loop(s3_env: str, b
     )
     _, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
+
+
+async def test_a_photo_changed_while_uploading_leaves_no_mismatched_object(
+    s3_env: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file written to between its hashing and its upload fails with OSError, and no object
+    holds bytes other than its key's digest."""
+    (path,) = _photos(tmp_path, 1)
+    hash_handle = s3_module._hash_handle
+
+    def hash_then_change(handle: BinaryIO) -> tuple[bytes, int]:
+        found = hash_handle(handle)
+        with path.open("r+b") as same_file:
+            same_file.write(jpeg_bytes(9))
+        return found
+
+    monkeypatch.setattr(s3_module, "_hash_handle", hash_then_change)
+    with pytest.raises(OSError, match="changed while it was being uploaded"):
+        await S3Uploader(bucket, endpoint_url=s3_env)(path, path.name, "image/jpeg")
+    assert await _keys(s3_env, bucket) == []
+
+
+async def test_a_photo_deleted_after_hashing_uploads_the_hashed_bytes(
+    s3_env: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file deleted between its hashing and its upload is still stored whole, under the
+    digest of its bytes."""
+    (path,) = _photos(tmp_path, 1)
+    data = path.read_bytes()
+    hash_handle = s3_module._hash_handle
+
+    def hash_then_delete(handle: BinaryIO) -> tuple[bytes, int]:
+        found = hash_handle(handle)
+        path.unlink()
+        return found
+
+    monkeypatch.setattr(s3_module, "_hash_handle", hash_then_delete)
+    url = await S3Uploader(bucket, endpoint_url=s3_env)(path, path.name, "image/jpeg")
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        assert await resp.read() == data
+    assert await _keys(s3_env, bucket) == [f"{hashlib.sha256(data).hexdigest()}.jpg"]

@@ -69,6 +69,7 @@ _EXTENSIONS = {
     "image/heif": "heif",
 }
 _SAFE_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
+_UNSAFE_PREFIX = re.compile(r"[\x00-\x1f\x7f]|(?:^|/)\.{1,2}(?:/|$)")
 _MISSING = frozenset({"404", "NoSuchBucket", "NotFound"})
 _FORBIDDEN = frozenset({"403", "AccessDenied", "Forbidden"})
 
@@ -155,6 +156,13 @@ class S3Uploader:
             raise InvalidRequestError("bucket", "must be an S3 bucket name")
         if not isinstance(prefix, str) or len(prefix) > 512:
             raise InvalidRequestError("prefix", "must be a string of at most 512 characters")
+        if _UNSAFE_PREFIX.search(prefix):
+            # A "." or ".." segment is resolved away by URL normalisation somewhere between
+            # Phota and the store (the presigned URL then points elsewhere, or its signature
+            # fails), and control characters are refused by stores or mangled in headers.
+            raise InvalidRequestError(
+                "prefix", "must not hold control characters or '.' or '..' path segments"
+            )
         if isinstance(url_ttl, bool) or not isinstance(url_ttl, (int, float)):
             raise InvalidRequestError("url_ttl", "must be a number of seconds")
         if not 1 <= url_ttl <= MAX_URL_TTL:

@@ -219,3 +219,17 @@ async def test_a_photo_deleted_after_hashing_uploads_the_hashed_bytes(
     async with aiohttp.ClientSession() as http, http.get(url) as resp:
         assert await resp.read() == data
     assert await _keys(s3_env, bucket) == [f"{hashlib.sha256(data).hexdigest()}.jpg"]
+
+
+@pytest.mark.parametrize("prefix", ["../photos", "a/./b", "a/..", "tab\there", "line\n"])
+def test_a_prefix_that_urls_would_mangle_is_refused(prefix: str) -> None:
+    """A prefix with a '.' or '..' segment or a control character is refused when the
+    uploader is made, before anything is uploaded."""
+    with pytest.raises(InvalidRequestError, match="prefix"):
+        S3Uploader("photos", prefix)
+
+
+@pytest.mark.parametrize("prefix", ["a b/ü/", "/lead", "x...y/", "..hidden/"])
+def test_a_prefix_with_odd_but_safe_characters_is_accepted(prefix: str) -> None:
+    """Spaces, non-ASCII letters, a leading '/' and dots inside a name are kept as given."""
+    assert S3Uploader("photos", prefix).prefix.rstrip("/") == prefix.strip("/")

@@ -12,9 +12,10 @@ How it behaves, and why:
 
 - Object keys are content addressed: ``<prefix><sha256 of the bytes>.<extension>``. A retried
   upload (or the same photo in two profiles) lands on the same key and is not stored twice;
-  a photo already in the bucket is not sent again. The digest also travels as the object's
-  ``ChecksumSHA256``, so a file that changed between hashing and upload is refused by the
-  store instead of being stored under another photo's name.
+  a photo already in the bucket is not sent again. A file is hashed and uploaded through one
+  open handle: one replaced or deleted meanwhile still uploads the bytes that were hashed, and
+  one written to meanwhile fails with ``OSError`` (its object deleted), never leaving other
+  bytes under its key. The digest also travels as ``ChecksumSHA256`` for stores that check it.
 - The bucket is checked once, before the first upload: a missing or forbidden bucket is a
   ``StorageError`` raised by the upload step of ``profiles.create``, that is before the
   training is requested (and paid).
@@ -37,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import re
 import time
 from collections.abc import Callable
@@ -48,7 +50,7 @@ from typing import Any, BinaryIO
 import anyio
 import attrs
 
-from ._files import off_loop
+from ._files import off_loop, settled
 from .errors import InvalidRequestError, PhotaError
 from .models import Profile
 
@@ -67,6 +69,7 @@ _EXTENSIONS = {
     "image/heif": "heif",
 }
 _SAFE_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
+_UNSAFE_PREFIX = re.compile(r"[\x00-\x1f\x7f]|(?:^|/)\.{1,2}(?:/|$)")
 _MISSING = frozenset({"404", "NoSuchBucket", "NotFound"})
 _FORBIDDEN = frozenset({"403", "AccessDenied", "Forbidden"})
 
@@ -153,6 +156,13 @@ class S3Uploader:
             raise InvalidRequestError("bucket", "must be an S3 bucket name")
         if not isinstance(prefix, str) or len(prefix) > 512:
             raise InvalidRequestError("prefix", "must be a string of at most 512 characters")
+        if _UNSAFE_PREFIX.search(prefix):
+            # A "." or ".." segment is resolved away by URL normalisation somewhere between
+            # Phota and the store (the presigned URL then points elsewhere, or its signature
+            # fails), and control characters are refused by stores or mangled in headers.
+            raise InvalidRequestError(
+                "prefix", "must not hold control characters or '.' or '..' path segments"
+            )
         if isinstance(url_ttl, bool) or not isinstance(url_ttl, (int, float)):
             raise InvalidRequestError("url_ttl", "must be a number of seconds")
         if not 1 <= url_ttl <= MAX_URL_TTL:
@@ -246,32 +256,71 @@ class S3Uploader:
         """
         if self._first is None:
             self._first = time.monotonic()
-        digest, size = await _sha256(data)
+        if isinstance(data, bytes):
+            digest, size = await _sha256(data)
+            key, found_before = await self._store(data, digest, filename, content_type)
+            url = await self._presign(key)
+        else:
+            # One handle for the hash and the upload: a file replaced or deleted meanwhile
+            # still uploads the bytes that were hashed; one changed in place is caught by
+            # its size or modification time, so no object holds other bytes than its key says.
+            handle = await settled(_open, data, undo=_close)
+            try:
+                before = _identity(handle)
+                digest, size = await off_loop(_hash_handle, handle)
+                key, found_before = await self._store(handle, digest, filename, content_type)
+                if _identity(handle) != before:
+                    if not found_before:
+                        await self._forget(key)
+                    raise OSError(f"{data} changed while it was being uploaded; upload it again")
+                url = await self._presign(key)
+            finally:
+                handle.close()
+        done = self._done
+        self._done = UploadProgress(
+            done.photos + 1,
+            done.bytes + size,
+            done.skipped + found_before,
+            time.monotonic() - self._first,
+        )
+        if self.on_progress is not None:
+            self.on_progress(self._done)
+        return url
+
+    async def _store(
+        self, body: bytes | BinaryIO, digest: bytes, filename: str, content_type: str
+    ) -> tuple[str, bool]:
+        """Put ``body`` under its content's key unless it is there; ``(key, found)``."""
         key = f"{self.prefix}{digest.hex()}.{_extension(filename, content_type)}"
         client = await self._acquire()
         try:
             async with self._limit:
                 found = await self._exists(client, key)
                 if not found:
-                    await self._put(client, key, data, content_type, digest)
+                    await self._put(client, key, body, content_type, digest)
                 self._uploaded[key] = None
-                url: str = await client.generate_presigned_url(
-                    "get_object",
-                    Params={"Bucket": self.bucket, "Key": key},
-                    ExpiresIn=self.url_ttl,
-                )
         finally:
             await self._release()
-        done = self._done
-        self._done = UploadProgress(
-            done.photos + 1,
-            done.bytes + size,
-            done.skipped + found,
-            time.monotonic() - self._first,
-        )
-        if self.on_progress is not None:
-            self.on_progress(self._done)
+        return key, found
+
+    async def _presign(self, key: str) -> str:
+        client = await self._acquire()
+        try:
+            url: str = await client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self.url_ttl
+            )
+        finally:
+            await self._release()
         return url
+
+    async def _forget(self, key: str) -> None:
+        """Delete an object just stored from a file that changed meanwhile."""
+        self._uploaded.pop(key, None)
+        client = await self._acquire()
+        try:
+            await self._call(client.delete_object, "delete a photo", Bucket=self.bucket, Key=key)
+        finally:
+            await self._release()
 
     async def finish(self, profile: Profile) -> int:
         """With ``cleanup=True``, delete the uploaded photos now that ``profile`` has ended.
@@ -336,9 +385,6 @@ class S3Uploader:
                 try:
                     context = await self._create_client()
                     self._client = await stack.enter_async_context(context)
-                    self._client.meta.events.register(
-                        "before-sign.s3.PutObject", _known_payload_hash
-                    )
                     self._stack = stack
                 except BaseException:
                     await stack.aclose()
@@ -366,9 +412,8 @@ class S3Uploader:
 
     async def _create_client(self) -> Any:
         # Importing aiobotocore is over a second of blocking work: done in a thread on first
-        # use, so that the loop keeps serving meanwhile. The first client then parses S3's
-        # models (a stall of 0.1-0.5 s that a thread cannot hide: the JSON parser holds the
-        # GIL); the shared loader keeps them, so later clients open in milliseconds.
+        # use, so that the loop keeps serving meanwhile; S3's models are parsed there too
+        # (``_warm``), and the shared loader keeps them for every client.
         session = await off_loop(_prepared_session)
         from aiobotocore.config import AioConfig
 
@@ -378,8 +423,16 @@ class S3Uploader:
             read_timeout=60,
             max_pool_connections=self.concurrency,
             signature_version="s3v4",
-            # Path-style URLs work with every S3-compatible store (MinIO needs them).
-            s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+            s3={
+                # Path-style URLs work with every S3-compatible store (MinIO needs them).
+                "addressing_style": "path" if self.endpoint_url else "auto",
+                # Over plain http (a local MinIO, moto) SigV4 would sign the payload's
+                # SHA-256, and botocore reads and hashes every file on the event loop to do
+                # so (a stall of tens of ms per 4 MiB photo). The photo's SHA-256 travels in
+                # the signed x-amz-checksum-sha256 header instead, as botocore does by itself
+                # over https.
+                "payload_signing_enabled": False,
+            },
         )
         return session.create_client(
             "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
@@ -400,23 +453,19 @@ class S3Uploader:
         return True
 
     async def _put(
-        self, client: Any, key: str, data: bytes | Path, content_type: str, digest: bytes
+        self, client: Any, key: str, body: bytes | BinaryIO, content_type: str, digest: bytes
     ) -> None:
-        body: bytes | BinaryIO
-        body = data if isinstance(data, bytes) else await off_loop(data.open, "rb")
-        try:
-            await self._call(
-                client.put_object,
-                "upload the photo",
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ContentType=content_type,
-                ChecksumSHA256=base64.b64encode(digest).decode(),
-            )
-        finally:
-            if not isinstance(body, bytes):
-                body.close()
+        if not isinstance(body, bytes):
+            body.seek(0)
+        await self._call(
+            client.put_object,
+            "upload the photo",
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType=content_type,
+            ChecksumSHA256=base64.b64encode(digest).decode(),
+        )
 
     async def _call(self, operation: Any, what: str, **params: Any) -> Any:
         """One store operation, its failures translated into ``StorageError``."""
@@ -470,21 +519,33 @@ def _prepared_session() -> Any:
 
     session = get_session()
     if _loader is None:
-        _loader = session.get_component("data_loader")
+        loader = session.get_component("data_loader")
+        _warm(loader)
+        _loader = loader
     else:
         session.register_component("data_loader", _loader)
     return session
 
 
-def _known_payload_hash(request: Any, **_: Any) -> None:
-    """Sign a PUT with the SHA-256 already known (it is the key), instead of hashing the body.
+def _warm(loader: Any) -> None:
+    """Have ``loader`` parse and cache S3's models now, in this thread.
 
-    Over plain http (a local MinIO, moto) SigV4 signs the payload's hash, and botocore would
-    read and hash the whole file on the event loop before sending it.
+    An aiobotocore client reads them while it is created, on the event loop: the first one
+    stalled the loop for about half a second. A plain botocore client, made here through the
+    same loader, reads the same files the same way; the clients made after it find them in
+    the loader's cache. Dummy credentials: this client sends nothing.
     """
-    known = request.headers.get("x-amz-checksum-sha256")
-    if known and "X-Amz-Content-SHA256" not in request.headers:
-        request.headers["X-Amz-Content-SHA256"] = base64.b64decode(known).hex()
+    import botocore.session
+
+    warm = botocore.session.get_session()
+    warm.register_component("data_loader", loader)
+    client = warm.create_client(
+        "s3",
+        region_name="us-east-1",
+        aws_access_key_id="unused",
+        aws_secret_access_key="unused",  # noqa: S106 - a placeholder, never sent
+    )
+    client.close()
 
 
 def _extension(filename: str, content_type: str) -> str:
@@ -496,20 +557,32 @@ def _extension(filename: str, content_type: str) -> str:
     return _EXTENSIONS.get(content_type.lower(), "bin")
 
 
-async def _sha256(data: bytes | Path) -> tuple[bytes, int]:
+async def _sha256(data: bytes) -> tuple[bytes, int]:
     """The SHA-256 digest and the size of a photo."""
-    if isinstance(data, bytes):
-        if len(data) <= _INLINE_HASH:
-            return hashlib.sha256(data).digest(), len(data)
-        return await off_loop(lambda: hashlib.sha256(data).digest()), len(data)
-    return await off_loop(_hash_file, data)
+    if len(data) <= _INLINE_HASH:
+        return hashlib.sha256(data).digest(), len(data)
+    return await off_loop(lambda: hashlib.sha256(data).digest()), len(data)
 
 
-def _hash_file(path: Path) -> tuple[bytes, int]:
+def _hash_handle(handle: BinaryIO) -> tuple[bytes, int]:
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+    handle.seek(0)
+    while chunk := handle.read(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
     return digest.digest(), size
+
+
+def _identity(handle: BinaryIO) -> tuple[int, int]:
+    """The open file's size and modification time: what changes when it is written to."""
+    stat = os.fstat(handle.fileno())
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _open(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def _close(handle: BinaryIO) -> None:
+    handle.close()

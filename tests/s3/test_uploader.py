@@ -8,12 +8,14 @@ import hashlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import aiohttp
 import pytest
 from aiobotocore.session import get_session
 
 from phota_async import PhotaClient
+from phota_async import s3 as s3_module
 from phota_async.errors import InvalidRequestError
 from phota_async.s3 import S3Uploader, StorageError
 from phota_async.testing import PhotaEmulator
@@ -152,3 +154,82 @@ async def test_a_cancelled_upload_closes_the_client(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert uploader._client is None
+
+
+async def test_the_first_client_parses_no_model_on_the_event_loop(s3_env: str, bucket: str) -> None:
+    """Opening the first client of a process reads S3's JSON models in a thread, not on the
+    event loop's thread."""
+    script = (
+        "import asyncio, sys, threading\n"
+        "import botocore.loaders\n"
+        "from phota_async.s3 import S3Uploader\n"
+        "original = botocore.loaders.JSONFileLoader.load_file\n"
+        "on_loop = []\n"
+        "def load_file(self, *args, **kwargs):\n"
+        "    if threading.current_thread() is threading.main_thread():\n"
+        "        on_loop.append(args)\n"
+        "    return original(self, *args, **kwargs)\n"
+        "botocore.loaders.JSONFileLoader.load_file = load_file\n"
+        "asyncio.run(S3Uploader(sys.argv[2], endpoint_url=sys.argv[1]).check())\n"
+        "assert not on_loop, on_loop\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, s3_env, bucket, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+
+
+async def test_a_photo_changed_while_uploading_leaves_no_mismatched_object(
+    s3_env: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file written to between its hashing and its upload fails with OSError, and no object
+    holds bytes other than its key's digest."""
+    (path,) = _photos(tmp_path, 1)
+    hash_handle = s3_module._hash_handle
+
+    def hash_then_change(handle: BinaryIO) -> tuple[bytes, int]:
+        found = hash_handle(handle)
+        with path.open("r+b") as same_file:
+            same_file.write(jpeg_bytes(9))
+        return found
+
+    monkeypatch.setattr(s3_module, "_hash_handle", hash_then_change)
+    with pytest.raises(OSError, match="changed while it was being uploaded"):
+        await S3Uploader(bucket, endpoint_url=s3_env)(path, path.name, "image/jpeg")
+    assert await _keys(s3_env, bucket) == []
+
+
+async def test_a_photo_deleted_after_hashing_uploads_the_hashed_bytes(
+    s3_env: str, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file deleted between its hashing and its upload is still stored whole, under the
+    digest of its bytes."""
+    (path,) = _photos(tmp_path, 1)
+    data = path.read_bytes()
+    hash_handle = s3_module._hash_handle
+
+    def hash_then_delete(handle: BinaryIO) -> tuple[bytes, int]:
+        found = hash_handle(handle)
+        path.unlink()
+        return found
+
+    monkeypatch.setattr(s3_module, "_hash_handle", hash_then_delete)
+    url = await S3Uploader(bucket, endpoint_url=s3_env)(path, path.name, "image/jpeg")
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        assert await resp.read() == data
+    assert await _keys(s3_env, bucket) == [f"{hashlib.sha256(data).hexdigest()}.jpg"]
+
+
+@pytest.mark.parametrize("prefix", ["../photos", "a/./b", "a/..", "tab\there", "line\n"])
+def test_a_prefix_that_urls_would_mangle_is_refused(prefix: str) -> None:
+    """A prefix with a '.' or '..' segment or a control character is refused when the
+    uploader is made, before anything is uploaded."""
+    with pytest.raises(InvalidRequestError, match="prefix"):
+        S3Uploader("photos", prefix)
+
+
+@pytest.mark.parametrize("prefix", ["a b/ü/", "/lead", "x...y/", "..hidden/"])
+def test_a_prefix_with_odd_but_safe_characters_is_accepted(prefix: str) -> None:
+    """Spaces, non-ASCII letters, a leading '/' and dots inside a name are kept as given."""
+    assert S3Uploader("photos", prefix).prefix.rstrip("/") == prefix.strip("/")

@@ -118,7 +118,7 @@ def verify_signature(
 
     Raises:
         WebhookVerificationError: the header is missing or malformed, the timestamp is too old
-            or too far in the future, or no signature matches.
+            or too far in the future, no signature matches, or every secret is empty.
         InvalidRequestError: ``tolerance`` is not a number of seconds >= 0.
     """
     # nan would make both age comparisons false and accept a delivery of any age.
@@ -131,7 +131,10 @@ def verify_signature(
         raise WebhookVerificationError("the signature timestamp is too old")
     if stamp > current + tolerance:
         raise WebhookVerificationError("the signature timestamp is in the future")
-    secrets = [secret] if isinstance(secret, str) else list(secret)
+    # An empty key (an unset environment variable) would accept what anybody signs with it.
+    secrets = [key for key in ([secret] if isinstance(secret, str) else secret) if key]
+    if not secrets:
+        raise WebhookVerificationError("there is no webhook secret to verify with")
     signed = f"{stamp}.".encode() + body
     matched = False
     for key in secrets:

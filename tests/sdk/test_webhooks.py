@@ -123,3 +123,10 @@ def test_a_tolerance_that_is_not_a_number_of_seconds_is_refused(tolerance: float
     old = sign(BODY, SECRET, NOW - 10**9)
     with pytest.raises(InvalidRequestError, match="tolerance"):
         verify_signature(BODY, old, SECRET, tolerance, now=NOW)
+
+
+@pytest.mark.parametrize("secret", ["", [""], ["", ""]])
+def test_empty_secret_verifies_nothing(secret: str | list[str]) -> None:
+    """An empty secret (an unset variable) matches no signature, not one anybody can forge."""
+    with pytest.raises(WebhookVerificationError, match="no webhook secret"):
+        verify_signature(BODY, sign(BODY, "", NOW), secret, now=NOW)

@@ -24,11 +24,13 @@ twice or out of order, within the timestamp tolerance:
 
 Both are answered 204 (so the sender stops retrying) without calling ``on_job``. The memory is
 bounded: the last ``remember`` deliveries and jobs (1024 by default), oldest forgotten first.
-A delivery whose ``on_job`` raised is forgotten, so that the sender's retry is handled.
+A delivery whose ``on_job`` raised is forgotten, so that the sender's retry is handled; a retry
+that arrives while the first attempt is still running waits for its outcome.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -268,6 +270,7 @@ class WebhookReceiver:
         self._client = client
         self._max_body = max_body
         self._deliveries = _Deliveries(max(1, remember))
+        self._in_flight: dict[bytes, asyncio.Event] = {}
 
     async def handle(
         self,
@@ -329,9 +332,14 @@ class WebhookReceiver:
         except ResponseValidationError as exc:
             return WebhookReply(400, str(exc))
         digest = hashlib.sha256(body).digest()
+        # A retry of a delivery still being handled waits for its outcome: acknowledged now,
+        # it would be lost if that first attempt then failed (and was forgotten).
+        while (pending := self._in_flight.get(digest)) is not None:
+            await pending.wait()
         admitted, previous = self._deliveries.admit(digest, job)
         if not admitted:
             return WebhookReply(204)
+        done = self._in_flight[digest] = asyncio.Event()
         try:
             if self._client is not None:
                 self._client.jobs.notify(job.id)
@@ -340,6 +348,9 @@ class WebhookReceiver:
         except BaseException:
             self._deliveries.forget(digest, job, previous)
             raise
+        finally:
+            del self._in_flight[digest]
+            done.set()
         return WebhookReply(204, job=job)
 
 

@@ -17,10 +17,10 @@ Importing ``phota_async`` never imports this module (nor Starlette).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from .webhooks import (
@@ -37,6 +37,19 @@ if TYPE_CHECKING:
     from ._client import PhotaClient
 
 __all__ = ["webhook_endpoint"]
+
+
+class _SenderLeft(Exception):
+    """The sender disconnected before its body ended."""
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    # Only a disconnect while reading is translated: one raised by ``on_job`` stays a 500.
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        raise _SenderLeft from None
 
 
 def webhook_endpoint(
@@ -79,11 +92,15 @@ def webhook_endpoint(
     )
 
     async def phota_webhook(request: Request) -> Response:
-        reply = await receiver.handle(
-            request.stream(),
-            request.headers.get(SIGNATURE_HEADER),
-            request.headers.get("content-length"),
-        )
+        try:
+            reply = await receiver.handle(
+                _body(request),
+                request.headers.get(SIGNATURE_HEADER),
+                request.headers.get("content-length"),
+            )
+        except _SenderLeft:
+            # Nothing was handed over, and anybody can do it unsigned: not a server error.
+            return Response(status_code=400)
         if reply.detail is None:
             return Response(status_code=reply.status)
         return JSONResponse({"detail": reply.detail}, status_code=reply.status)

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from .webhooks import (
     DEFAULT_MAX_BODY,
+    DEFAULT_READ_TIMEOUT,
     DEFAULT_REMEMBER,
     DEFAULT_TOLERANCE,
     SIGNATURE_HEADER,
@@ -60,6 +61,7 @@ def webhook_endpoint(
     tolerance: float = DEFAULT_TOLERANCE,
     remember: int = DEFAULT_REMEMBER,
     max_body: int = DEFAULT_MAX_BODY,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> Callable[[Request], Awaitable[Response]]:
     """A Starlette/FastAPI endpoint for Phota callbacks.
 
@@ -79,16 +81,23 @@ def webhook_endpoint(
         remember: how many deliveries and jobs to remember for dropping replays and steps
             back (the memory is bounded by it).
         max_body: the largest body read, in bytes.
+        read_timeout: the most seconds a body may take to arrive (408 past it).
 
     Returns:
         An ``async (request) -> response`` endpoint, for FastAPI's ``app.add_api_route(path,
         endpoint, methods=["POST"])`` or Starlette's ``Route(path, endpoint, methods=["POST"])``.
 
     Raises:
-        InvalidRequestError: ``tolerance`` or ``max_body`` is invalid.
+        InvalidRequestError: ``tolerance``, ``max_body`` or ``read_timeout`` is invalid.
     """
     receiver = WebhookReceiver(
-        secret, on_job, client=client, tolerance=tolerance, remember=remember, max_body=max_body
+        secret,
+        on_job,
+        client=client,
+        tolerance=tolerance,
+        remember=remember,
+        max_body=max_body,
+        read_timeout=read_timeout,
     )
 
     async def phota_webhook(request: Request) -> Response:

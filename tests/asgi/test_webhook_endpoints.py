@@ -264,6 +264,27 @@ async def test_sender_leaving_mid_body_is_not_a_server_error(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+async def test_endpoint_answers_408_to_a_body_that_never_ends(serve: Serve) -> None:
+    """A body still arriving after ``read_timeout`` is answered 408 and handed over to no one
+    (a slow sender cannot hold a handler for ever)."""
+    jobs: list[Job] = []
+
+    async def on_job(job: Job) -> None:
+        jobs.append(job)
+
+    async with serve(SECRET, on_job, read_timeout=0.2) as url:
+        host, port = url.split("/")[2].split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /hook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(b"1\r\n{\r\n")
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+    assert status_line.split()[1] == b"408"
+    assert jobs == []
+
+
 async def test_endpoint_answers_503_when_the_secret_is_unavailable(serve: Serve) -> None:
     """When the secret source fails with an SDK error, the answer is 503 (the sender retries
     later), not a 500 or a 401."""

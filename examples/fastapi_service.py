@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from phota_async import Job, PhotaClient, RetryPolicy, Uploader, emulator_uploader
@@ -61,6 +62,28 @@ MAX_PHOTOS = 50
 PROFILE_ID = r"^[A-Za-z0-9_-]{1,64}$"
 
 log = logging.getLogger("phota_service")
+
+
+class TrainingStarted(BaseModel):
+    profile_id: str
+    status: str
+
+
+class ProfileState(BaseModel):
+    profile_id: str
+    status: str
+    message: str | None
+
+
+class JobSubmitted(BaseModel):
+    job_id: str
+    status: str
+
+
+class JobState(BaseModel):
+    job_id: str
+    status: str
+    called_back: str | None  # the status its callback reported, once one arrived
 
 
 @asynccontextmanager
@@ -142,38 +165,38 @@ async def train(
     phota: Phota,
     photos: Annotated[list[UploadFile], File()],
     tier: Annotated[Literal["standard", "fast"], Form()] = "fast",
-) -> JSONResponse:
+) -> TrainingStarted:
     """Start training a profile from the uploaded photos."""
     if len(photos) > MAX_PHOTOS:
         raise HTTPException(422, f"at most {MAX_PHOTOS} photos")
     images = [await _read(photo) for photo in photos]
     profile = await phota.profiles.create(images, tier=tier, uploader=request.app.state.uploader)
-    return JSONResponse({"profile_id": profile.id, "status": profile.status}, status_code=202)
+    return TrainingStarted(profile_id=profile.id, status=profile.status)
 
 
-async def profile_status(phota: Phota, profile_id: str) -> dict[str, Any]:
+async def profile_status(phota: Phota, profile_id: str) -> ProfileState:
     """A profile's current status."""
     profile = await phota.profiles.get(profile_id)
-    return {"profile_id": profile.id, "status": profile.status, "message": profile.message}
+    return ProfileState(profile_id=profile.id, status=profile.status, message=profile.message)
 
 
 async def submit(
     request: Request, phota: Phota, photo: Photo, prompt: Prompt, profile_id: ProfileId = None
-) -> JSONResponse:
+) -> JobSubmitted:
     """Submit an edit job whose callback comes back to this service."""
     callback = os.environ.get("PHOTA_CALLBACK_URL") or str(request.url_for("phota_hook"))
     image = await _read(photo)
     job = await phota.jobs.submit_edit(
         prompt, images=[image], callback_url=callback, **_profiles(profile_id)
     )
-    return JSONResponse({"job_id": job.id, "status": job.status}, status_code=202)
+    return JobSubmitted(job_id=job.id, status=job.status)
 
 
-async def job_status(request: Request, phota: Phota, job_id: str) -> dict[str, Any]:
+async def job_status(request: Request, phota: Phota, job_id: str) -> JobState:
     """A job's status, and the status its callback reported, if one arrived."""
     job = await phota.jobs.get(job_id)
     called_back = request.app.state.called_back.get(job.id)
-    return {"job_id": job.id, "status": job.status, "called_back": called_back}
+    return JobState(job_id=job.id, status=job.status, called_back=called_back)
 
 
 async def job_image(phota: Phota, job_id: str) -> Response:

@@ -17,14 +17,15 @@ Importing ``phota_async`` never imports this module (nor Starlette).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from .webhooks import (
     DEFAULT_MAX_BODY,
+    DEFAULT_READ_TIMEOUT,
     DEFAULT_REMEMBER,
     DEFAULT_TOLERANCE,
     SIGNATURE_HEADER,
@@ -39,6 +40,19 @@ if TYPE_CHECKING:
 __all__ = ["webhook_endpoint"]
 
 
+class _SenderLeft(Exception):
+    """The sender disconnected before its body ended."""
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    # Only a disconnect while reading is translated: one raised by ``on_job`` stays a 500.
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except ClientDisconnect:
+        raise _SenderLeft from None
+
+
 def webhook_endpoint(
     secret: SecretSource,
     on_job: OnJob | None = None,
@@ -47,6 +61,7 @@ def webhook_endpoint(
     tolerance: float = DEFAULT_TOLERANCE,
     remember: int = DEFAULT_REMEMBER,
     max_body: int = DEFAULT_MAX_BODY,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> Callable[[Request], Awaitable[Response]]:
     """A Starlette/FastAPI endpoint for Phota callbacks.
 
@@ -66,24 +81,35 @@ def webhook_endpoint(
         remember: how many deliveries and jobs to remember for dropping replays and steps
             back (the memory is bounded by it).
         max_body: the largest body read, in bytes.
+        read_timeout: the most seconds a body may take to arrive (408 past it).
 
     Returns:
         An ``async (request) -> response`` endpoint, for FastAPI's ``app.add_api_route(path,
         endpoint, methods=["POST"])`` or Starlette's ``Route(path, endpoint, methods=["POST"])``.
 
     Raises:
-        InvalidRequestError: ``tolerance`` or ``max_body`` is invalid.
+        InvalidRequestError: ``tolerance``, ``max_body`` or ``read_timeout`` is invalid.
     """
     receiver = WebhookReceiver(
-        secret, on_job, client=client, tolerance=tolerance, remember=remember, max_body=max_body
+        secret,
+        on_job,
+        client=client,
+        tolerance=tolerance,
+        remember=remember,
+        max_body=max_body,
+        read_timeout=read_timeout,
     )
 
     async def phota_webhook(request: Request) -> Response:
-        reply = await receiver.handle(
-            request.stream(),
-            request.headers.get(SIGNATURE_HEADER),
-            request.headers.get("content-length"),
-        )
+        try:
+            reply = await receiver.handle(
+                _body(request),
+                request.headers.get(SIGNATURE_HEADER),
+                request.headers.get("content-length"),
+            )
+        except _SenderLeft:
+            # Nothing was handed over, and anybody can do it unsigned: not a server error.
+            return Response(status_code=400)
         if reply.detail is None:
             return Response(status_code=reply.status)
         return JSONResponse({"detail": reply.detail}, status_code=reply.status)

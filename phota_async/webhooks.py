@@ -24,14 +24,17 @@ twice or out of order, within the timestamp tolerance:
 
 Both are answered 204 (so the sender stops retrying) without calling ``on_job``. The memory is
 bounded: the last ``remember`` deliveries and jobs (1024 by default), oldest forgotten first.
-A delivery whose ``on_job`` raised is forgotten, so that the sender's retry is handled.
+A delivery whose ``on_job`` raised is forgotten, so that the sender's retry is handled; a retry
+that arrives while the first attempt is still running waits for its outcome.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
@@ -53,6 +56,9 @@ SIGNATURE_HEADER = "X-Phota-Signature"
 DEFAULT_TOLERANCE = 300
 DEFAULT_REMEMBER = 1024
 DEFAULT_MAX_BODY = 1024 * 1024  # aiohttp's default request cap; a job object is a few kB
+# Neither aiohttp nor uvicorn bounds the time a body takes: a sender trickling bytes would
+# hold a handler (and up to max_body bytes) for ever.
+DEFAULT_READ_TIMEOUT = 30.0
 
 # A job's statuses only move forward; a delivery of an earlier one is stale. Statuses the SDK
 # does not know (a newer API) have no rank and are never dropped as stale.
@@ -118,7 +124,7 @@ def verify_signature(
 
     Raises:
         WebhookVerificationError: the header is missing or malformed, the timestamp is too old
-            or too far in the future, or no signature matches.
+            or too far in the future, no signature matches, or every secret is empty.
         InvalidRequestError: ``tolerance`` is not a number of seconds >= 0.
     """
     # nan would make both age comparisons false and accept a delivery of any age.
@@ -131,7 +137,10 @@ def verify_signature(
         raise WebhookVerificationError("the signature timestamp is too old")
     if stamp > current + tolerance:
         raise WebhookVerificationError("the signature timestamp is in the future")
-    secrets = [secret] if isinstance(secret, str) else list(secret)
+    # An empty key (an unset environment variable) would accept what anybody signs with it.
+    secrets = [key for key in ([secret] if isinstance(secret, str) else secret) if key]
+    if not secrets:
+        raise WebhookVerificationError("there is no webhook secret to verify with")
     signed = f"{stamp}.".encode() + body
     matched = False
     for key in secrets:
@@ -240,10 +249,11 @@ class WebhookReceiver:
         remember: how many deliveries and jobs to remember for dropping replays and steps
             back (the memory is bounded by it).
         max_body: the largest body read, in bytes (a job object is a few kilobytes).
+        read_timeout: the most seconds a body may take to arrive (408 past it).
 
     Raises:
-        InvalidRequestError: ``tolerance`` is not a number of seconds >= 0, or ``max_body``
-            is not a whole number >= 1.
+        InvalidRequestError: ``tolerance`` is not a number of seconds >= 0, ``max_body``
+            is not a whole number >= 1, or ``read_timeout`` is not a number of seconds > 0.
     """
 
     def __init__(
@@ -255,6 +265,7 @@ class WebhookReceiver:
         tolerance: float = DEFAULT_TOLERANCE,
         remember: int = DEFAULT_REMEMBER,
         max_body: int = DEFAULT_MAX_BODY,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         # Refused now, not as a 401 (or a 500) for every delivery.
         self._tolerance = check_seconds(tolerance, "tolerance")
@@ -264,7 +275,9 @@ class WebhookReceiver:
         self._on_job = on_job
         self._client = client
         self._max_body = max_body
+        self._read_timeout = check_seconds(read_timeout, "read_timeout", allow_zero=False)
         self._deliveries = _Deliveries(max(1, remember))
+        self._in_flight: dict[bytes, asyncio.Event] = {}
 
     async def handle(
         self,
@@ -281,7 +294,8 @@ class WebhookReceiver:
                 cap is refused before a byte of it is read.
 
         Returns:
-            The reply to send; 413 when the body passes ``max_body``.
+            The reply to send; 413 when the body passes ``max_body``, 408 when it takes
+            longer than ``read_timeout`` to arrive.
         """
         too_large = WebhookReply(413, f"the body is over {self._max_body} bytes")
         try:
@@ -291,10 +305,15 @@ class WebhookReceiver:
         if declared is not None and declared > self._max_body:
             return too_large
         body = bytearray()
-        async for chunk in chunks:
-            body += chunk
-            if len(body) > self._max_body:
-                return too_large
+        limit = None if math.isinf(self._read_timeout) else self._read_timeout
+        try:
+            async with asyncio.timeout(limit):
+                async for chunk in chunks:
+                    body += chunk
+                    if len(body) > self._max_body:
+                        return too_large
+        except TimeoutError:
+            return WebhookReply(408, f"the body took over {self._read_timeout:g} s to arrive")
         return await self.receive(bytes(body), header)
 
     async def receive(self, body: bytes, header: str | None) -> WebhookReply:
@@ -326,9 +345,14 @@ class WebhookReceiver:
         except ResponseValidationError as exc:
             return WebhookReply(400, str(exc))
         digest = hashlib.sha256(body).digest()
+        # A retry of a delivery still being handled waits for its outcome: acknowledged now,
+        # it would be lost if that first attempt then failed (and was forgotten).
+        while (pending := self._in_flight.get(digest)) is not None:
+            await pending.wait()
         admitted, previous = self._deliveries.admit(digest, job)
         if not admitted:
             return WebhookReply(204)
+        done = self._in_flight[digest] = asyncio.Event()
         try:
             if self._client is not None:
                 self._client.jobs.notify(job.id)
@@ -337,6 +361,9 @@ class WebhookReceiver:
         except BaseException:
             self._deliveries.forget(digest, job, previous)
             raise
+        finally:
+            del self._in_flight[digest]
+            done.set()
         return WebhookReply(204, job=job)
 
 
@@ -348,6 +375,7 @@ def webhook_handler(
     tolerance: float = DEFAULT_TOLERANCE,
     remember: int = DEFAULT_REMEMBER,
     max_body: int = DEFAULT_MAX_BODY,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     """An ``aiohttp.web`` handler for Phota callbacks (a ``WebhookReceiver`` underneath).
 
@@ -368,18 +396,25 @@ def webhook_handler(
         remember: how many deliveries and jobs to remember for dropping replays and steps
             back (the memory is bounded by it).
         max_body: the largest body read, in bytes.
+        read_timeout: the most seconds a body may take to arrive (408 past it).
 
     Returns:
         The handler, for ``app.router.add_post(path, handler)``.
 
     Raises:
-        InvalidRequestError: ``tolerance`` or ``max_body`` is invalid.
+        InvalidRequestError: ``tolerance``, ``max_body`` or ``read_timeout`` is invalid.
     """
     # aiohttp.web is imported here, not at module level: this module stays framework-free.
     from ._aiohttp_webhook import aiohttp_handler
 
     receiver = WebhookReceiver(
-        secret, on_job, client=client, tolerance=tolerance, remember=remember, max_body=max_body
+        secret,
+        on_job,
+        client=client,
+        tolerance=tolerance,
+        remember=remember,
+        max_body=max_body,
+        read_timeout=read_timeout,
     )
     return aiohttp_handler(receiver)
 

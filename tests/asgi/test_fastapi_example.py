@@ -247,3 +247,21 @@ async def test_a_request_body_over_the_cap_is_a_413(
     assert declared.status_code == 413
     assert streamed.status_code == 413  # no Content-Length: counted as it streams
     assert [r for r in phota_emulator.requests if r["method"] == "POST"] == []
+
+
+def test_json_answers_are_typed_in_the_openapi_schema(example: ModuleType) -> None:
+    """Every JSON endpoint declares its answer's model, so clients see its fields in OpenAPI."""
+    paths = example.create_app().openapi()["paths"]
+    declared = {
+        (path, method): answer["content"]["application/json"]["schema"].get("$ref", "")
+        for path, methods in paths.items()
+        for method, op in methods.items()
+        for code, answer in op["responses"].items()
+        if code.startswith("2") and path != "/edit" and not path.endswith("/image")
+    }
+    assert declared == {
+        ("/profiles", "post"): "#/components/schemas/TrainingStarted",
+        ("/profiles/{profile_id}", "get"): "#/components/schemas/ProfileState",
+        ("/jobs", "post"): "#/components/schemas/JobSubmitted",
+        ("/jobs/{job_id}", "get"): "#/components/schemas/JobState",
+    }

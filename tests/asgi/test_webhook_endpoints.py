@@ -4,7 +4,9 @@ uvicorn on loopback)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -241,6 +243,46 @@ async def test_endpoint_refuses_a_body_over_its_cap(serve: Serve) -> None:
             assert resp.status == 413  # no Content-Length: counted as it streams
         assert await _deliver(url, BODY) == 204
     assert [j.id for j in jobs] == ["job_1"]
+
+
+async def test_sender_leaving_mid_body_is_not_a_server_error(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sender that disconnects before its body ends logs no server error (anybody can
+    do it, unsigned), and the endpoint keeps serving."""
+    async with serve(SECRET) as url:
+        host, port = url.split("/")[2].split(":")
+        _reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /hook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.1)  # let the handler start reading the body
+        writer.close()
+        await writer.wait_closed()
+        assert await _deliver(url, BODY) == 204
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_endpoint_answers_408_to_a_body_that_never_ends(serve: Serve) -> None:
+    """A body still arriving after ``read_timeout`` is answered 408 and handed over to no one
+    (a slow sender cannot hold a handler for ever)."""
+    jobs: list[Job] = []
+
+    async def on_job(job: Job) -> None:
+        jobs.append(job)
+
+    async with serve(SECRET, on_job, read_timeout=0.2) as url:
+        host, port = url.split("/")[2].split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /hook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        writer.write(b"1\r\n{\r\n")
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+    assert status_line.split()[1] == b"408"
+    assert jobs == []
 
 
 async def test_endpoint_answers_503_when_the_secret_is_unavailable(serve: Serve) -> None:

@@ -3,6 +3,7 @@ are specified in tests/asgi/test_webhook_endpoints.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 
@@ -11,6 +12,7 @@ import pytest
 from phota_async import Job
 from phota_async.errors import InvalidRequestError, PhotaError, ResponseValidationError
 from phota_async.webhooks import (
+    WebhookReceiver,
     WebhookVerificationError,
     parse_event,
     sign,
@@ -123,3 +125,34 @@ def test_a_tolerance_that_is_not_a_number_of_seconds_is_refused(tolerance: float
     old = sign(BODY, SECRET, NOW - 10**9)
     with pytest.raises(InvalidRequestError, match="tolerance"):
         verify_signature(BODY, old, SECRET, tolerance, now=NOW)
+
+
+@pytest.mark.parametrize("secret", ["", [""], ["", ""]])
+def test_empty_secret_verifies_nothing(secret: str | list[str]) -> None:
+    """An empty secret (an unset variable) matches no signature, not one anybody can forge."""
+    with pytest.raises(WebhookVerificationError, match="no webhook secret"):
+        verify_signature(BODY, sign(BODY, "", NOW), secret, now=NOW)
+
+
+async def test_retry_arriving_while_the_first_delivery_fails_is_handled() -> None:
+    """A retry that arrives while the same delivery is still being handled waits for it, and
+    is handled itself when that first attempt fails (it is not acknowledged unhandled)."""
+    release = asyncio.Event()
+    handled: list[Job] = []
+
+    async def on_job(job: Job) -> None:
+        if not handled and not release.is_set():
+            await release.wait()
+            raise RuntimeError("the database is down")
+        handled.append(job)
+
+    receiver = WebhookReceiver(SECRET, on_job)
+    first = asyncio.create_task(receiver.receive(BODY, sign(BODY, SECRET)))
+    await asyncio.sleep(0)
+    retry = asyncio.create_task(receiver.receive(BODY, sign(BODY, SECRET)))
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(RuntimeError):
+        await first
+    assert (await retry).status == 204
+    assert [job.id for job in handled] == ["job_1"]

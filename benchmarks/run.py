@@ -12,6 +12,9 @@ noise; ratios hold. Nothing here passes or fails: the table says which targets a
 goodput as a share of the limit, the share of requests refused, and the time to get back under
 a halved limit, beside a hand-written tenacity loop.
 
+``ray`` (``ray_pipeline.py``) runs the Ray Data pipeline beside ``enhance_many`` in one
+process: rows a second and client CPU milliseconds per row of each.
+
 ``hostile`` (``hostile.py``) adds absolute figures: the worst event-loop lag while large bodies
 go up and come down, and the growth of RSS while hostile answers are refused.
 """
@@ -337,6 +340,7 @@ def main() -> int:
         "validate",
         "budget",
         "throttle",
+        "ray",
     )
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
@@ -369,6 +373,10 @@ def main() -> int:
                 from budget import bench_budget
 
                 rows += bench_budget(args.quick)
+            elif name == "ray":
+                from ray_pipeline import bench_ray
+
+                rows += bench_ray(args.quick, server)
             else:
                 rows += bench_poll(args.quick)
     print()

@@ -16,14 +16,12 @@ import pytest
 from phota_async.testing._images import sample_photo
 from tests.ray.emulator_process import ROOT, EmulatorProcess
 
-ray = pytest.importorskip("ray")
-
-pytestmark = pytest.mark.ray
-
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     """A local Ray instance: two CPUs, no dashboard, a small object store, loopback only."""
+    import ray
+
     ray.init(
         num_cpus=2,
         _node_ip_address="127.0.0.1",

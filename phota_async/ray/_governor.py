@@ -70,7 +70,13 @@ class Governor:
         return self._lane
 
     async def permits(
-        self, want: int, ok: int = 0, throttled: int = 0, pause: float = 0.0, epoch: int = 0
+        self,
+        want: int,
+        ok: int = 0,
+        throttled: int = 0,
+        pause: float = 0.0,
+        epoch: int = 0,
+        unused: int = 0,
     ) -> tuple[int, int]:
         """Learn from an actor's last lease, then grant it up to ``want`` permits at the pace.
 
@@ -80,11 +86,12 @@ class Governor:
             throttled: 429/503 answers they got.
             pause: the longest ``Retry-After`` pause among those answers, in seconds.
             epoch: the epoch the last lease was granted under.
+            unused: permits of earlier leases given back without a request.
 
         Returns:
             ``(granted, epoch)``: permits granted (>= 1) and the epoch to report back with.
         """
-        await self.report(ok, throttled, pause, epoch)
+        await self.report(ok, throttled, pause, epoch, unused)
         lane = self._pace()
         rate = lane.current_rate(_now())
         if rate is not None:
@@ -97,9 +104,14 @@ class Governor:
         self._granted += granted
         return granted, epoch_now
 
-    async def report(self, ok: int, throttled: int = 0, pause: float = 0.0, epoch: int = 0) -> None:
-        """Learn what happened to submits sent under permits (arguments as ``permits``)."""
+    async def report(
+        self, ok: int, throttled: int = 0, pause: float = 0.0, epoch: int = 0, unused: int = 0
+    ) -> None:
+        """Learn what happened to submits sent under permits (arguments as ``permits``;
+        ``unused``: permits given back without a request, which free their slow-start slot)."""
         lane = self._pace()
+        for _ in range(min(unused, 1000)):
+            lane.landed(None)
         self._ok += ok
         self._throttled += throttled
         # Each report frees the slow-start slots of the permits it answers for (a success

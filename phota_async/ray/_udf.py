@@ -145,6 +145,7 @@ class _Pace:
         self._epoch = 0
         self._ok = 0
         self._seen = 0
+        self._unused = 0
         self._waiting = False
         self._lock = asyncio.Lock()
 
@@ -156,10 +157,11 @@ class _Pace:
                 # dropped), so that the governor slows every actor within one round trip.
                 throttled, self._seen = studio.throttled - self._seen, studio.throttled
                 ok, self._ok = self._ok, 0
+                unused, self._unused, self._left = self._unused + self._left, 0, 0
                 self._waiting = True
                 try:
                     granted, self._epoch = await self._handle.permits.remote(
-                        self._size, ok, throttled, studio.pause_left, self._epoch
+                        self._size, ok, throttled, studio.pause_left, self._epoch, unused
                     )
                 finally:
                     self._waiting = False
@@ -173,11 +175,20 @@ class _Pace:
         if self._waiting:
             self.flush()
 
-    def flush(self) -> None:
-        """Report the admitted submits not reported yet (without waiting for an answer)."""
-        if self._ok:
-            ok, self._ok = self._ok, 0
-            self._handle.report.remote(ok, 0, 0.0, self._epoch)
+    def unused(self) -> None:
+        """A permit taken for a submit that was not sent (or failed): it is given back."""
+        self._unused += 1
+        if self._waiting:
+            self.flush()
+
+    def flush(self, *, leftover: bool = False) -> None:
+        """Report the admitted submits and unused permits not reported yet (without waiting
+        for an answer); with ``leftover``, give back the permits left of the lease too."""
+        if leftover and not self._lock.locked():
+            self._unused, self._left = self._unused + self._left, 0
+        if self._ok or self._unused:
+            ok, unused, self._ok, self._unused = self._ok, self._unused, 0, 0
+            self._handle.report.remote(ok, 0, 0.0, self._epoch, unused)
 
 
 class _Purse:
@@ -380,7 +391,8 @@ class _Studio:
         try:
             outcomes = await asyncio.gather(*(self._one(phota, row) for row in rows))
         finally:
-            self._pace.flush()  # an actor left without rows must not hold the window
+            # An actor left without rows must hold no permit of the governor's window.
+            self._pace.flush(leftover=True)
         yield self._table(rows, outcomes)
 
     async def _open(self) -> PhotaClient:
@@ -446,10 +458,14 @@ class _Studio:
             try:
                 job = await self._submit(phota, value, key)
             except BudgetExceededError:
+                self._pace.unused()
                 # Refused locally, never sent: lease more, or give up when the pool is dry.
                 if purse is None or not await purse.refill():
                     raise
                 continue
+            except BaseException:
+                self._pace.unused()  # every permit is accounted for, or the window shrinks
+                raise
             self._pace.admitted()
             return job
 
@@ -511,8 +527,14 @@ class _Studio:
     def close(self, timeout: float = 30.0) -> None:
         """``aclose()`` from outside the actor's loop (Ray Data ends an actor by dropping the
         instance, which calls this); nothing when the client was never opened."""
-        loop = self._loop
-        if self._phota is None or loop is None or loop.is_closed() or not loop.is_running():
+        # ``__del__`` also runs on an instance whose ``__init__`` refused its arguments.
+        loop = getattr(self, "_loop", None)
+        if (
+            getattr(self, "_phota", None) is None
+            or loop is None
+            or loop.is_closed()
+            or not loop.is_running()
+        ):
             return
         with contextlib.suppress(Exception):
             if _running_loop() is loop:

@@ -528,7 +528,7 @@ class _Studio:
         """``aclose()`` from outside the actor's loop (Ray Data ends an actor by dropping the
         instance, which calls this); nothing when the client was never opened."""
         # ``__del__`` also runs on an instance whose ``__init__`` refused its arguments.
-        loop = getattr(self, "_loop", None)
+        loop: asyncio.AbstractEventLoop | None = getattr(self, "_loop", None)
         if (
             getattr(self, "_phota", None) is None
             or loop is None

@@ -21,6 +21,9 @@ client peak RSS against moto's S3 server on loopback (30 photos of 4 MiB, 3 runs
 ``emulator`` (``emulator_speed.py``) pushes 300 real-sized photos (0.2-4 MB) through
 ``enhance_many`` against an emulator process: the seconds the run needs of two idle cores.
 
+``ray`` (``ray_pipeline.py``) runs the Ray Data pipeline beside ``enhance_many`` in one
+process: rows a second and client CPU milliseconds per row of each.
+
 ``hostile`` (``hostile.py``) adds absolute figures: the worst event-loop lag while large bodies
 go up and come down, and the growth of RSS while hostile answers are refused.
 
@@ -354,6 +357,7 @@ def main() -> int:
         "s3",
         "webhooks",
         "emulator",
+        "ray",
     )
     parser.add_argument("--only", choices=names, action="append")
     args = parser.parse_args()
@@ -406,6 +410,10 @@ def main() -> int:
                 from sync_facade import bench_sync
 
                 rows += bench_sync(args.quick)
+            elif name == "ray":
+                from ray_pipeline import bench_ray
+
+                rows += bench_ray(args.quick, server)
             else:
                 rows += bench_poll(args.quick)
     print()

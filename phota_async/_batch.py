@@ -439,6 +439,22 @@ def derive_key(run_id: str, identity: str, attempt: int) -> str:
     return "cr_" + hashlib.sha256(text).hexdigest()[:32]
 
 
+async def options_digest(kind: str, options: Mapping[str, Any]) -> str:
+    """A digest of a batch's call kind and options (``Path`` values hashed by content): the
+    half of an item's identity that its input does not give."""
+    canonical: dict[str, Any] = {"kind": kind}
+    for name, value in sorted(options.items()):
+        canonical[name] = await _digest(value) if isinstance(value, Path) else value
+    text = json.dumps(canonical, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def item_identity(options: str, input_digest: str) -> str:
+    """An item's identity from ``options_digest`` and its input's content digest (what
+    ``derive_key`` keys, with the run id and the attempt)."""
+    return hashlib.sha256(f"{options}\0{input_digest}".encode()).hexdigest()
+
+
 def _absolute(value: object) -> str:
     # ``abspath`` (no system call) rather than ``resolve`` (one per path component): a
     # million-input resume must plan in seconds. Symlinked inputs keep their own names.
@@ -786,11 +802,7 @@ class BatchRun(Generic[I]):
             await off_loop(_remove_stale_parts, out, self._bases)
 
     async def _digest_options(self) -> str:
-        canonical: dict[str, Any] = {"kind": self._calls.kind}
-        for name, value in sorted(self._calls.options.items()):
-            canonical[name] = await _digest(value) if isinstance(value, Path) else value
-        text = json.dumps(canonical, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return await options_digest(self._calls.kind, self._calls.options)
 
     async def _one(self, index: int) -> None:
         try:
@@ -981,8 +993,7 @@ class BatchRun(Generic[I]):
 
     async def _identity(self, value: I) -> str:
         """An item's identity: a digest of the run's call and options and the input's bytes."""
-        digest = await _digest(value)
-        return hashlib.sha256(f"{self._options_digest}\0{digest}".encode()).hexdigest()
+        return item_identity(self._options_digest, await _digest(value))
 
     def _pending(self, name: str, exc: Exception, reason: str) -> NoReturn:
         assert self._manifest is not None

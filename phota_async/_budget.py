@@ -280,6 +280,36 @@ class Budget:
                 self.usd, _usd(self._spent), _usd(self._refunded), _usd(self._pending), endpoints
             )
 
+    def extend(self, usd: float) -> None:
+        """Raise the limit by ``usd``: a lease of dollars granted from a pool shared with other
+        processes (``phota_async.ray``), which this budget then spends as its own.
+
+        Raises:
+            InvalidRequestError: ``usd`` is not dollars >= 0, or the budget is uncapped.
+        """
+        if isinstance(usd, bool) or not isinstance(usd, (int, float)) or not usd >= 0:
+            raise InvalidRequestError("budget", f"a lease is dollars >= 0, got {usd!r}")
+        with _LOCK:
+            if self._limit is None:
+                raise InvalidRequestError("budget", "an uncapped budget takes no lease")
+            self._limit += _micros(usd)
+            self.usd = _usd(self._limit)
+
+    def give_back(self) -> float:
+        """Lower the limit to what is spent and pending (kept reservations included: they may
+        have been charged), and return the dollars that frees: the unspent part of a lease.
+
+        Returns:
+            The dollars given back (0 for an uncapped budget).
+        """
+        with _LOCK:
+            if self._limit is None:
+                return 0.0
+            unused = max(0, self._limit - self._spent - self._pending)
+            self._limit -= unused
+            self.usd = _usd(self._limit)
+            return _usd(unused)
+
     def _row(self, endpoint: str) -> list[int]:
         row = self._endpoints.get(endpoint)
         if row is None:

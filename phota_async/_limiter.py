@@ -260,6 +260,21 @@ class Lane:
             raise
         return False
 
+    async def admit(self) -> int:
+        """Wait for this lane's next turn and hold no concurrency slot: a permit handed to a
+        request sent elsewhere (``phota_async.ray``'s governor paces a cluster's actors this
+        way). During slow start the permit holds a slot of the window: report its answer with
+        ``landed`` (then ``answered``).
+
+        Returns:
+            The lane's epoch when the permit was given (pass it back to ``answered``).
+        """
+        if self.try_take():
+            self._bound.give()
+        else:
+            await self.turn()  # in slow start, the permit holds a slot until ``landed``
+        return self.epoch
+
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         """Arm the one timer for the next turn (or hand it out now)."""
         while self._queue and self._timer is None:
@@ -460,6 +475,13 @@ class Lane:
             decreases=self.decreases,
             queued=sum(1 for w in self._queue if not w.done()),
         )
+
+
+def shared_lane(name: str, max_pause: float, ceiling: int = 1024) -> Lane:
+    """A lane that hands out permits (``Lane.admit``) for requests sent by other processes,
+    each bounded by its own client: slow start up to ``ceiling`` permits unanswered, then open
+    or paced, with no concurrency bound of its own."""
+    return Lane(name, Bound(1 << 30), max_pause, ceiling, slow_start=True)
 
 
 class Limiter:

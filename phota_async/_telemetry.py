@@ -301,12 +301,22 @@ def _status_text(snapshot: object) -> str | None:
 class _Op:
     """A live call or wait: its span, its context, and what its attempts told it."""
 
-    __slots__ = ("attempts", "live", "operation", "request_id", "span", "throttled", "tokens")
+    __slots__ = (
+        "attempts",
+        "ended",
+        "live",
+        "operation",
+        "request_id",
+        "span",
+        "throttled",
+        "tokens",
+    )
 
     def __init__(self, live: _Live, span: Any, operation: str) -> None:
         self.live = live
         self.span = span
         self.operation = operation
+        self.ended = False
         self.attempts = 0
         self.throttled = 0
         self.request_id: str | None = None
@@ -331,6 +341,8 @@ class _Op:
 
     def note(self, value: object) -> None:
         """Ids out of a decoded answer: a job, a profile, a created profile's id, a result."""
+        if self.ended:  # a poll that was in flight when its waiter left
+            return
         span = self.span
         if isinstance(value, Job):
             span.set_attribute("phota.job.id", value.id)
@@ -348,7 +360,19 @@ class _Op:
             span.set_attribute("phota.request_id", self.request_id)
         if error is not None:
             self.live.fail(span, error)
+        self.ended = True
         span.end()
+
+
+def _outer() -> _Op | None:
+    """The call or wait that a new call runs inside, if it is still open.
+
+    A poll loop starts inside its first waiter's span and outlives it when that waiter leaves
+    first (a timeout, a cancel): its later polls get spans of their own rather than attributes
+    set on an ended span.
+    """
+    outer = _current.get()
+    return None if outer is None or outer.ended else outer
 
 
 _current: ContextVar[_Op | None] = ContextVar("phota_async_telemetry_op", default=None)
@@ -443,7 +467,7 @@ class _Attempt(AttemptScope):
             "http.request.method": method,
             "server.address": attributes["server.address"],
         }
-        self.op = _current.get()
+        self.op = _outer()
         if self.op is not None:
             self.op.attempts += 1
         self.live = live
@@ -617,7 +641,7 @@ class _Live(Hooks):
         return _Op(self, span, operation)
 
     def studio(self, call: StudioCall, *, submit: bool) -> CallScope:
-        outer = _current.get()
+        outer = _outer()
         if outer is not None:
             return _Nested(outer)
         endpoint = call.path.strip("/")
@@ -642,7 +666,7 @@ class _Live(Hooks):
         return _Call(self._span(operation, attributes), operation, cost)
 
     def call(self, request: Request) -> CallScope:
-        outer = _current.get()
+        outer = _outer()
         if outer is not None:
             return _Nested(outer)
         operation = _operation(request)

@@ -245,3 +245,27 @@ async def test_a_job_submit_is_its_own_call_and_its_wait_another(
     assert [span.name for span in recorded.children(submit)] == ["POST /enhance"]
     assert wait.parent is None
     assert wait.attributes["phota.job.id"] == job.id
+
+
+async def test_a_poll_loop_outliving_its_first_waiter_sets_nothing_on_its_ended_span(
+    emu: PhotaEmulator, phota: PhotaClient, recorded: Recorded, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the first of two waiters on a profile times out, the shared poll loop's later
+    polls get spans of their own instead of attributes set on the first waiter's ended span."""
+    profile_id = emu.add_profile(training_seconds=1.0)
+    first = asyncio.create_task(phota.profiles.wait_ready(profile_id, timeout=0.05))
+    second = asyncio.create_task(phota.profiles.wait_ready(profile_id, timeout=30))
+    with pytest.raises(WaitTimeoutError):
+        await first
+    await second
+
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")]
+    ended = next(
+        w
+        for w in recorded.named("phota.profiles.wait_ready")
+        if w.attributes and "error.type" in w.attributes
+    )
+    assert ended.end_time is not None
+    late = [s for s in recorded.children(ended) if s.start_time and s.start_time > ended.end_time]
+    assert late
+    assert {span.name for span in late} == {"phota.profiles.get"}

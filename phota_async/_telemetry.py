@@ -264,9 +264,17 @@ def _operation(request: Request) -> str:
 @functools.lru_cache(maxsize=512)
 def _http(method: str, url: str) -> tuple[tuple[str, Any], ...]:
     """The HTTP client attributes of a request: no userinfo, every query value ``REDACTED``."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        # A malformed URL (a server's download link with a port out of range, say): the
+        # transport reports it; a hook that raised here would keep the attempt's concurrency slot.
+        return (
+            ("http.request.method", method if method in _KNOWN_METHODS else "_OTHER"),
+            ("server.address", ""),
+        )
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     query = urlencode([(scrub(k), "REDACTED") for k, _ in pairs])
     netloc = f"[{host}]" if ":" in host else host

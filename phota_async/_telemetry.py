@@ -63,6 +63,7 @@ SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.26.0"
 WAIT_BUCKETS: Final = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 CALL_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 THROTTLED: Final = frozenset({429, 503})
+SUBMIT_KEYS: Final = 10_000
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 
 
@@ -589,6 +590,7 @@ class _Live(Hooks):
         "cost",
         "options",
         "prices",
+        "submitted",
         "throttled",
         "tracer",
         "wait_duration",
@@ -599,6 +601,9 @@ class _Live(Hooks):
 
         self.options = options
         self.prices = prices
+        # Idempotency keys of the jobs whose cost was counted (the newest ones): a resubmit
+        # with the same key is answered with the same job and charged nothing.
+        self.submitted: dict[str, None] = {}
         self.tracer = trace.get_tracer(
             INSTRUMENTATION, __version__, options.tracer_provider, schema_url=SCHEMA_URL
         )
@@ -640,6 +645,17 @@ class _Live(Hooks):
         span.set_attribute("error.type", kind)
         span.set_status(Status(StatusCode.ERROR, type(error).__name__))
 
+    def first_submit(self, key: str) -> bool:
+        """Whether no job submitted with idempotency key ``key`` was counted yet (remembered
+        for the newest ``SUBMIT_KEYS`` keys)."""
+        submitted = self.submitted
+        if key in submitted:
+            return False
+        submitted[key] = None
+        if len(submitted) > SUBMIT_KEYS:
+            del submitted[next(iter(submitted))]
+        return True
+
     def _span(self, operation: str, attributes: dict[str, Any]) -> _Op:
         from opentelemetry import trace
 
@@ -666,7 +682,8 @@ class _Live(Hooks):
 
         def cost(value: object) -> float | None:
             if submit:
-                return estimate
+                key = getattr(value, "client_request_id", None)
+                return estimate if not isinstance(key, str) or self.first_submit(key) else None
             count = len(value) if hasattr(value, "__len__") else 0  # an ImageResult
             each = prices.per_image(endpoint, fields, bool(getattr(value, "known_subjects", None)))
             return None if each is None else each * count

@@ -63,6 +63,7 @@ SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.26.0"
 WAIT_BUCKETS: Final = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 CALL_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 THROTTLED: Final = frozenset({429, 503})
+SUBMIT_KEYS: Final = 10_000
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 
 
@@ -264,9 +265,17 @@ def _operation(request: Request) -> str:
 @functools.lru_cache(maxsize=512)
 def _http(method: str, url: str) -> tuple[tuple[str, Any], ...]:
     """The HTTP client attributes of a request: no userinfo, every query value ``REDACTED``."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        # A malformed URL (a server's download link with a port out of range, say): the
+        # transport reports it; a hook that raised here would keep the attempt's concurrency slot.
+        return (
+            ("http.request.method", method if method in _KNOWN_METHODS else "_OTHER"),
+            ("server.address", ""),
+        )
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     query = urlencode([(scrub(k), "REDACTED") for k, _ in pairs])
     netloc = f"[{host}]" if ":" in host else host
@@ -301,12 +310,22 @@ def _status_text(snapshot: object) -> str | None:
 class _Op:
     """A live call or wait: its span, its context, and what its attempts told it."""
 
-    __slots__ = ("attempts", "live", "operation", "request_id", "span", "throttled", "tokens")
+    __slots__ = (
+        "attempts",
+        "ended",
+        "live",
+        "operation",
+        "request_id",
+        "span",
+        "throttled",
+        "tokens",
+    )
 
     def __init__(self, live: _Live, span: Any, operation: str) -> None:
         self.live = live
         self.span = span
         self.operation = operation
+        self.ended = False
         self.attempts = 0
         self.throttled = 0
         self.request_id: str | None = None
@@ -331,6 +350,8 @@ class _Op:
 
     def note(self, value: object) -> None:
         """Ids out of a decoded answer: a job, a profile, a created profile's id, a result."""
+        if self.ended:  # a poll that was in flight when its waiter left
+            return
         span = self.span
         if isinstance(value, Job):
             span.set_attribute("phota.job.id", value.id)
@@ -348,7 +369,19 @@ class _Op:
             span.set_attribute("phota.request_id", self.request_id)
         if error is not None:
             self.live.fail(span, error)
+        self.ended = True
         span.end()
+
+
+def _outer() -> _Op | None:
+    """The call or wait that a new call runs inside, if it is still open.
+
+    A poll loop starts inside its first waiter's span and outlives it when that waiter leaves
+    first (a timeout, a cancel): its later polls get spans of their own rather than attributes
+    set on an ended span.
+    """
+    outer = _current.get()
+    return None if outer is None or outer.ended else outer
 
 
 _current: ContextVar[_Op | None] = ContextVar("phota_async_telemetry_op", default=None)
@@ -443,7 +476,7 @@ class _Attempt(AttemptScope):
             "http.request.method": method,
             "server.address": attributes["server.address"],
         }
-        self.op = _current.get()
+        self.op = _outer()
         if self.op is not None:
             self.op.attempts += 1
         self.live = live
@@ -557,6 +590,7 @@ class _Live(Hooks):
         "cost",
         "options",
         "prices",
+        "submitted",
         "throttled",
         "tracer",
         "wait_duration",
@@ -567,6 +601,9 @@ class _Live(Hooks):
 
         self.options = options
         self.prices = prices
+        # Idempotency keys of the jobs whose cost was counted (the newest ones): a resubmit
+        # with the same key is answered with the same job and charged nothing.
+        self.submitted: dict[str, None] = {}
         self.tracer = trace.get_tracer(
             INSTRUMENTATION, __version__, options.tracer_provider, schema_url=SCHEMA_URL
         )
@@ -608,6 +645,17 @@ class _Live(Hooks):
         span.set_attribute("error.type", kind)
         span.set_status(Status(StatusCode.ERROR, type(error).__name__))
 
+    def first_submit(self, key: str) -> bool:
+        """Whether no job submitted with idempotency key ``key`` was counted yet (remembered
+        for the newest ``SUBMIT_KEYS`` keys)."""
+        submitted = self.submitted
+        if key in submitted:
+            return False
+        submitted[key] = None
+        if len(submitted) > SUBMIT_KEYS:
+            del submitted[next(iter(submitted))]
+        return True
+
     def _span(self, operation: str, attributes: dict[str, Any]) -> _Op:
         from opentelemetry import trace
 
@@ -617,7 +665,7 @@ class _Live(Hooks):
         return _Op(self, span, operation)
 
     def studio(self, call: StudioCall, *, submit: bool) -> CallScope:
-        outer = _current.get()
+        outer = _outer()
         if outer is not None:
             return _Nested(outer)
         endpoint = call.path.strip("/")
@@ -634,7 +682,8 @@ class _Live(Hooks):
 
         def cost(value: object) -> float | None:
             if submit:
-                return estimate
+                key = getattr(value, "client_request_id", None)
+                return estimate if not isinstance(key, str) or self.first_submit(key) else None
             count = len(value) if hasattr(value, "__len__") else 0  # an ImageResult
             each = prices.per_image(endpoint, fields, bool(getattr(value, "known_subjects", None)))
             return None if each is None else each * count
@@ -642,7 +691,7 @@ class _Live(Hooks):
         return _Call(self._span(operation, attributes), operation, cost)
 
     def call(self, request: Request) -> CallScope:
-        outer = _current.get()
+        outer = _outer()
         if outer is not None:
             return _Nested(outer)
         operation = _operation(request)

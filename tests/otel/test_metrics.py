@@ -79,3 +79,16 @@ async def test_wait_durations_are_a_histogram_in_seconds(
     assert attributes == {"phota.wait.kind": "profile", "phota.status": "READY"}
     assert point.count == 1
     assert 0 < point.sum < 30
+
+
+async def test_a_keyed_resubmit_answered_by_the_same_job_adds_no_cost(
+    phota: PhotaClient, recorded: Recorded
+) -> None:
+    """Submitting a job again with the same ``client_request_id`` returns the same job, which
+    is charged once, so the cost counter grows once."""
+    first = await phota.jobs.submit_enhance(jpeg_bytes(), client_request_id="resubmitted")
+    again = await phota.jobs.submit_enhance(jpeg_bytes(), client_request_id="resubmitted")
+    assert again.id == first.id
+
+    cost = recorded.metrics()["phota.client.cost"]
+    assert sum(point.value for point in cost.data.data_points) == pytest.approx(0.12)

@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from phota_async import PhotaClient
-from phota_async.errors import APIError, WaitTimeoutError
+from phota_async.errors import APIError, PhotaError, WaitTimeoutError
 from phota_async.testing import PhotaEmulator
 from tests.helpers import jpeg_bytes, until
 from tests.otel.conftest import FAST, Recorded
@@ -245,3 +245,55 @@ async def test_a_job_submit_is_its_own_call_and_its_wait_another(
     assert [span.name for span in recorded.children(submit)] == ["POST /enhance"]
     assert wait.parent is None
     assert wait.attributes["phota.job.id"] == job.id
+
+
+async def test_a_poll_loop_outliving_its_first_waiter_sets_nothing_on_its_ended_span(
+    emu: PhotaEmulator, phota: PhotaClient, recorded: Recorded, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the first of two waiters on a profile times out, the shared poll loop's later
+    polls get spans of their own instead of attributes set on the first waiter's ended span."""
+    profile_id = emu.add_profile(training_seconds=1.0)
+    first = asyncio.create_task(phota.profiles.wait_ready(profile_id, timeout=0.05))
+    second = asyncio.create_task(phota.profiles.wait_ready(profile_id, timeout=30))
+    with pytest.raises(WaitTimeoutError):
+        await first
+    await second
+
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")]
+    ended = next(
+        w
+        for w in recorded.named("phota.profiles.wait_ready")
+        if w.attributes and "error.type" in w.attributes
+    )
+    assert ended.end_time is not None
+    late = [s for s in recorded.children(ended) if s.start_time and s.start_time > ended.end_time]
+    assert late
+    assert {span.name for span in late} == {"phota.profiles.get"}
+
+
+async def test_a_download_url_with_a_port_out_of_range_keeps_no_concurrency_slot(
+    emu: PhotaEmulator, recorded: Recorded, tmp_path: Path
+) -> None:
+    """A server's download link whose port cannot be parsed fails its download without
+    keeping the attempt's slot, so the next call of a ``max_concurrency=1`` client goes out."""
+    body = {
+        "known_subjects": {"counts": {}},
+        "images": [],
+        "download_urls": ["http://127.0.0.1:99999/x.jpg"],
+    }
+    emu.add_fault("/enhance", status=200, body=body)
+    async with PhotaClient(
+        api_key=emu.api_key,
+        base_url=emu.base_url,
+        max_concurrency=1,
+        telemetry=recorded.telemetry(),
+    ) as phota:
+        result = await phota.enhance(jpeg_bytes(), response_mode="urls")
+        with pytest.raises((ValueError, PhotaError)):
+            await result.save(tmp_path)
+        # A hang guard only: the call is answered at once when the slot was given back.
+        await asyncio.wait_for(phota.enhance(jpeg_bytes()), 30)
+
+    (download,) = [s for s in recorded.spans() if s.name == "GET"]
+    assert download.attributes is not None
+    assert "error.type" in download.attributes

@@ -249,7 +249,22 @@ DOWNLOAD_HEADERS: Final = _header_set({"User-Agent": USER_AGENT})
 
 
 def download(signed_url: str) -> Request:
-    """A GET of a signed output URL. It carries no API key: the URL is its own credential."""
+    """A GET of a signed output URL. It carries no API key: the URL is its own credential.
+
+    Raises:
+        ResponseValidationError: the server's URL is not an absolute http(s) URL with a host
+            and a valid port (checked here, so that no other layer meets a URL it cannot open).
+    """
+    try:
+        parts = urlsplit(signed_url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ResponseValidationError(
+            f"the server sent a download URL that cannot be fetched: {shown(scrub(signed_url))}"
+        )
     return Request("GET", signed_url, "download", DOWNLOAD_HEADERS, expect="image")
 
 

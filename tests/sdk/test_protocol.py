@@ -259,3 +259,19 @@ def test_async_fields_generate_an_idempotency_key() -> None:
     assert proto.async_fields("mine", None)["client_request_id"] == "mine"
     with pytest.raises(InvalidRequestError, match="callback_url"):
         proto.async_fields(None, "http://insecure/hook")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:99999/x.jpg",
+        "http://127.0.0.1:port/x.jpg",
+        "ftp://example.com/x.jpg",
+        "/relative/x.jpg",
+        "http:///x.jpg",
+    ],
+)
+def test_a_download_url_that_cannot_be_fetched_is_a_response_error(url: str) -> None:
+    """A server's download URL with a bad port, scheme or host is refused as a broken answer."""
+    with pytest.raises(ResponseValidationError, match="download URL that cannot be fetched"):
+        proto.download(url)

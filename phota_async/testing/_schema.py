@@ -7,7 +7,8 @@ integer, ``"true"`` or ``1`` for a boolean).
 
 | rule                                    | ``type``                  | ``ctx``                         |
 |-----------------------------------------|---------------------------|---------------------------------|
-| required field absent or null           | ``missing``               |                                 |
+| required field absent                   | ``missing``               |                                 |
+| required field null                     | the field's ``*_type``    |                                 |
 | not a string                            | ``string_type``           |                                 |
 | empty string where one is needed        | ``string_too_short``      | ``min_length``                  |
 | tag over 128 characters                 | ``string_too_long``       | ``max_length``                  |
@@ -67,10 +68,13 @@ _TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
 _FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
 
 
-def error(loc: Loc, kind: str, msg: str, value: Any = None, **ctx: Any) -> Detail:
+_ABSENT: Any = object()  # no ``input`` to echo (a missing field)
+
+
+def error(loc: Loc, kind: str, msg: str, value: Any = _ABSENT, **ctx: Any) -> Detail:
     """One 422 detail entry in FastAPI's shape (pydantic's ``type``, ``msg`` and ``ctx``)."""
     detail: Detail = {"type": kind, "loc": list(loc), "msg": msg}
-    if isinstance(value, str | int | float | bool):
+    if value is None or isinstance(value, str | int | float | bool):
         detail["input"] = value
     if ctx:
         detail["ctx"] = ctx
@@ -272,9 +276,10 @@ def validate(endpoint: str, body: Any) -> list[Detail]:
     coerced: dict[str, Any] = {}
     for name, check in checks.items():
         value = body.get(name)
-        if value is None:
-            if name in required:
-                details.append(error(("body", name), "missing", "Field required"))
+        if value is None and name not in required:
+            continue
+        if name not in body:
+            details.append(error(("body", name), "missing", "Field required"))
             continue
         value, problems = check(value, ("body", name))
         details.extend(problems)

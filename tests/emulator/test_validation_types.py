@@ -259,3 +259,20 @@ async def test_every_bad_item_of_a_list_is_reported(http: aiohttp.ClientSession)
     async with http.post(f"{P}/edit", json=body) as resp:
         answer = await resp.json()
     assert [d["loc"] for d in answer["detail"]] == [["body", "images", 0], ["body", "images", 2]]
+
+
+async def test_a_required_field_sent_as_null_is_of_the_wrong_type(
+    http: aiohttp.ClientSession,
+) -> None:
+    """``"prompt": null`` on edit is pydantic's string_type with input null, not missing."""
+    async with http.post(f"{P}/edit", json={"prompt": None, "images": [IMAGE]}) as resp:
+        answer = await resp.json()
+    assert resp.status == 422, answer
+    assert answer["detail"] == [
+        {
+            "type": "string_type",
+            "loc": ["body", "prompt"],
+            "msg": "Input should be a valid string",
+            "input": None,
+        }
+    ]

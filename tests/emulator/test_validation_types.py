@@ -276,3 +276,32 @@ async def test_a_required_field_sent_as_null_is_of_the_wrong_type(
             "input": None,
         }
     ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kind"),
+    [
+        ("num_output_images", "\uff12", "int_parsing"),
+        ("num_output_images", "2.", "int_parsing"),
+        ("num_output_images", "9" * 5000, "int_parsing_size"),
+        ("async", "true ", "bool_parsing"),
+    ],
+)
+async def test_strings_pydantic_refuses_are_refused(
+    http: aiohttp.ClientSession, field: str, value: str, kind: str
+) -> None:
+    """Full-width digits, a bare trailing dot, 5000 digits or a padded boolean answer 422."""
+    async with http.post(f"{P}/generate", json={"prompt": "x", field: value}) as resp:
+        answer = await resp.json()
+    assert resp.status == 422, answer
+    assert answer["detail"][0]["type"] == kind
+
+
+async def test_an_integer_string_with_underscores_is_read_as_pydantic_does(
+    http: aiohttp.ClientSession,
+) -> None:
+    """``"1_0"`` is ten, as pydantic reads it: over the limit of 4, not unparsable."""
+    async with http.post(f"{P}/generate", json={"prompt": "x", "num_output_images": "1_0"}) as r:
+        answer = await r.json()
+    assert r.status == 422, answer
+    assert answer["detail"][0]["type"] == "less_than_equal"

@@ -8,8 +8,10 @@ the output folder, and draws a contact sheet of inputs beside outputs.
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 from .._client import PhotaClient
@@ -42,7 +44,16 @@ def _make_inputs(folder: Path) -> dict[str, Any]:
     # makes): what enhance is for.
     poor = ImageEnhance.Contrast(ImageEnhance.Brightness(base).enhance(0.45)).enhance(0.6)
     poor = poor.filter(ImageFilter.GaussianBlur(0.6))
-    grain = Image.merge("RGB", [Image.effect_noise(poor.size, 24) for _ in range(3)])
+    # Drawn from a fixed seed (Pillow's effect_noise is not seedable), so the photo is the
+    # same on every run and in every process.
+    rng = random.Random(7)
+    normal = NormalDist(128, 24)
+    lut = [max(0, min(255, round(normal.inv_cdf((v + 0.5) / 256)))) for v in range(256)]
+    size = poor.size
+    grain = Image.merge(
+        "RGB",
+        [Image.frombytes("L", size, rng.randbytes(size[0] * size[1])).point(lut) for _ in "RGB"],
+    )
     poor = Image.blend(poor, grain, 0.12)
     poor_path = folder / "poor-photo.jpg"
     poor.save(poor_path, quality=85)

@@ -71,8 +71,9 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
                 scale = DRAFT_SLACK * side / max(w, h)
                 img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
             img.load()
-            factor = max(img.size) // side
-            out = img.reduce(factor) if factor >= 2 else img.copy()
+            out = _reducible(img)
+            factor = max(out.size) // side
+            out = out.reduce(factor) if factor >= 2 else out.copy()
             out.info = img.info
             out = ImageOps.exif_transpose(out).convert("RGB")
     except Exception as exc:  # Pillow raises many unrelated types for bad input
@@ -82,6 +83,21 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
     # The size the photo has, upright, before any scaling: outputs are sized from it.
     out.info["source_size"] = (h, w) if (out.width > out.height) != (w > h) else (w, h)
     return out
+
+
+def _reducible(img: Image.Image) -> Image.Image:
+    """``img`` in a mode ``reduce`` accepts: palette and 1-bit become RGB(A), 16-bit grey 8-bit.
+
+    A 16-bit grey image is scaled down to 8 bits, not clipped (Pillow's own conversion would
+    turn everything above 255 of 65535 white).
+    """
+    if img.mode.startswith("I;16"):
+        return img.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    if img.mode == "1":
+        return img.convert("L")
+    if img.mode == "P":
+        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+    return img
 
 
 def encode(img: Image.Image, fmt: str) -> bytes:

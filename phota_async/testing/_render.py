@@ -54,6 +54,9 @@ class Seeds:
     """
 
     MEMORY = 65_536  # distinct requests remembered; beyond that the oldest are forgotten
+    # Fields that say how an answer is delivered, not what it shows: the SDK makes a fresh
+    # client_request_id for every job submit, which must not make a seeded run unrepeatable.
+    DELIVERY = frozenset({"async", "callback_url", "client_request_id", "response_mode"})
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
@@ -63,7 +66,8 @@ class Seeds:
         """The seed of one call of ``endpoint`` with ``body``."""
         if self.seed is None:
             return secrets.randbits(64)
-        content = json.dumps(body, sort_keys=True, default=str).encode()
+        picture = {name: value for name, value in body.items() if name not in self.DELIVERY}
+        content = json.dumps(picture, sort_keys=True, default=str).encode()
         key = hashlib.sha256(f"{self.seed}:{endpoint}:".encode() + content).digest()
         count = self._seen.pop(key, 0)
         self._seen[key] = count + 1

@@ -7,7 +7,8 @@ integer, ``"true"`` or ``1`` for a boolean).
 
 | rule                                    | ``type``                  | ``ctx``                         |
 |-----------------------------------------|---------------------------|---------------------------------|
-| required field absent or null           | ``missing``               |                                 |
+| required field absent                   | ``missing``               |                                 |
+| required field null                     | the field's ``*_type``    |                                 |
 | not a string                            | ``string_type``           |                                 |
 | empty string where one is needed        | ``string_too_short``      | ``min_length``                  |
 | tag over 128 characters                 | ``string_too_long``       | ``max_length``                  |
@@ -65,12 +66,17 @@ Check = Callable[[Any, Loc], "tuple[Any, list[Detail]]"]
 
 _TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
 _FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+_INT_DIGITS = 4300  # pydantic's (and Python's int()) limit on an integer string's digits
+_INT_TEXT = re.compile(r"([+-]?)([0-9]+(?:_[0-9]+)*)(?:\.0+)?", re.ASCII)
 
 
-def error(loc: Loc, kind: str, msg: str, value: Any = None, **ctx: Any) -> Detail:
+_ABSENT: Any = object()  # no ``input`` to echo (a missing field)
+
+
+def error(loc: Loc, kind: str, msg: str, value: Any = _ABSENT, **ctx: Any) -> Detail:
     """One 422 detail entry in FastAPI's shape (pydantic's ``type``, ``msg`` and ``ctx``)."""
     detail: Detail = {"type": kind, "loc": list(loc), "msg": msg}
-    if isinstance(value, str | int | float | bool):
+    if value is None or isinstance(value, str | int | float | bool):
         detail["input"] = value
     if ctx:
         detail["ctx"] = ctx
@@ -119,10 +125,16 @@ def _as_int(value: Any, loc: Loc) -> tuple[Any, list[Detail]]:
             return value, [error(loc, "int_from_float", msg, value)]
         return int(value), []
     if isinstance(value, str):
-        text = value.strip()
-        text = re.sub(r"\.0*$", "", text) if re.fullmatch(r"[+-]?\d+\.0*", text) else text
-        if re.fullmatch(r"[+-]?\d+", text):
-            return int(text), []
+        # ASCII digits, single underscores between them, and an optional ".0...": what
+        # pydantic-core parses (it refuses "2." and "\uff12", which \d and int() would take).
+        number = _INT_TEXT.fullmatch(value.strip())
+        if number:
+            sign, digits = number.group(1), number.group(2).replace("_", "").lstrip("0") or "0"
+            if len(digits) <= _INT_DIGITS:
+                return int(sign + digits), []
+            if "_" not in number.group(2):
+                msg = "Unable to parse input string as an integer, exceeded maximum size"
+                return value, [error(loc, "int_parsing_size", msg, value)]
         msg = "Input should be a valid integer, unable to parse string as an integer"
         return value, [error(loc, "int_parsing", msg, value)]
     return value, [error(loc, "int_type", "Input should be a valid integer", value)]
@@ -150,8 +162,8 @@ def _bool(value: Any, loc: Loc) -> tuple[Any, list[Detail]]:
         return value, []
     if isinstance(value, int | float) and value in (0, 1):
         return bool(value), []
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE, []
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:  # no stripping, as pydantic
+        return value.lower() in _TRUE, []
     if isinstance(value, str | int | float):
         msg = "Input should be a valid boolean, unable to interpret input"
         return value, [error(loc, "bool_parsing", msg, value)]
@@ -272,9 +284,10 @@ def validate(endpoint: str, body: Any) -> list[Detail]:
     coerced: dict[str, Any] = {}
     for name, check in checks.items():
         value = body.get(name)
-        if value is None:
-            if name in required:
-                details.append(error(("body", name), "missing", "Field required"))
+        if value is None and name not in required:
+            continue
+        if name not in body:
+            details.append(error(("body", name), "missing", "Field required"))
             continue
         value, problems = check(value, ("body", name))
         details.extend(problems)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from PIL import Image, ImageStat
+from PIL import Image, ImageChops, ImageFilter, ImageStat
 
 from phota_async._cli.demo import _make_inputs
 from phota_async.testing import PhotaEmulator
@@ -47,7 +47,14 @@ async def enhanced(poor: Image.Image) -> Image.Image:
 
 
 def flat_noise(img: Image.Image) -> float:
-    return float(ImageStat.Stat(img.convert("L").crop(FLAT)).stddev[0])
+    """The grain of the flat corner: its fine detail (what a light blur removes), as an RMS.
+
+    Slow swells of tone (a denoised backdrop lifted by a steep curve) are not grain, so they
+    do not count, and the figure does not hinge on where a curve's 8-bit steps fall.
+    """
+    grey = img.convert("L").crop(FLAT)
+    fine = ImageChops.difference(grey, grey.filter(ImageFilter.GaussianBlur(2)))
+    return float(ImageStat.Stat(fine).rms[0])
 
 
 def brightness(img: Image.Image) -> float:
@@ -64,8 +71,15 @@ def clipped(img: Image.Image) -> float:
 
 
 def test_enhance_lowers_the_grain_of_flat_areas(poor: Image.Image, enhanced: Image.Image) -> None:
-    """The backdrop's noise is lower after enhance, although the picture is brighter."""
-    assert flat_noise(enhanced) < flat_noise(poor)
+    """The backdrop's grain is at most half the input's, although the picture is brighter."""
+    assert flat_noise(enhanced) < 0.5 * flat_noise(poor)
+
+
+def test_the_demo_s_poor_photo_is_the_same_on_every_run(tmp_path: Path) -> None:
+    """The poor photo's grain comes from a fixed seed: two makings give the same pixels."""
+    first = Image.open(_make_inputs(tmp_path / "a")["poor"]).convert("RGB")
+    second = Image.open(_make_inputs(tmp_path / "b")["poor"]).convert("RGB")
+    assert first.tobytes() == second.tobytes()
 
 
 def test_enhance_brightens_a_dark_photo(poor: Image.Image, enhanced: Image.Image) -> None:

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
+from phota_async import PhotaClient
 from phota_async.testing import PhotaEmulator
 from tests.conftest import b64, decode, jpeg_bytes, png_bytes
 from tests.emulator.helpers import P
@@ -141,3 +142,49 @@ async def test_different_seeds_give_different_bytes() -> None:
     """Another seed, or none, gives other variants."""
     assert await run_sequence(seed=7) != await run_sequence(seed=8)
     assert await run_sequence(seed=None) != await run_sequence(seed=None)
+
+
+def png_of(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return b64(buf.getvalue())
+
+
+@pytest.mark.parametrize("mode", ["P", "1", "I;16"])
+async def test_a_large_palette_1_bit_or_16_bit_png_is_enhanced(
+    http: aiohttp.ClientSession, mode: str
+) -> None:
+    """A 3000x2000 PNG in palette, 1-bit or 16-bit grey mode answers 200, not INVALID_IMAGE."""
+    img = Image.new("RGB", (3000, 2000), "white")
+    img.paste((0, 0, 0), (0, 0, 1500, 2000))
+    if mode == "I;16":
+        img = img.convert("L").point(lambda v: v * 257, "I").convert("I;16")
+    answer = await post(
+        http, "enhance", {"image": png_of(img.convert(mode)), "output_format": "png"}
+    )
+    assert images_of(answer)[0].width > images_of(answer)[0].height
+
+
+async def test_a_16_bit_grey_png_keeps_its_tones(http: aiohttp.ClientSession) -> None:
+    """A mid-grey 16-bit PNG (32768 of 65535) is not turned white."""
+    img = Image.new("I;16", (64, 48), 32768)
+    answer = await post(
+        http, "edit", {"prompt": "x", "images": [png_of(img)], "output_format": "png"}
+    )
+    assert 80 < ImageStat.Stat(images_of(answer)[0].convert("L")).mean[0] < 180
+
+
+async def submitted_output(seed: int) -> bytes:
+    """The output of one generate job submitted through the SDK to a fresh seeded emulator."""
+    async with (
+        PhotaEmulator(seed=seed, max_output_side=64) as emulator,
+        PhotaClient(api_key=emulator.api_key, base_url=emulator.base_url) as phota,
+    ):
+        job = await phota.jobs.submit_generate("a lighthouse at dusk", output_format="png")
+        result = await job.wait(timeout=30)
+        return await result.read(0)
+
+
+async def test_a_seed_repeats_job_outputs_whatever_their_client_request_id() -> None:
+    """The SDK's fresh idempotency key per submit does not change a seeded emulator's bytes."""
+    assert await submitted_output(seed=7) == await submitted_output(seed=7)

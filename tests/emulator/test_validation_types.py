@@ -259,3 +259,49 @@ async def test_every_bad_item_of_a_list_is_reported(http: aiohttp.ClientSession)
     async with http.post(f"{P}/edit", json=body) as resp:
         answer = await resp.json()
     assert [d["loc"] for d in answer["detail"]] == [["body", "images", 0], ["body", "images", 2]]
+
+
+async def test_a_required_field_sent_as_null_is_of_the_wrong_type(
+    http: aiohttp.ClientSession,
+) -> None:
+    """``"prompt": null`` on edit is pydantic's string_type with input null, not missing."""
+    async with http.post(f"{P}/edit", json={"prompt": None, "images": [IMAGE]}) as resp:
+        answer = await resp.json()
+    assert resp.status == 422, answer
+    assert answer["detail"] == [
+        {
+            "type": "string_type",
+            "loc": ["body", "prompt"],
+            "msg": "Input should be a valid string",
+            "input": None,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kind"),
+    [
+        ("num_output_images", "\uff12", "int_parsing"),
+        ("num_output_images", "2.", "int_parsing"),
+        ("num_output_images", "9" * 5000, "int_parsing_size"),
+        ("async", "true ", "bool_parsing"),
+    ],
+)
+async def test_strings_pydantic_refuses_are_refused(
+    http: aiohttp.ClientSession, field: str, value: str, kind: str
+) -> None:
+    """Full-width digits, a bare trailing dot, 5000 digits or a padded boolean answer 422."""
+    async with http.post(f"{P}/generate", json={"prompt": "x", field: value}) as resp:
+        answer = await resp.json()
+    assert resp.status == 422, answer
+    assert answer["detail"][0]["type"] == kind
+
+
+async def test_an_integer_string_with_underscores_is_read_as_pydantic_does(
+    http: aiohttp.ClientSession,
+) -> None:
+    """``"1_0"`` is ten, as pydantic reads it: over the limit of 4, not unparsable."""
+    async with http.post(f"{P}/generate", json={"prompt": "x", "num_output_images": "1_0"}) as r:
+        answer = await r.json()
+    assert r.status == 422, answer
+    assert answer["detail"][0]["type"] == "less_than_equal"

@@ -16,6 +16,21 @@ key retention (Phota documents none; the emulator keeps keys 24 hours) a rerun p
 rows whose outputs it cannot find; with ``out_dir``, a row whose outputs are all on disk is
 skipped without any request, however old they are.
 
+Ending. The package closes nothing from ``__del__`` (design rule), save here: Ray Data gives a
+callable class no other end hook. Its map actor's ``__ray_shutdown__`` (Ray 2.60,
+``actor_pool_map_operator.py``) drops the one reference to the instance "to trigger
+``UDF.__del__``" after the actor's last task, on a graceful exit only; so ``__del__`` calls
+``close()``, which hands ``aclose()`` to the actor's own loop (the unspent budget lease goes
+back to the governor). A killed actor runs nothing: its lease stays counted (see
+``_governor``) and its connections die with the process.
+
+Governor gone. The governor is not restarted (``max_restarts=0``: restarted empty it would
+forget what it leased). If it dies or ``close_governor`` ends it mid-run, every row that still
+needs a permit or a lease ends as a row with an ``error`` (no request sent, nothing charged);
+rerun with the same run id to finish them (done rows cost nothing). An actor built after that
+point (Ray replacing a dead one) creates a fresh governor with the budget it is given, which
+counts nothing of what was spent before it.
+
 Shared limits: see ``_governor``. No exception of one row escapes: a failed row is a row with
 ``error``; only a wrong configuration (refused when the class is built) stops the pipeline.
 """
@@ -160,8 +175,10 @@ class _Pace:
                 unused, self._unused, self._left = self._unused + self._left, 0, 0
                 self._waiting = True
                 try:
-                    granted, self._epoch = await self._handle.permits.remote(
-                        self._size, ok, throttled, studio.pause_left, self._epoch, unused
+                    granted, self._epoch = await _ask(
+                        self._handle.permits.remote(
+                            self._size, ok, throttled, studio.pause_left, self._epoch, unused
+                        )
                     )
                 finally:
                     self._waiting = False
@@ -191,6 +208,24 @@ class _Pace:
             self._handle.report.remote(ok, 0, 0.0, self._epoch, unused)
 
 
+class _GovernorGone(Exception):
+    """The run's governor died or was ended: no permit nor lease can be had."""
+
+
+async def _ask(ref: Any) -> Any:
+    """The answer of a governor call; its death as ``_GovernorGone`` (one line, not Ray's
+    multi-line report), so the row's error says what to do."""
+    from ray.exceptions import RayActorError
+
+    try:
+        return await ref
+    except RayActorError as exc:
+        raise _GovernorGone(
+            "the run's governor is gone (ended or died); rerun with the same run id to finish "
+            "(rows already done cost nothing)"
+        ) from exc
+
+
 class _Purse:
     """This actor's budget: a local ``Budget`` of the dollars leased from the governor."""
 
@@ -206,7 +241,7 @@ class _Purse:
         async with self._lock:
             if self.budget.spend.left >= self._price:
                 return True  # another row leased meanwhile
-            granted = await self._handle.lease.remote(self._price * self._lease)
+            granted = await _ask(self._handle.lease.remote(self._price * self._lease))
             self.budget.extend(granted)
             return self.budget.spend.left >= self._price
 
@@ -425,7 +460,7 @@ class _Studio:
                 return out
             try:
                 await self._run(phota, value, identity, stem, out)
-            except BudgetExceededError as exc:
+            except (BudgetExceededError, _GovernorGone) as exc:
                 out.error = f"not started: {exc}"
             except Exception as exc:
                 out.error = f"{type(exc).__name__}: {exc}"

@@ -245,6 +245,18 @@ class _Purse:
             self.budget.extend(granted)
             return self.budget.spend.left >= self._price
 
+    def refused(self, endpoint: str) -> BudgetExceededError:
+        """The error for a row this actor's lease cannot cover, the pool being dry."""
+        spend = self.budget.spend
+        return BudgetExceededError(
+            endpoint,
+            estimate=self._price,
+            spent=spend.spent,
+            reserved=spend.pending,
+            limit=spend.limit,
+            scope="leased",
+        )
+
     async def give_back(self) -> None:
         unused = self.budget.give_back()
         if unused > 0:
@@ -486,8 +498,13 @@ class _Studio:
     async def _paid_submit(self, phota: PhotaClient, value: Any, key: str) -> Job:
         """Submit under ``key`` with a permit from the governor, leasing money as needed."""
         purse = self._purse
-        if purse is not None and purse.budget.spend.left < purse._price:
-            await purse.refill()
+        if (
+            purse is not None
+            and purse.budget.spend.left < purse._price
+            and not await purse.refill()
+        ):
+            # The pool is dry: refused here, without a permit (a governor round trip).
+            raise purse.refused(self.kind)
         while True:
             await self._pace.take(phota)
             try:

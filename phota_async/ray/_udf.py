@@ -304,6 +304,12 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _array_digest(array: Any) -> str:
+    """A digest of a decoded image's pixels, shape and type (the same on every worker)."""
+    head = f"array\0{tuple(array.shape)}\0{array.dtype.str}\0".encode()
+    return hashlib.sha256(head + array.tobytes()).hexdigest()
+
+
 def _png(array: Any) -> bytes:
     """A decoded image (``read_images``) as PNG bytes (lossless)."""
     import io
@@ -407,7 +413,9 @@ class _Studio:
         elif isinstance(value, str) and column == "path":
             data = await off_loop(Path(value).read_bytes)
         elif hasattr(value, "tobytes") and hasattr(value, "shape"):
-            data = await off_loop(_png, value)
+            # Keyed by the pixels, not the PNG bytes: another worker's Pillow or zlib may
+            # encode them differently, and a retried task must find the same key.
+            return await off_loop(_png, value), await off_loop(_array_digest, value)
         else:
             raise InvalidRequestError(column, f"not an image: {type(value).__name__}")
         digest = await off_loop(_sha256, data) if len(data) > _OFF_LOOP_BYTES else _sha256(data)

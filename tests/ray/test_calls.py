@@ -107,3 +107,21 @@ def test_photos_read_as_image_arrays_are_each_paid_once(
     rows = run(ds, PhotaEnhance, emulator, run_id)
     assert_paid_once(emulator, rows, 8)
     assert all("image" not in r for r in rows)
+
+
+async def test_an_image_array_row_is_keyed_by_its_pixels_not_its_png_encoding(
+    run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read_images row's identity is a digest of its pixels, so workers whose Pillow or zlib
+    encode PNG differently still derive the same key (a retried task is not paid twice)."""
+    import numpy as np
+
+    from phota_async.ray import _udf
+
+    pixels = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
+    udf = PhotaEnhance(run_id=run_id)
+    _, first = await udf._value({"image": pixels})
+    plain = _udf._png
+    monkeypatch.setattr(_udf, "_png", lambda array: plain(array) + b"\0")
+    _, second = await udf._value({"image": pixels})
+    assert first == second

@@ -16,6 +16,21 @@ key retention (Phota documents none; the emulator keeps keys 24 hours) a rerun p
 rows whose outputs it cannot find; with ``out_dir``, a row whose outputs are all on disk is
 skipped without any request, however old they are.
 
+Ending. The package closes nothing from ``__del__`` (design rule), save here: Ray Data gives a
+callable class no other end hook. Its map actor's ``__ray_shutdown__`` (Ray 2.60,
+``actor_pool_map_operator.py``) drops the one reference to the instance "to trigger
+``UDF.__del__``" after the actor's last task, on a graceful exit only; so ``__del__`` calls
+``close()``, which hands ``aclose()`` to the actor's own loop (the unspent budget lease goes
+back to the governor). A killed actor runs nothing: its lease stays counted (see
+``_governor``) and its connections die with the process.
+
+Governor gone. The governor is not restarted (``max_restarts=0``: restarted empty it would
+forget what it leased). If it dies or ``close_governor`` ends it mid-run, every row that still
+needs a permit or a lease ends as a row with an ``error`` (no request sent, nothing charged);
+rerun with the same run id to finish them (done rows cost nothing). An actor built after that
+point (Ray replacing a dead one) creates a fresh governor with the budget it is given, which
+counts nothing of what was spent before it.
+
 Shared limits: see ``_governor``. No exception of one row escapes: a failed row is a row with
 ``error``; only a wrong configuration (refused when the class is built) stops the pipeline.
 """
@@ -160,8 +175,10 @@ class _Pace:
                 unused, self._unused, self._left = self._unused + self._left, 0, 0
                 self._waiting = True
                 try:
-                    granted, self._epoch = await self._handle.permits.remote(
-                        self._size, ok, throttled, studio.pause_left, self._epoch, unused
+                    granted, self._epoch = await _ask(
+                        self._handle.permits.remote(
+                            self._size, ok, throttled, studio.pause_left, self._epoch, unused
+                        )
                     )
                 finally:
                     self._waiting = False
@@ -191,6 +208,24 @@ class _Pace:
             self._handle.report.remote(ok, 0, 0.0, self._epoch, unused)
 
 
+class _GovernorGone(Exception):
+    """The run's governor died or was ended: no permit nor lease can be had."""
+
+
+async def _ask(ref: Any) -> Any:
+    """The answer of a governor call; its death as ``_GovernorGone`` (one line, not Ray's
+    multi-line report), so the row's error says what to do."""
+    from ray.exceptions import RayActorError
+
+    try:
+        return await ref
+    except RayActorError as exc:
+        raise _GovernorGone(
+            "the run's governor is gone (ended or died); rerun with the same run id to finish "
+            "(rows already done cost nothing)"
+        ) from exc
+
+
 class _Purse:
     """This actor's budget: a local ``Budget`` of the dollars leased from the governor."""
 
@@ -206,9 +241,21 @@ class _Purse:
         async with self._lock:
             if self.budget.spend.left >= self._price:
                 return True  # another row leased meanwhile
-            granted = await self._handle.lease.remote(self._price * self._lease)
+            granted = await _ask(self._handle.lease.remote(self._price * self._lease))
             self.budget.extend(granted)
             return self.budget.spend.left >= self._price
+
+    def refused(self, endpoint: str) -> BudgetExceededError:
+        """The error for a row this actor's lease cannot cover, the pool being dry."""
+        spend = self.budget.spend
+        return BudgetExceededError(
+            endpoint,
+            estimate=self._price,
+            spent=spend.spent,
+            reserved=spend.pending,
+            limit=spend.limit,
+            scope="leased",
+        )
 
     async def give_back(self) -> None:
         unused = self.budget.give_back()
@@ -255,6 +302,12 @@ def _scalar(value: Any) -> Any:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _array_digest(array: Any) -> str:
+    """A digest of a decoded image's pixels, shape and type (the same on every worker)."""
+    head = f"array\0{tuple(array.shape)}\0{array.dtype.str}\0".encode()
+    return hashlib.sha256(head + array.tobytes()).hexdigest()
 
 
 def _png(array: Any) -> bytes:
@@ -360,7 +413,9 @@ class _Studio:
         elif isinstance(value, str) and column == "path":
             data = await off_loop(Path(value).read_bytes)
         elif hasattr(value, "tobytes") and hasattr(value, "shape"):
-            data = await off_loop(_png, value)
+            # Keyed by the pixels, not the PNG bytes: another worker's Pillow or zlib may
+            # encode them differently, and a retried task must find the same key.
+            return await off_loop(_png, value), await off_loop(_array_digest, value)
         else:
             raise InvalidRequestError(column, f"not an image: {type(value).__name__}")
         digest = await off_loop(_sha256, data) if len(data) > _OFF_LOOP_BYTES else _sha256(data)
@@ -425,7 +480,7 @@ class _Studio:
                 return out
             try:
                 await self._run(phota, value, identity, stem, out)
-            except BudgetExceededError as exc:
+            except (BudgetExceededError, _GovernorGone) as exc:
                 out.error = f"not started: {exc}"
             except Exception as exc:
                 out.error = f"{type(exc).__name__}: {exc}"
@@ -451,8 +506,13 @@ class _Studio:
     async def _paid_submit(self, phota: PhotaClient, value: Any, key: str) -> Job:
         """Submit under ``key`` with a permit from the governor, leasing money as needed."""
         purse = self._purse
-        if purse is not None and purse.budget.spend.left < purse._price:
-            await purse.refill()
+        if (
+            purse is not None
+            and purse.budget.spend.left < purse._price
+            and not await purse.refill()
+        ):
+            # The pool is dry: refused here, without a permit (a governor round trip).
+            raise purse.refused(self.kind)
         while True:
             await self._pace.take(phota)
             try:

@@ -209,3 +209,45 @@ def test_a_plain_key_argument_is_refused() -> None:
 
     with pytest.raises(InvalidRequestError, match="clear text"):
         PhotaEnhance(run_id="r", api_key="phota_plain_key")  # type: ignore[arg-type]
+
+
+async def test_rows_after_the_governor_is_gone_are_one_line_errors(
+    emulator: EmulatorProcess, tmp_path: Path, run_id: str
+) -> None:
+    """When the run's governor is ended mid-run, a row needing a permit is a row with a one-line
+    'not started' error naming the governor, and nothing is charged."""
+    write_photos(tmp_path / "in", 2)
+    udf = PhotaEnhance(run_id=run_id, api_key=secret(emulator.api_key),
+                       base_url=emulator.base_url)  # fmt: skip
+    close_governor(run_id)
+    batch = {"bytes": [p.read_bytes() for p in sorted((tmp_path / "in").iterdir())]}
+    try:
+        tables = [table async for table in udf(batch)]
+    finally:
+        await udf.aclose()
+    errors = tables[0].column("error").to_pylist()
+    assert len(errors) == 2
+    for error in errors:
+        assert error.startswith("not started: the run's governor is gone")
+        assert "\n" not in error
+    assert emulator.ledger()["charges"] == 0
+
+
+async def test_rows_past_the_budget_take_no_permit(
+    emulator: EmulatorProcess, tmp_path: Path, run_id: str
+) -> None:
+    """With the run's budget smaller than one row's price, every row is 'not started' without
+    taking a permit from the governor (no round trip per refused row)."""
+    write_photos(tmp_path / "in", 3)
+    udf = PhotaEnhance(run_id=run_id, api_key=secret(emulator.api_key),
+                       base_url=emulator.base_url, budget=0.10)  # fmt: skip
+    batch = {"bytes": [p.read_bytes() for p in sorted((tmp_path / "in").iterdir())]}
+    try:
+        tables = [table async for table in udf(batch)]
+    finally:
+        await udf.aclose()
+    errors = tables[0].column("error").to_pylist()
+    assert len(errors) == 3
+    assert all(error.startswith("not started") for error in errors)
+    assert governor_stats(run_id)["permits"] == 0
+    assert emulator.ledger()["charges"] == 0

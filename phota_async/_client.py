@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import ssl as ssl_module
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +38,7 @@ from ._transport import (
 from ._validate import (
     BATCH_ARGUMENTS,
     CALL_ARGUMENTS,
+    clock,
     edit_call,
     edit_fields,
     enhance_call,
@@ -335,7 +335,7 @@ class PhotaClient:
     ) -> ImageResult:
         """Run the call ``prepare`` makes once its images are described: describing them
         counts against the deadline, and what is left of it is the call's."""
-        budget, started = self._session.budget(timeout), time.monotonic()
+        budget, started = self._session.budget(timeout), clock()
         call = await prepare(budget)
         return await self._session.run(call, via_job=via_job, timeout=left(budget, started))
 

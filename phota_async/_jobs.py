@@ -8,7 +8,6 @@ resume waiting on the same job.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Unpack
 
@@ -20,6 +19,7 @@ from ._options import EditOptions, EnhanceOptions, GenerateOptions, ImageInput, 
 from ._session import DEFAULT_JOB_WAIT, Session
 from ._validate import (
     SUBMIT_ARGUMENTS,
+    clock,
     edit_call,
     edit_fields,
     enhance_call,
@@ -175,7 +175,7 @@ class Jobs:
         """Submit ``call``, or the call its images make once described (within the deadline:
         describing them counts against it), after checking the submit's own arguments."""
         proto.check_async(client_request_id, callback_url)
-        budget, started = self._session.budget(timeout), time.monotonic()
+        budget, started = self._session.budget(timeout), clock()
         if not isinstance(call, proto.StudioCall):
             call = await call(budget)
         return await self._session.submit(

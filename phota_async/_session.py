@@ -386,9 +386,10 @@ class Session:
         """
         deadline = self.budget(timeout)
         if via_job:
-            started = time.monotonic()
+            loop = asyncio.get_running_loop()  # the clock the call's deadlines are kept on
+            started = loop.time()
             job = await self.submit(call, timeout=deadline)
-            return await self.wait_job(job, max(0.0, deadline - (time.monotonic() - started)))
+            return await self.wait_job(job, max(0.0, deadline - (loop.time() - started)))
         request = self.api.post(call.path, call.fields, "paid")
         self.check_usable()  # a closed client reserves nothing
         reservation = self.guard.reserve_call(call.path, call.fields)

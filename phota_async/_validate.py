@@ -15,10 +15,10 @@ for sending (``left``).
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import math
 import re
-import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final, get_args
 
@@ -75,11 +75,18 @@ BATCH_ARGUMENTS: Final = (
 )  # fmt: skip
 
 
+def clock() -> float:
+    """The running loop's clock, in seconds: the clock every call deadline is kept on (a
+    loop with its own clock, such as a test's virtual one, then cuts calls off where the
+    deadline it was given says)."""
+    return asyncio.get_running_loop().time()
+
+
 def left(budget: float, started: float) -> float:
-    """What remains of ``budget`` seconds counted from ``started`` (``time.monotonic()``)."""
+    """What remains of ``budget`` seconds counted from ``started`` (a ``clock()`` reading)."""
     if not math.isfinite(budget):
         return budget  # inf stays inf; nan is refused where deadlines are set
-    return max(0.0, budget - (time.monotonic() - started))
+    return max(0.0, budget - (clock() - started))
 
 
 def _rest(timeout: float | None, started: float) -> float | None:
@@ -287,7 +294,7 @@ async def edit_call(
 ) -> StudioCall:
     """An edit from its validated ``fields`` and its images (counted, then each described)."""
     listed = check_edit_images(images)
-    started = time.monotonic()
+    started = clock()
     sources = [
         await prepare_image(img, f"images[{i}]", _rest(timeout, started))
         for i, img in enumerate(listed)
@@ -308,7 +315,7 @@ async def remix_call(
     image: object, reference: object, fields: Mapping[str, Any], timeout: float | None = None
 ) -> StudioCall:
     """A remix from its content and style images and its validated ``fields``."""
-    started = time.monotonic()
+    started = clock()
     content = await prepare_image(image, "image", timeout)
     style = await prepare_image(reference, "reference", _rest(timeout, started))
     body = {"input_image": content, "reference_image": style, **fields}

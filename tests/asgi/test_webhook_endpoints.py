@@ -23,10 +23,11 @@ from starlette.routing import Route
 from phota_async import Cadence, Job, PhotaClient, PollPolicy
 from phota_async.errors import InvalidRequestError, ServiceUnavailableError
 from phota_async.starlette import webhook_endpoint
-from phota_async.testing import PhotaEmulator
+from phota_async.testing import ManualClock, PhotaEmulator
 from phota_async.webhooks import sign, webhook_handler
 from tests.asgi.servers import uvicorn_server
 from tests.conftest import local_server
+from tests.helpers import until
 
 SECRET = "whsec_test"
 BODY = json.dumps(
@@ -307,15 +308,24 @@ async def test_a_tolerance_that_is_not_a_number_of_seconds_is_refused(
             pass  # pragma: no cover
 
 
-async def test_callback_completes_a_slow_poll_wait(serve: Serve, emu: PhotaEmulator) -> None:
+async def test_callback_completes_a_slow_poll_wait(serve: Serve) -> None:
     """A verified callback makes Job.wait confirm with one GET instead of its slow next poll."""
     slow_jobs = PollPolicy(job=Cadence(first=30.0, cap=30.0))
+    clock = ManualClock()  # the job finishes only once its first poll has been answered
     async with (
+        PhotaEmulator(clock=clock, max_output_side=128) as emu,
         PhotaClient(api_key=emu.api_key, base_url=emu.base_url, poll=slow_jobs) as phota,
         serve(phota.webhook_secret, client=phota) as url,
     ):
         job = await phota.jobs.submit_generate("x", callback_url=url)
-        result = await job.wait(timeout=10)
+        waiting = asyncio.ensure_future(job.wait(timeout=10))
+        await until(
+            lambda: any(r["status"] for r in emu.requests if r["path"] == f"/jobs/{job.id}"),
+            "the first poll",
+        )
+        await until(lambda: clock.sleepers > 0, "the job to wait for its clock")
+        clock.advance(3600)
+        result = await waiting
     assert len(result) == 1
     assert len([r for r in emu.requests if r["path"] == f"/jobs/{job.id}"]) == 2
     assert emu.callbacks[0]["status"] == 204

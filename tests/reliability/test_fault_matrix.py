@@ -25,8 +25,12 @@ from phota_async.errors import (
 from phota_async.testing import PhotaEmulator
 from tests.helpers import until
 
-# The client's read timeout; the "read timeout" fault holds the answer twice as long.
-READ_TIMEOUT = 0.25
+# The client's read timeout for the faulted call under the "read timeout" fault, which holds
+# the answer twice as long. Every other request (the setup calls, and every call under the
+# other faults) gets a read timeout no answer of a loaded machine comes near, so that only the
+# fault under test can time a request out.
+READ_TIMEOUT = 1.0
+LOOSE_READ_TIMEOUT = 60.0
 KINDS = ("get", "delete", "paid", "submit", "poll", "download")
 PATHS = {
     "get": "/profiles/*/status",
@@ -117,6 +121,29 @@ class RefuseFirst(MockTransport):
         await self.inner.aclose()
 
 
+class TightenLater(MockTransport):
+    """The real transport with a loose read timeout until ``tight`` is set, then a tight one."""
+
+    def __init__(self) -> None:
+        super().__init__(self._answer)
+        self.loose = AiohttpTransport(read_timeout=LOOSE_READ_TIMEOUT)
+        self.strict = AiohttpTransport(read_timeout=READ_TIMEOUT)
+        self.tight = False
+
+    async def _answer(self, request: Request) -> Response:
+        raise AssertionError("unused")
+
+    async def send(self, request: Request) -> Response:
+        return await (self.strict if self.tight else self.loose).send(request)
+
+    async def download(self, request: Request, dest: Path) -> Response:
+        return await (self.strict if self.tight else self.loose).download(request, dest)
+
+    async def aclose(self) -> None:
+        await self.loose.aclose()
+        await self.strict.aclose()
+
+
 async def prepare(
     kind: str, phota: PhotaClient, emu: PhotaEmulator, tmp: Path
 ) -> Callable[[], Awaitable[object]]:
@@ -143,21 +170,29 @@ async def test_fault_matrix(
 ) -> None:
     """The faulted call ends as the table says, and charges exactly as the table says."""
     refused = fault == "connection refused"
-    real = AiohttpTransport(read_timeout=READ_TIMEOUT)
-    transport = RefuseFirst(real) if refused else real
+    timed = fault == "read timeout"
+    transport: MockTransport | AiohttpTransport
+    if refused:
+        transport = RefuseFirst(AiohttpTransport(read_timeout=LOOSE_READ_TIMEOUT))
+    elif timed:
+        transport = TightenLater()
+    else:
+        transport = AiohttpTransport(read_timeout=LOOSE_READ_TIMEOUT)
     async with PhotaClient(
         api_key=emu.api_key,
         base_url=emu.base_url,
         transport=transport,
         poll=PollPolicy().scaled(0.01),
     ) as phota:
-        if refused:
+        if isinstance(transport, RefuseFirst):
             transport.refused = True  # the setup calls connect normally
         call = await prepare(kind, phota, emu, tmp_path)
         before = len(emu.charges())
-        if refused:
+        if isinstance(transport, RefuseFirst):
             transport.refused = False
         else:
+            if isinstance(transport, TightenLater):
+                transport.tight = True
             emu.add_fault(PATHS[kind], method=METHODS.get(kind), **FAULTS[fault])
         if outcome == "ok":
             await call()

@@ -8,9 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from phota_async import Cadence, PhotaClient, PollPolicy, RetryPolicy
+from phota_async import Cadence, MockTransport, PhotaClient, PollPolicy, RetryPolicy, set_testing
 from phota_async._deadline import Deadlines, check_seconds
-from phota_async.errors import InvalidRequestError
+from phota_async._protocol import Request, Response
+from phota_async.errors import InvalidRequestError, WaitTimeoutError
 from tests.helpers import run_virtual
 
 
@@ -206,3 +207,34 @@ def test_a_nan_poll_budget_is_refused() -> None:
     policy = PollPolicy(max_polls_per_second=math.nan)
     with pytest.raises(InvalidRequestError, match="max_polls_per_second"):
         PhotaClient(api_key="k", base_url="https://api.test/v1/phota", poll=policy)
+
+
+def test_a_job_call_ends_at_its_deadline_when_its_submit_waited_out_a_retry_after() -> None:
+    """A ``via_job`` call whose submit waited 4 s on a ``Retry-After`` is cut off at its 10 s
+    deadline, not 10 s after the submit (the deadline is kept on the loop's clock)."""
+    posts = 0
+
+    async def handler(request: Request) -> Response:
+        nonlocal posts
+        headers = {"content-type": "application/json"}
+        if request.method == "POST":
+            posts += 1
+            if posts == 1:
+                return Response(429, {**headers, "retry-after": "4"}, b"{}")
+            return Response(200, headers, b'{"job_id": "job_0001", "status": "QUEUED"}')
+        return Response(200, headers, b'{"job_id": "job_0001", "status": "RUNNING"}')
+
+    async def main() -> float:
+        phota = PhotaClient(
+            api_key="k", base_url="https://api.test", transport=MockTransport(handler)
+        )
+        async with phota:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(WaitTimeoutError):
+                await phota.enhance("https://images.test/a.jpg", via_job=True, timeout=10)
+            return loop.time() - started
+
+    with set_testing(False):
+        assert run_virtual(main()) == pytest.approx(10, abs=0.01)
+    assert posts == 2

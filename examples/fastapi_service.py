@@ -6,7 +6,9 @@ Endpoints:
     POST /profiles             form: photos (5-50 files), tier?; starts training, answers 202
     GET  /profiles/{id}        the profile's status
     POST /jobs                 form: photo, prompt, profile_id?; submits an edit job whose
-                               callback comes back here, answers 202 with its id
+                               callback comes back here, answers 202 with its id. An
+                               ``Idempotency-Key`` header becomes the job's client_request_id:
+                               a client's retry with the same key gets the same job, unbilled
     GET  /jobs/{id}            the job's status (and whether its callback arrived)
     GET  /jobs/{id}/image      waits (briefly) for the job and answers the edited JPEG
     POST /phota-hook           Phota's signed job callbacks (phota_async.starlette)
@@ -32,9 +34,9 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -144,6 +146,24 @@ async def _read(upload: UploadFile) -> bytes:
     return data
 
 
+def _spooled(upload: UploadFile) -> BinaryIO:
+    """The upload's spooled file (on disk past 1 MB), size-checked, rewound: the SDK reads
+    it a few photos at a time, so a 50-photo request never sits in memory whole."""
+    size = upload.size
+    if size is None:
+        size = upload.file.seek(0, os.SEEK_END)
+    if size > MAX_PHOTO:
+        raise HTTPException(413, f"{upload.filename}: over {MAX_PHOTO} bytes")
+    upload.file.seek(0)
+    return upload.file
+
+
+# Printable ASCII, as the SDK's client_request_id takes it (1-256 characters).
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,256}$")
+]
+
+
 def _profiles(profile_id: str | None) -> dict[str, Any]:
     return {"profile_ids": [profile_id]} if profile_id else {}
 
@@ -169,7 +189,7 @@ async def train(
     """Start training a profile from the uploaded photos."""
     if len(photos) > MAX_PHOTOS:
         raise HTTPException(422, f"at most {MAX_PHOTOS} photos")
-    images = [await _read(photo) for photo in photos]
+    images = [_spooled(photo) for photo in photos]
     profile = await phota.profiles.create(images, tier=tier, uploader=request.app.state.uploader)
     return TrainingStarted(profile_id=profile.id, status=profile.status)
 
@@ -181,13 +201,23 @@ async def profile_status(phota: Phota, profile_id: str) -> ProfileState:
 
 
 async def submit(
-    request: Request, phota: Phota, photo: Photo, prompt: Prompt, profile_id: ProfileId = None
+    request: Request,
+    phota: Phota,
+    photo: Photo,
+    prompt: Prompt,
+    profile_id: ProfileId = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobSubmitted:
-    """Submit an edit job whose callback comes back to this service."""
+    """Submit an edit job whose callback comes back to this service; a retry carrying the
+    same ``Idempotency-Key`` answers the same job and is not billed again."""
     callback = os.environ.get("PHOTA_CALLBACK_URL") or str(request.url_for("phota_hook"))
     image = await _read(photo)
     job = await phota.jobs.submit_edit(
-        prompt, images=[image], callback_url=callback, **_profiles(profile_id)
+        prompt,
+        images=[image],
+        callback_url=callback,
+        client_request_id=idempotency_key,
+        **_profiles(profile_id),
     )
     return JobSubmitted(job_id=job.id, status=job.status)
 

@@ -29,7 +29,7 @@ from ._options import ImageInput, TrainingTier
 from ._poll import Cadence, transient, wait_deadline
 from ._protocol import Response
 from ._session import Session
-from ._uploads import Uploader, bind_uploader
+from ._uploads import UploadCall, Uploader, bind_uploader, upload_call
 from ._validate import check_tag, check_training_set, training_fields
 from .errors import (
     InvalidRequestError,
@@ -132,23 +132,37 @@ class Profiles:
             )
         deadline = session.timeout if timeout is None else timeout
         started = anyio.current_time()
+        # Tells an uploader that tracks its objects which call each photo belongs to, and
+        # how that call ended (S3Uploader's cleanup keeps what a training still reads).
+        call = UploadCall()
+        token = upload_call.set(call)
         try:
             with anyio.fail_after(deadline):
                 urls = await _upload_all(
                     sources, bind_uploader(uploader, session), upload_concurrency, on_upload
                 )
-        except TimeoutError:
+        except TimeoutError as exc:
+            call.failed(exc, sent=False)
             raise ReadTimeoutError(
                 f"profiles.create: the {deadline:g} s deadline passed while uploading the "
                 "training photos; no profile was created"
             ) from None
+        except BaseException as exc:
+            call.failed(exc, sent=False)
+            raise
+        finally:
+            upload_call.reset(token)
         generated = tag is None
         tag = f"{AUTO_TAG_PREFIX}{uuid.uuid4().hex}" if tag is None else tag
-        fields = training_fields(urls, tier, tag)
-        request = session.api.post("/profiles/add", fields, "paid")
         remaining = max(0.0, deadline - (anyio.current_time() - started))
-        session.check_usable()
-        reservation = session.guard.reserve_training(tier)  # None without a budget
+        try:
+            fields = training_fields(urls, tier, tag)
+            request = session.api.post("/profiles/add", fields, "paid")
+            session.check_usable()
+            reservation = session.guard.reserve_training(tier)  # None without a budget
+        except BaseException as exc:
+            call.failed(exc, sent=False)
+            raise
         try:
             try:
                 profile_id = await session.send(request, proto.decode_created_profile_id, remaining)
@@ -158,7 +172,9 @@ class Profiles:
         except BaseException as exc:
             if reservation is not None:
                 reservation.ended_by(exc, retry="paid", sent=request.sent)
+            call.failed(exc, sent=request.sent)
             raise
+        call.created(profile_id)
         if reservation is not None:
             reservation.settle_as_reserved()  # a training costs its price
         if not wait:

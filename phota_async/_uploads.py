@@ -13,13 +13,53 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
+
+import attrs
 
 from . import _protocol as proto
 from ._session import Session
-from .errors import PhotaError, ResponseValidationError
+from .errors import APIError, PhotaError, ResponseValidationError
+
+CallState = Literal["uploading", "created", "none", "unknown"]
+
+
+@attrs.define(eq=False)
+class UploadCall:
+    """One ``profiles.create`` call, as seen by the uploads it makes: ``upload_call`` holds it
+    while its photos upload, so that an uploader keeping track of its objects (``S3Uploader``)
+    knows which call each photo belongs to and how that call ended.
+
+    Attributes:
+        state: ``uploading`` until the call ends; then ``created`` (``profile_id`` says which
+            profile trains from the photos), ``none`` (no profile can have been made: the
+            photos are nobody's) or ``unknown`` (the creation may have landed).
+        profile_id: the profile created, once ``created``.
+    """
+
+    state: CallState = "uploading"
+    profile_id: str | None = None
+
+    def created(self, profile_id: str) -> None:
+        """The call made ``profile_id``."""
+        self.state, self.profile_id = "created", profile_id
+
+    def failed(self, error: BaseException, *, sent: bool) -> None:
+        """The call raised ``error``; ``sent`` says whether its creation request may have been
+        sent. Only a refusal that came back (4xx but 408/409, or 429/503) proves that no
+        profile was made."""
+        refused = isinstance(error, APIError) and (
+            (400 <= error.status < 500 and error.status not in (408, 409))
+            or error.status in (429, 503)
+        )
+        self.state = "none" if not sent or refused else "unknown"
+
+
+upload_call: ContextVar[UploadCall | None] = ContextVar("phota_upload_call", default=None)
+"""The ``profiles.create`` call whose photos are being uploaded, if any."""
 
 
 class Uploader(Protocol):

@@ -12,7 +12,21 @@ How it behaves, and why:
 
 - Object keys are content addressed: ``<prefix><sha256 of the bytes>.<extension>``. A retried
   upload (or the same photo in two profiles) lands on the same key and is not stored twice;
-  a photo already in the bucket is not sent again. A file is hashed and uploaded through one
+  a photo already in the bucket is not sent again. With ``cleanup=True`` the uploader owns
+  its objects alone: its keys are ``<prefix><session>/<sha256>.<extension>``, under a random
+  segment of its own, so that no other uploader (another run, another process) finds, shares
+  or deletes them; within the uploader they stay content addressed.
+- Cleanup (``cleanup=True``) deletes a photo only when nothing of this uploader still needs
+  it. Each ``profiles.create`` call's photos are tracked: ``finish(profile)`` deletes those of
+  the call that made ``profile``, except the ones another call still uses (a profile not
+  finished yet, a call still uploading, a call whose outcome is unknown). A call that made no
+  profile (refused, such as a 402; cut short by an error or Ctrl-C while uploading; its request
+  never sent) leaves its photos to ``discard()``, which leaving the ``async with`` block calls.
+  A call whose request may have landed without an answer (``OutcomeUnknownError``, a
+  cancellation mid-request) keeps its photos: Phota may be training from them.
+- The same photo twice in one ``profiles.create`` is refused (``InvalidRequestError`` naming
+  both files, before any training is requested): the API's 10-50 (fast: 5-10) counts distinct
+  photos of the subject, and a copy would count twice while teaching nothing. A file is hashed and uploaded through one
   open handle: one replaced or deleted meanwhile still uploads the bytes that were hashed, and
   one written to meanwhile fails with ``OSError`` (its object deleted), never leaving other
   bytes under its key. The digest also travels as ``ChecksumSHA256`` for stores that check it.
@@ -38,10 +52,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import os
 import re
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from types import TracebackType
@@ -51,6 +67,7 @@ import anyio
 import attrs
 
 from ._files import off_loop, settled
+from ._uploads import UploadCall, upload_call
 from .errors import InvalidRequestError, PhotaError
 from .models import Profile
 
@@ -72,6 +89,22 @@ _SAFE_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
 _UNSAFE_PREFIX = re.compile(r"[\x00-\x1f\x7f]|(?:^|/)\.{1,2}(?:/|$)")
 _MISSING = frozenset({"404", "NoSuchBucket", "NotFound"})
 _FORBIDDEN = frozenset({"403", "AccessDenied", "Forbidden"})
+# The most seconds leaving an ``async with`` block spends deleting the photos of calls that
+# made no profile, even when it is left by a cancellation (Ctrl-C).
+_EXIT_CLEANUP_SECONDS = 30.0
+
+log = logging.getLogger("phota_async.s3")
+
+
+class _Loose:
+    """The owner of photos uploaded outside ``profiles.create`` (a direct call)."""
+
+    state = "loose"
+    profile_id = None
+
+
+_LOOSE = _Loose()
+Owner = UploadCall | _Loose
 
 
 class StorageError(PhotaError):
@@ -130,8 +163,9 @@ class S3Uploader:
         region: the bucket's region; from the AWS configuration when ``None``.
         url_ttl: lifetime of each presigned GET URL in seconds (default 24 h, at most 7 days).
         concurrency: the most uploads in flight at once.
-        cleanup: let ``finish(profile)`` delete the uploaded photos once the profile is READY
-            or ERROR (Phota reads them until then).
+        cleanup: own the photos (keys under a random segment of this uploader) and let
+            ``finish(profile)`` delete that profile's photos once it is READY or ERROR (Phota
+            reads them until then), ``discard()`` those of calls that made no profile.
         on_progress: called with an ``UploadProgress`` after each photo is stored (or found
             already stored), on the event loop; keep it quick. An exception it raises fails
             that photo's upload.
@@ -180,9 +214,17 @@ class S3Uploader:
         self.concurrency = concurrency
         self.cleanup = cleanup
         self.on_progress = on_progress
+        # Under cleanup, a segment of this uploader's own: nobody else finds its objects.
+        self.session_id = secrets.token_hex(8) if cleanup else None
+        self.key_prefix = self.prefix + (f"{self.session_id}/" if self.session_id else "")
         self._done = UploadProgress(0, 0, 0, 0.0)
         self._first: float | None = None  # when the first upload began (monotonic)
         self._uploaded: dict[str, None] = {}  # ordered set of keys
+        # Who uses each key: the create calls (or _LOOSE) whose photos it holds; and, per
+        # owner, its photos' digests and file names (a photo twice in one call is refused).
+        self._owners: dict[str, set[Owner]] = {}
+        self._photos: dict[Owner, dict[str, tuple[str, str]]] = {}  # digest -> (key, name)
+        self._deleting: dict[str, asyncio.Event] = {}  # keys being deleted right now
         self._limit = asyncio.Semaphore(concurrency)
         self._lock: asyncio.Lock | None = None
         self._client: Any = None
@@ -217,9 +259,20 @@ class S3Uploader:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._entered -= 1
-        if self._entered == 0 and self._users == 0:
-            await self._close()
+        try:
+            if self.cleanup and self._entered == 1:
+                # Bounded and shielded: Ctrl-C still deletes what no profile will read.
+                with anyio.move_on_after(_EXIT_CLEANUP_SECONDS, shield=True):
+                    try:
+                        await self.discard()
+                    except StorageError as failed:
+                        if exc is None:
+                            raise
+                        log.warning("could not delete the photos of failed calls: %s", failed)
+        finally:
+            self._entered -= 1
+            if self._entered == 0 and self._users == 0:
+                await self._close()
 
     async def aclose(self) -> None:
         """Close the client now (uploads in flight fail). Idempotent."""
@@ -256,9 +309,11 @@ class S3Uploader:
         """
         if self._first is None:
             self._first = time.monotonic()
+        owner: Owner = upload_call.get() or _LOOSE
         if isinstance(data, bytes):
             digest, size = await _sha256(data)
-            key, found_before = await self._store(data, digest, filename, content_type)
+            key = self._claim(owner, digest, filename, content_type)
+            found_before = await self._store(key, data, digest, content_type)
             url = await self._presign(key)
         else:
             # One handle for the hash and the upload: a file replaced or deleted meanwhile
@@ -268,10 +323,10 @@ class S3Uploader:
             try:
                 before = _identity(handle)
                 digest, size = await off_loop(_hash_handle, handle)
-                key, found_before = await self._store(handle, digest, filename, content_type)
+                key = self._claim(owner, digest, filename, content_type)
+                found_before = await self._store(key, handle, digest, content_type)
                 if _identity(handle) != before:
-                    if not found_before:
-                        await self._forget(key)
+                    await self._forget(owner, digest, key, delete=not found_before)
                     raise OSError(f"{data} changed while it was being uploaded; upload it again")
                 url = await self._presign(key)
             finally:
@@ -287,11 +342,34 @@ class S3Uploader:
             self.on_progress(self._done)
         return url
 
+    def _claim(self, owner: Owner, digest: bytes, filename: str, content_type: str) -> str:
+        """Record that ``owner`` uses the photo with this digest; return its key.
+
+        Synchronous, so that a cleanup choosing what to delete sees every use claimed before
+        it chose, and a use claimed after waits for that deletion to end (``_store``).
+
+        Raises:
+            InvalidRequestError: the same photo is already part of this create call.
+        """
+        key = f"{self.key_prefix}{digest.hex()}.{_extension(filename, content_type)}"
+        photos = self._photos.setdefault(owner, {})
+        seen = photos.get(digest.hex())
+        if seen is not None and owner is not _LOOSE:
+            raise InvalidRequestError(
+                "images",
+                f"{filename!r} is the same photo as {seen[1]!r}: a training set counts "
+                "distinct photos, so remove the copy",
+            )
+        photos[digest.hex()] = (key, filename)
+        self._owners.setdefault(key, set()).add(owner)
+        return key
+
     async def _store(
-        self, body: bytes | BinaryIO, digest: bytes, filename: str, content_type: str
-    ) -> tuple[str, bool]:
-        """Put ``body`` under its content's key unless it is there; ``(key, found)``."""
-        key = f"{self.prefix}{digest.hex()}.{_extension(filename, content_type)}"
+        self, key: str, body: bytes | BinaryIO, digest: bytes, content_type: str
+    ) -> bool:
+        """Put ``body`` under ``key`` unless it is there; whether it was found there."""
+        while (deleting := self._deleting.get(key)) is not None:
+            await deleting.wait()  # a cleanup chose it before this use was claimed
         client = await self._acquire()
         try:
             async with self._limit:
@@ -301,7 +379,7 @@ class S3Uploader:
                 self._uploaded[key] = None
         finally:
             await self._release()
-        return key, found
+        return found
 
     async def _presign(self, key: str) -> str:
         client = await self._acquire()
@@ -313,24 +391,52 @@ class S3Uploader:
             await self._release()
         return url
 
-    async def _forget(self, key: str) -> None:
-        """Delete an object just stored from a file that changed meanwhile."""
-        self._uploaded.pop(key, None)
-        client = await self._acquire()
-        try:
-            await self._call(client.delete_object, "delete a photo", Bucket=self.bucket, Key=key)
-        finally:
-            await self._release()
+    async def _forget(self, owner: Owner, digest: bytes, key: str, *, delete: bool) -> None:
+        """Drop ``owner``'s use of a photo whose file changed while it was uploaded; delete
+        its object when ``delete`` and nobody else uses it."""
+        self._photos.get(owner, {}).pop(digest.hex(), None)
+        unused = self._release_keys(owner, [key])
+        if delete and unused:
+            await self._delete(unused, "delete a photo")
+
+    def _release_keys(self, owner: Owner, keys: list[str]) -> list[str]:
+        """Drop ``owner``'s use of ``keys``; the ones nobody uses any more, now marked as
+        being deleted (synchronously: see ``_claim``)."""
+        unused = []
+        for key in keys:
+            owners = self._owners.get(key)
+            if owners is None:
+                continue
+            owners.discard(owner)
+            if not owners and key not in self._deleting:
+                del self._owners[key]
+                self._deleting[key] = asyncio.Event()
+                unused.append(key)
+        return unused
+
+    def _drop(self, owners: Sequence[Owner]) -> list[str]:
+        """Forget ``owners``; the keys nobody uses any more, marked as being deleted."""
+        unused = []
+        for owner in owners:
+            photos = self._photos.pop(owner, {})
+            unused += self._release_keys(owner, [key for key, _ in photos.values()])
+        return unused
 
     async def finish(self, profile: Profile) -> int:
-        """With ``cleanup=True``, delete the uploaded photos now that ``profile`` has ended.
+        """With ``cleanup=True``, delete the photos of ``profile`` now that it has ended,
+        except those another call of this uploader still needs.
+
+        The photos are those uploaded by the ``profiles.create`` call that made ``profile``
+        (through this uploader). A photo another of its calls also uses stays until that call
+        is done with it: its profile finished, or the call discarded.
 
         Args:
             profile: the profile trained from these photos, as last seen (``wait_ready``'s
                 answer, or ``ProfileTrainingError.profile``).
 
         Returns:
-            How many photos were deleted (0 with ``cleanup=False``).
+            How many photos were deleted (0 with ``cleanup=False``, or for a profile not made
+            through this uploader).
 
         Raises:
             InvalidRequestError: the profile is still training (its photos are still needed);
@@ -343,7 +449,38 @@ class S3Uploader:
                 f"profile {profile.id} is {profile.status}: its photos are deleted only once it "
                 "is READY or ERROR",
             )
-        return await self.delete_uploaded() if self.cleanup else 0
+        calls = [o for o in self._photos if o.state == "created" and o.profile_id == profile.id]
+        unused = self._drop(calls)
+        if not self.cleanup:
+            self._unmark(unused)
+            return 0
+        return await self._delete(unused, "delete the uploaded photos")
+
+    async def discard(self) -> int:
+        """Delete the photos of ``profiles.create`` calls that made no profile, except those
+        another call still needs; leaving the ``async with`` block does it with
+        ``cleanup=True``.
+
+        A call made no profile when it failed before its request was sent (an upload error, a
+        deadline, Ctrl-C, a budget refusal) or was refused by the API (such as 402). A call
+        whose request may have landed (``OutcomeUnknownError``) keeps its photos, and so do
+        calls still running and photos uploaded outside ``profiles.create``.
+
+        Returns:
+            How many photos were deleted (0 with ``cleanup=False``: shared keys stay).
+
+        Raises:
+            StorageError: the store refused or failed.
+        """
+        unused = self._drop([o for o in self._photos if o.state == "none"])
+        if not self.cleanup:
+            self._unmark(unused)
+            return 0
+        return await self._delete(unused, "delete the photos of failed calls")
+
+    def _unmark(self, keys: list[str]) -> None:
+        for key in keys:
+            self._deleting.pop(key).set()
 
     async def delete_uploaded(self) -> int:
         """Delete every object this uploader stored or found; call it once the profile is
@@ -355,23 +492,34 @@ class S3Uploader:
         Raises:
             StorageError: the store refused or failed.
         """
-        keys = list(self._uploaded)
+        keys = [k for k in self._uploaded if k not in self._deleting]
+        self._photos.clear()
+        self._owners.clear()
+        for key in keys:
+            self._deleting[key] = asyncio.Event()
+        return await self._delete(keys, "delete the uploaded photos")
+
+    async def _delete(self, keys: list[str], what: str) -> int:
+        """Delete ``keys`` (marked as being deleted), then unmark them; how many."""
         if not keys:
             return 0
-        client = await self._acquire()
         try:
-            for start in range(0, len(keys), 1000):  # the most one DeleteObjects takes
-                batch = keys[start : start + 1000]
-                await self._call(
-                    client.delete_objects,
-                    "delete the uploaded photos",
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-                )
-                for key in batch:
-                    self._uploaded.pop(key, None)
+            client = await self._acquire()
+            try:
+                for start in range(0, len(keys), 1000):  # the most one DeleteObjects takes
+                    batch = keys[start : start + 1000]
+                    await self._call(
+                        client.delete_objects,
+                        what,
+                        Bucket=self.bucket,
+                        Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                    )
+                    for key in batch:
+                        self._uploaded.pop(key, None)
+            finally:
+                await self._release()
         finally:
-            await self._release()
+            self._unmark(keys)
         return len(keys)
 
     # -- the client's life ------------------------------------------------------------------

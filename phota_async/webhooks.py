@@ -34,6 +34,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -59,6 +60,8 @@ DEFAULT_MAX_BODY = 1024 * 1024  # aiohttp's default request cap; a job object is
 # Neither aiohttp nor uvicorn bounds the time a body takes: a sender trickling bytes would
 # hold a handler (and up to max_body bytes) for ever.
 DEFAULT_READ_TIMEOUT = 30.0
+
+log = logging.getLogger("phota_async.webhooks")
 
 # A job's statuses only move forward; a delivery of an earlier one is stale. Statuses the SDK
 # does not know (a newer API) have no rank and are never dropped as stale.
@@ -217,7 +220,8 @@ class WebhookReply:
 
     Attributes:
         status: the HTTP status: 204 handled or dropped as a replay or step back, 400 signed
-            but not a job, 401 bad signature, 413 body over the cap, 503 secret unavailable.
+            but not a job, 401 bad signature, 413 body over the cap, 503 secret unavailable
+            (its source raised, or took over ``read_timeout``).
         detail: a short reason for an error status (sent as ``{"detail": ...}``), else ``None``.
         job: the job handed to ``on_job`` (``None`` when nothing was handed over).
     """
@@ -249,7 +253,8 @@ class WebhookReceiver:
         remember: how many deliveries and jobs to remember for dropping replays and steps
             back (the memory is bounded by it).
         max_body: the largest body read, in bytes (a job object is a few kilobytes).
-        read_timeout: the most seconds a body may take to arrive (408 past it).
+        read_timeout: the most seconds a body may take to arrive (408 past it), and the most
+            an async ``secret`` source may take (503 past it, as when it raises).
 
     Raises:
         InvalidRequestError: ``tolerance`` is not a number of seconds >= 0, ``max_body``
@@ -277,6 +282,7 @@ class WebhookReceiver:
         self._max_body = max_body
         self._read_timeout = check_seconds(read_timeout, "read_timeout", allow_zero=False)
         self._deliveries = _Deliveries(max(1, remember))
+        self._secret_down = False  # the secret source failed last time (logged once)
         self._in_flight: dict[bytes, asyncio.Event] = {}
 
     async def handle(
@@ -331,11 +337,31 @@ class WebhookReceiver:
         """
         if len(body) > self._max_body:
             return WebhookReply(413, f"the body is over {self._max_body} bytes")
-        try:
-            secrets = await self._secret() if callable(self._secret) else self._secret
-        except PhotaError as exc:
-            # The sender retries later; the secret source (the API) may be back by then.
-            return WebhookReply(503, f"the webhook secret is unavailable ({type(exc).__name__})")
+        secrets: str | Sequence[str]
+        if callable(self._secret):
+            failure = None
+            limit = None if math.isinf(self._read_timeout) else self._read_timeout
+            try:
+                # Bounded: a source that hangs would otherwise hold every delivery for ever.
+                async with asyncio.timeout(limit):
+                    secrets = await self._secret()
+            except TimeoutError:
+                failure = f"did not answer within {self._read_timeout:g} s"
+            except Exception as exc:  # any failure of the source (OSError...) is a 503
+                failure = f"failed ({type(exc).__name__})"
+            if failure is not None:
+                # The sender retries later; the secret source (the API, a file, a vault) may be
+                # back by then. Logged once per outage, by type only: an error's text could
+                # hold the secret itself.
+                if not self._secret_down:
+                    self._secret_down = True
+                    log.error("the webhook secret source %s; answering 503", failure)
+                return WebhookReply(503, f"the webhook secret is unavailable: its source {failure}")
+            if self._secret_down:
+                self._secret_down = False
+                log.warning("the webhook secret source answers again")
+        else:
+            secrets = self._secret
         try:
             verify_signature(body, header, secrets, self._tolerance)
         except (WebhookVerificationError, ValueError) as exc:
@@ -396,7 +422,8 @@ def webhook_handler(
         remember: how many deliveries and jobs to remember for dropping replays and steps
             back (the memory is bounded by it).
         max_body: the largest body read, in bytes.
-        read_timeout: the most seconds a body may take to arrive (408 past it).
+        read_timeout: the most seconds a body may take to arrive (408 past it), and the most
+            an async ``secret`` source may take (503 past it, as when it raises).
 
     Returns:
         The handler, for ``app.router.add_post(path, handler)``.

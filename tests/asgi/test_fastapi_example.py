@@ -116,6 +116,34 @@ async def test_uploaded_photos_train_a_profile_through_the_emulator_store(
     assert ready["profile_id"] == profile_id
 
 
+async def test_training_never_reads_an_upload_whole_into_memory(
+    service: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /profiles hands the SDK the spooled upload files (read a few photos at a time),
+    never a photo read whole through UploadFile.read."""
+    from starlette.datastructures import UploadFile
+
+    async def refuse(self: UploadFile, size: int = -1) -> bytes:
+        raise AssertionError(f"{self.filename} was read whole into memory")
+
+    monkeypatch.setattr(UploadFile, "read", refuse)
+    files = [("photos", photo(i)) for i in range(5)]
+    resp = await service.post("/profiles", files=files, data={"tier": "fast"})
+    assert resp.status_code == 202, resp.text
+
+
+async def test_a_photo_over_the_cap_is_refused_before_training(
+    service: httpx.AsyncClient, example: ModuleType, phota_emulator: PhotaEmulator
+) -> None:
+    """A training photo over MAX_PHOTO bytes answers 413 and no training is requested."""
+    big = ("big.jpg", jpeg_bytes(9) + bytes(example.MAX_PHOTO), "image/jpeg")
+    files = [("photos", photo(i)) for i in range(4)] + [("photos", big)]
+    resp = await service.post("/profiles", files=files, data={"tier": "fast"})
+    assert resp.status_code == 413, resp.text
+    assert "big.jpg" in resp.text
+    assert [r for r in phota_emulator.requests if "profiles/add" in r["path"]] == []
+
+
 async def test_uploaded_photos_train_a_profile_through_s3(
     example: ModuleType,
     no_backoff: None,
@@ -213,6 +241,41 @@ async def test_a_lost_job_submit_answer_is_retried_without_a_second_charge(
     assert resp.status_code == 202, resp.text
     assert len(phota_emulator.jobs()) == 1
     assert len(phota_emulator.charges()) == 1
+
+
+async def test_a_client_retry_with_the_same_idempotency_key_pays_once(
+    service: httpx.AsyncClient, phota_emulator: PhotaEmulator
+) -> None:
+    """Two POST /jobs carrying the same Idempotency-Key answer the same job, charged once."""
+    answers = [
+        await service.post(
+            "/jobs",
+            files={"photo": photo()},
+            data={"prompt": "blur"},
+            headers={"Idempotency-Key": "order-42"},
+        )
+        for _ in range(2)
+    ]
+    assert [a.status_code for a in answers] == [202, 202], answers[-1].text
+    assert answers[0].json()["job_id"] == answers[1].json()["job_id"]
+    assert len(phota_emulator.jobs()) == 1
+    assert len(phota_emulator.charges()) == 1
+
+
+@pytest.mark.parametrize("key", ["has space", "x" * 257, "\u00e9t\u00e9"])
+async def test_an_invalid_idempotency_key_is_a_422_and_sends_nothing(
+    service: httpx.AsyncClient, phota_emulator: PhotaEmulator, key: str
+) -> None:
+    """An Idempotency-Key that is not 1-256 printable ASCII characters answers 422 before
+    anything is sent to Phota."""
+    resp = await service.post(
+        "/jobs",
+        files={"photo": photo()},
+        data={"prompt": "blur"},
+        headers={"Idempotency-Key": key.encode()},
+    )
+    assert resp.status_code == 422, resp.text
+    assert [r for r in phota_emulator.requests if r["method"] == "POST"] == []
 
 
 async def test_exhausted_credit_is_a_402(

@@ -297,6 +297,52 @@ async def test_endpoint_answers_503_when_the_secret_is_unavailable(serve: Serve)
         assert await _deliver(url, BODY) == 503
 
 
+async def test_endpoint_answers_503_when_the_secret_source_hangs(serve: Serve) -> None:
+    """A secret source that never answers is given up after read_timeout: the delivery is
+    answered 503 (the sender retries later) instead of waiting for ever."""
+    never = asyncio.Event()
+
+    async def secret() -> str:
+        await never.wait()
+        return SECRET  # pragma: no cover
+
+    async with serve(secret, read_timeout=0.2) as url, aiohttp.ClientSession() as session:
+        headers = {"X-Phota-Signature": sign(BODY, SECRET)}
+        # A bound on the client side: without the receiver's own, the test fails, not hangs.
+        try:
+            async with session.post(
+                url, data=BODY, headers=headers, timeout=aiohttp.ClientTimeout(total=15)
+            ) as answer:
+                assert answer.status == 503
+                assert "did not answer" in (await answer.json())["detail"]
+        finally:
+            never.set()  # lets the server stop even if the source was never given up
+
+
+async def test_endpoint_answers_503_and_logs_once_when_the_secret_source_raises(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A secret source raising OSError gives 503, not 500, and one log line per outage that
+    names the error's type but not its text (which could hold the secret)."""
+    healthy = False
+
+    async def secret() -> str:
+        if healthy:
+            return SECRET
+        raise OSError("cannot read /run/secrets/whsec_leaked_value")
+
+    caplog.set_level(logging.INFO, logger="phota_async.webhooks")
+    async with serve(secret) as url:
+        assert [await _deliver(url, BODY) for _ in range(3)] == [503, 503, 503]
+        healthy = True
+        assert await _deliver(url, BODY) == 204
+    lines = [r.getMessage() for r in caplog.records if r.name == "phota_async.webhooks"]
+    assert [line for line in lines if "OSError" in line] == [
+        "the webhook secret source failed (OSError); answering 503"
+    ]
+    assert not [line for line in caplog.text.splitlines() if "whsec_leaked" in line]
+
+
 @pytest.mark.parametrize("tolerance", [math.nan, -1.0])
 async def test_a_tolerance_that_is_not_a_number_of_seconds_is_refused(
     serve: Serve, tolerance: float

@@ -137,8 +137,30 @@ class BatchItem(Generic[I]):
         return "done" if self.error is None else "failed"
 
 
+class _Tally:
+    """The sums both ``BatchSummary`` (live) and ``BatchProgress`` (frozen) derive from their
+    counts."""
+
+    __slots__ = ()
+    done: int
+    failed: int
+    pending: int
+    skipped: int
+    not_started: int
+
+    @property
+    def finished(self) -> int:
+        """Items with an outcome, skipped and not started ones included."""
+        return self.done + self.failed + self.pending + self.skipped + self.not_started
+
+    @property
+    def worked(self) -> int:
+        """Items processed in this run (skipped ones excluded)."""
+        return self.done + self.failed + self.pending
+
+
 @attrs.define
-class BatchSummary:
+class BatchSummary(_Tally):
     """Counts and cost of a run so far.
 
     Attributes:
@@ -176,16 +198,6 @@ class BatchSummary:
     def spend(self) -> Spend | None:
         """The run's ledger (spent, refunded, pending, per endpoint), or ``None``."""
         return self.budget.spend if self.budget is not None else None
-
-    @property
-    def finished(self) -> int:
-        """Items with an outcome, skipped and not started ones included."""
-        return self.done + self.failed + self.pending + self.skipped + self.not_started
-
-    @property
-    def worked(self) -> int:
-        """Items processed in this run (skipped ones excluded)."""
-        return self.done + self.failed + self.pending
 
     @property
     def rate(self) -> float:
@@ -236,7 +248,7 @@ class BatchSummary:
 
 
 @attrs.frozen
-class BatchProgress:
+class BatchProgress(_Tally):
     """A run's progress at one moment: what ``on_progress(progress, item)`` is given.
 
     A frozen snapshot (keeping it keeps what it said), with the counts of ``BatchSummary``
@@ -274,16 +286,6 @@ class BatchProgress:
     throttle: ThrottleStats | None = attrs.field(default=None, repr=False)
     spend: Spend | None = None
     elapsed: float = 0.0
-
-    @property
-    def finished(self) -> int:
-        """Items with an outcome, skipped and not started ones included."""
-        return self.done + self.failed + self.pending + self.skipped + self.not_started
-
-    @property
-    def worked(self) -> int:
-        """Items processed in this run (skipped ones excluded)."""
-        return self.done + self.failed + self.pending
 
     @property
     def rate(self) -> float:

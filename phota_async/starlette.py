@@ -81,7 +81,8 @@ def webhook_endpoint(
         remember: how many deliveries and jobs to remember for dropping replays and steps
             back (the memory is bounded by it).
         max_body: the largest body read, in bytes.
-        read_timeout: the most seconds a body may take to arrive (408 past it).
+        read_timeout: the most seconds a body may take to arrive (408 past it), and the most
+            an async ``secret`` source may take (503 past it, as when it raises).
 
     Returns:
         An ``async (request) -> response`` endpoint, for FastAPI's ``app.add_api_route(path,

@@ -15,7 +15,16 @@ import re
 from collections.abc import Sequence
 from statistics import NormalDist
 
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps, ImageStat
+from PIL import (
+    Image,
+    ImageChops,
+    ImageDraw,
+    ImageEnhance,
+    ImageFilter,
+    ImageMath,
+    ImageOps,
+    ImageStat,
+)
 
 MAX_INPUT_SIDE = 4096
 DRAFT_SLACK = 0.6
@@ -151,21 +160,40 @@ def shrink(img: Image.Image, longest: int) -> Image.Image:
 # -- enhance ----------------------------------------------------------------------------------
 
 WORK_SIDE = 768  # statistics (noise, levels, white balance) are measured at this size at most
-BLACK, WHITE = 6, 247  # levels land inside these, so nothing is pushed to pure black or white
-MAX_STRETCH = 3.5  # levels widen the tonal range at most this much (noise grows with it)
+BLACK, WHITE = 6, 247  # every output channel lands inside these: nothing pure black or white
+MAX_STRETCH = 2.5  # levels widen the tonal range at most this much (noise grows with it)
+TARGET_MEAN = 0.42  # a dark photo's mean luminance is lifted towards this (0-1)
 
 
 def working_copy(img: Image.Image) -> Image.Image:
-    """A small copy for measuring and wide blurs: a box reduction (cheap), about WORK_SIDE."""
+    """A small copy for measuring: a box reduction (cheap), about WORK_SIDE."""
     factor = max(img.size) // WORK_SIDE
     return img.reduce(factor) if factor >= 2 else img
 
 
+def noise_sigmas(img: Image.Image) -> list[float]:
+    """Each band's grain as a standard deviation, robust to edges.
+
+    The median of a pixel's distance from its 3x3 mean is a fixed fraction of the grain's
+    sigma whatever the few edges do (a mean or RMS would count every edge as grain).
+    """
+    work = working_copy(img)
+    diff = ImageChops.difference(work, work.filter(ImageFilter.BoxBlur(2)))
+    hist = diff.histogram()
+    sigmas = []
+    for b in range(len(work.getbands())):
+        band = hist[b * 256 : (b + 1) * 256]
+        # The RMS of the deviations up to 3x their median: the grain's, without the edges'.
+        cut = 3 * _percentile(band, 0.5) + 2
+        kept = band[: cut + 1]
+        rms = math.sqrt(sum(d * d * c for d, c in enumerate(kept)) / max(1, sum(kept)))
+        sigmas.append(max(0.5, rms / 0.98))  # a pixel minus its 5x5 mean: 0.98 sigma
+    return sigmas
+
+
 def noise_level(img: Image.Image) -> float:
-    """Grain of a photo: the spread of its luminance minus a lightly blurred copy of it."""
-    grey = working_copy(img).convert("L")
-    high = ImageChops.difference(grey, grey.filter(ImageFilter.GaussianBlur(1.5)))
-    return float(ImageStat.Stat(high).rms[0])
+    """Grain of a photo's luminance as a standard deviation (see ``noise_sigmas``)."""
+    return noise_sigmas(img.convert("L"))[0]
 
 
 def _percentile(histogram: list[int], fraction: float) -> int:
@@ -178,88 +206,119 @@ def _percentile(histogram: list[int], fraction: float) -> int:
     return len(histogram) - 1
 
 
-def _tone_curve(work: Image.Image) -> tuple[list[float], float]:
-    """One curve for every channel: levels inside [BLACK, WHITE], then lift the mid-tones.
+def denoise(img: Image.Image, sigmas: Sequence[float], radius: int = 2) -> Image.Image:
+    """An edge-keeping denoise (a local Wiener, or Lee, filter), one band at a time.
 
-    The same curve on the three channels keeps hues; the gamma is bounded so a dark photo
-    becomes brighter without its shadows turning grey. Also returns the curve's steepness
-    around the photo's mid-tones: how much it will amplify the photo's noise.
+    Each pixel moves towards its local mean by how much its neighbourhood varies beyond the
+    grain: in a flat area all the way (the grain goes), across an edge not at all (the edge
+    stays as sharp as it was, and no mean from the other side leaks into a halo). Deviations
+    count at most three sigmas, so one lone outlier does not make its neighbourhood an "edge"
+    and is taken back to its neighbours (no specks). 8-bit Pillow operations only.
+    """
+    mean = img.filter(ImageFilter.BoxBlur(radius))
+    dev = ImageChops.difference(img, mean)
+    square, strength = [], []
+    for s in sigmas:
+        cap = 4 * s  # deviations beyond this are an edge's or an outlier's: they count as 4 s
+        square += [round(255 * min(d, cap) ** 2 / cap**2) for d in range(256)]
+        var = [v * cap**2 / 255 for v in range(256)]
+        # Weight of the local mean: 1 where the neighbourhood varies as grain does, falling
+        # to 0 as the variation beyond the grain (an edge) outgrows the grain itself.
+        strength += [round(255 / (1 + (max(0.0, x - 3 * s * s) / (3 * s * s)) ** 2)) for x in var]
+    spread = dev.point(square).filter(ImageFilter.BoxBlur(1))
+    weight = spread.point(strength)
+    up, down = ImageChops.subtract(img, mean), ImageChops.subtract(mean, img)
+    out = ImageChops.subtract(img, ImageChops.multiply(up, weight))
+    return ImageChops.add(out, ImageChops.multiply(down, weight))
+
+
+def _tone_curve(work: Image.Image) -> list[float]:
+    """A luminance curve: levels, then a lift of the mid-tones towards ``TARGET_MEAN``.
+
+    The black point is the 0.5th percentile and the white point the 99.5th, but the range is
+    widened at most ``MAX_STRETCH`` times and the brightest tones keep headroom, so a dim
+    photo's highlights do not turn white; the lift is a bounded gamma, so shadows open up
+    without turning grey.
     """
     hist = work.convert("L").histogram()
     low, high = _percentile(hist, 0.005), _percentile(hist, 0.995)
-    low = min(low, 64)  # a photo with no shadows keeps its light look
+    # A photo with no shadows keeps its light look, and a dim photo's most common tones are
+    # not taken for black: the black point is at most half the median.
+    low = min(low, 64, _percentile(hist, 0.5) // 2)
     high = max(high, low + 48)
     span = max(high - low, round(255 / MAX_STRETCH))  # a very flat photo is not stretched flat out
     if low + span > 255:
         low = 255 - span
     levelled = [min(1.0, max(0.0, (v - low) / span)) for v in range(256)]
-    mean = sum(levelled[v] * c for v, c in enumerate(hist)) / max(1, sum(hist))
-    # Lift a dark result towards a mean of 0.42: gamma = log(0.42)/log(mean), bounded.
-    gamma = 1.0 if mean <= 0 or mean >= 0.42 else max(0.6, math.log(0.42) / math.log(mean))
-    curve = [BLACK + (WHITE - BLACK) * (x**gamma) for x in levelled]
-    mid = _percentile(hist, 0.5)
-    lo, hi = max(0, mid - 8), min(255, mid + 8)
-    return curve, max(1.0, (curve[hi] - curve[lo]) / max(1, hi - lo))
+    total = max(1, sum(hist))
+
+    def lifted(k: float) -> list[float]:
+        # log(1 + k x) / log(1 + k): its slope never exceeds k / log(1 + k) (about 3 at most
+        # here), unlike a gamma's, which is infinite at black and would make the shadows'
+        # grain explode.
+        return [math.log1p(k * x) / math.log1p(k) if k > 0 else x for x in levelled]
+
+    k = 0.0
+    for candidate in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0):
+        curve = lifted(candidate)
+        if sum(curve[v] * c for v, c in enumerate(hist)) / total > TARGET_MEAN:
+            break
+        k = candidate
+    top = WHITE - 12  # headroom: the white point lands a little below WHITE
+    return [BLACK + (top - BLACK) * x for x in lifted(k)]
 
 
-def _smooth(img: Image.Image, work: Image.Image, radius: float, threshold: float) -> Image.Image:
-    """An edge-keeping blur: flat areas take the blurred picture, edges keep their own pixels.
-
-    Where the picture differs from its blur by more than ``threshold`` (an edge, not grain),
-    only a light blur (two working pixels) takes its grain. The mask is found at the working size, eroded (so lone noisy pixels
-    do not count as edges), widened to the blur's reach and softened, so no halo shows.
-    """
-    factor = max(img.size) / max(work.size)
-    # A wide blur loses nothing by being done at the working size and scaled back up.
-    soft = work.filter(ImageFilter.GaussianBlur(radius / factor))
-    blurred = soft if soft.size == img.size else soft.resize(img.size, Image.Resampling.BILINEAR)
-    diff = ImageChops.difference(work, soft).convert("L")
-    edges = diff.point(lambda v: 255 if v > threshold else 0)
-    edges = edges.filter(ImageFilter.BoxBlur(1)).point(lambda v: 255 if v > 150 else 0)
-    # Widen the kept band to the blur's reach, or the blur would smear each edge into a halo.
-    reach = radius / factor
-    edges = edges.filter(ImageFilter.GaussianBlur(reach)).point(lambda v: 255 if v > 6 else 0)
-    edges = edges.filter(ImageFilter.GaussianBlur(1.5)).resize(img.size, Image.Resampling.BILINEAR)
-    near = img.filter(ImageFilter.GaussianBlur(2 * factor))  # two working pixels: grain only
-    return Image.composite(near, blurred, edges)
+def _white_balance(work: Image.Image) -> list[float]:
+    """Gentle grey-world gains, a quarter of the way and within 2 %: a scene keeps its colour."""
+    means = ImageStat.Stat(work).mean
+    grey = sum(means) / 3
+    return [min(1.02, max(0.98, 1 + (grey / m - 1) / 4)) if m > 1 else 1.0 for m in means]
 
 
 def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
-    """Improve a photo: denoise first, then gentle white balance, levels and a mild lift.
+    """Improve a photo: denoise first, then levels on luminance, then colour.
 
-    Everything is decided on a copy at a bounded working size: the tone curve, then the noise
-    as it would be once that curve has stretched it. The blur that removes that noise is
-    followed by an unsharp mask with a threshold above it, so edges come back and grain does
-    not. One curve for all channels lands inside [6, 247] (no clipping), white balance gains
-    stay within 4 %, and colour keeps its own spread while luminance is lifted (no neon skin). The result is
-    ``out_side`` px on its longer side at most (the input's size by default).
+    The grain is removed by an edge-keeping filter before any curve can amplify it. A tone
+    curve then moves luminance only, and each pixel's three channels are scaled together by
+    the same factor as its luminance, so hue and saturation stay as they were (skin keeps its
+    tone: lifted, not greyed nor made neon); that factor is capped where a channel would
+    pass ``WHITE``. White balance gains stay within 2 %. Every channel of the result is inside
+    [``BLACK``, ``WHITE``]. The result is ``out_side`` px on its longer side at most (the
+    input's size by default).
     """
     if out_side is not None:
         img = shrink(img, out_side)
+    img = img.convert("RGB")
+    sigmas = noise_sigmas(img)
+    if max(sigmas) > 0.75:
+        img = denoise(denoise(img, sigmas), [s / 2 for s in sigmas], 3)
     work = working_copy(img)
-    curve, steepness = _tone_curve(work)
-    noise = noise_level(work) * steepness  # what the levels would make of the grain
-    scale = max(img.size) / max(work.size)  # blur radii are set in working-size pixels
-    if noise > 2.0:
-        img = _smooth(img, work, min(8.0, noise) * scale, 2.5 * noise / steepness + 1)
-    else:
-        img = img.filter(ImageFilter.UnsharpMask(1.5 * scale, 40, 3))
-    means = ImageStat.Stat(work).mean  # denoising moves no means: the first look will do
-    grey = sum(means) / 3
-    # Gentle grey-world gains, halfway and within 4 %: a coloured scene stays coloured.
-    gains = [min(1.04, max(0.96, 1 + (grey / m - 1) / 2)) if m > 1 else 1.0 for m in means]
+    curve = _tone_curve(work)
+    gains = _white_balance(work)
     balanced = img.point([min(255, round(v * g)) for g in gains for v in range(256)])
-    # The curve moves luminance only; colour keeps its own spread (a touch more, never the
-    # curve's stretch), so a lifted dark photo does not turn neon.
-    y, cb, cr = balanced.convert("YCbCr").split()
-    before = ImageStat.Stat(y).mean[0]
-    y = y.point([round(v) for v in curve])
-    if steepness > 2:  # a steep curve turns 8-bit levels into visible steps: melt them
-        y = y.filter(ImageFilter.BoxBlur(0.3 * steepness * scale))
-    # Colour grows with brightness, more slowly: saturation ends near the input's.
-    gain = min(1.6, max(1.0, 1.1 * ImageStat.Stat(y).mean[0] / max(1.0, before)))
-    chroma = [max(0, min(255, round(128 + (v - 128) * gain))) for v in range(256)]
-    return Image.merge("YCbCr", (y, cb.point(chroma), cr.point(chroma))).convert("RGB")
+    luma = balanced.convert("L")
+    # The factor each pixel's channels are scaled by: curve(Y) / Y, and no more than takes its
+    # largest channel to WHITE (so a saturated colour is not clipped into another hue).
+    factor = luma.point([curve[y] / max(y, 0.5) for y in range(256)], "F")
+    top = ImageChops.lighter(ImageChops.lighter(*balanced.split()[:2]), balanced.split()[2])
+    room = top.point([WHITE / max(v, 0.5) for v in range(256)], "F")
+    r, g, b = balanced.split()
+    bands = [
+        ImageMath.lambda_eval(
+            lambda m: m["convert"](m["c"] * m["min"](m["k"], m["room"]), "L"),
+            c=band,
+            k=factor,
+            room=room,
+        )
+        for band in (r, g, b)
+    ]
+    return clamp(Image.merge("RGB", bands), BLACK, WHITE)
+
+
+def clamp(img: Image.Image, low: int, high: int) -> Image.Image:
+    """``img`` with every channel inside [``low``, ``high``]."""
+    lut = [min(high, max(low, v)) for v in range(256)]
+    return img.point(lut * len(img.getbands()))
 
 
 def vary(
@@ -279,7 +338,7 @@ def vary(
     dx, dy = w * 0.015, h * 0.015
     left, top = rng.uniform(0, dx), rng.uniform(0, dy)
     box = (left, top, w - rng.uniform(0, dx), h - rng.uniform(0, dy))
-    out = img.resize(size, Image.Resampling.BILINEAR, box=box)
+    out = img.resize(size, Image.Resampling.BICUBIC, box=box)
     # One curve for all channels, so a black-and-white output stays grey.
     brightness, contrast = rng.uniform(0.97, 1.03), rng.uniform(0.97, 1.03)
     out = out.point(

@@ -12,6 +12,8 @@ import io
 import math
 import random
 import re
+import threading
+import warnings
 from collections.abc import Sequence
 from statistics import NormalDist
 
@@ -27,6 +29,14 @@ from PIL import (
 )
 
 MAX_INPUT_SIDE = 4096
+# Inputs with more pixels than these (read from the header, before any decoding) answer 400
+# INVALID_IMAGE. A JPEG is decoded at 1/8 scale at most (draft mode), so even the limit costs
+# about 15 MP of memory; other formats (PNG, WebP, HEIF, ...) can only be decoded at full
+# size, so their limit bounds the decode's memory: 50 MP is 200 MB in RGBA.
+MAX_JPEG_PIXELS = 120_000_000
+MAX_OTHER_PIXELS = 50_000_000
+# Transparent pixels are laid on this neutral grey, not on the black their RGB values hold.
+BACKDROP = (128, 128, 128)
 DRAFT_SLACK = 0.6
 RESOLUTION_SIDES = {"1K": 1024, "2K": 2048, "4K": 4096}
 ASPECT_RATIOS = {
@@ -39,7 +49,30 @@ ASPECT_RATIOS = {
 
 
 class ImageDecodeError(ValueError):
-    """Raised when bytes are not an image Pillow can decode."""
+    """Raised when bytes are not an image Pillow can decode, or one over the pixel limit."""
+
+
+# Image.open runs Pillow's own bomb check, which warns (an error under a strict warnings
+# filter) past its MAX_IMAGE_PIXELS: that warning is silenced while the header is read, under
+# a lock because the warnings filters are process-wide, so the emulator's own limit decides
+# and answers the same whatever the filter.
+_OPEN_LOCK = threading.Lock()
+
+
+def _open(data: bytes) -> Image.Image:
+    """Open ``data`` (the header only) and refuse it if it has too many pixels."""
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise ImageDecodeError(f"more than {MAX_JPEG_PIXELS} pixels") from None
+    w, h = img.size
+    limit = MAX_JPEG_PIXELS if img.format == "JPEG" else MAX_OTHER_PIXELS
+    if w * h > limit:
+        img.close()
+        raise ImageDecodeError(f"{w}x{h} is more than {limit} pixels ({img.format})")
+    return img
 
 
 def _register_heif() -> None:
@@ -72,7 +105,7 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
         _register_heif()
     side = min(max_side, MAX_INPUT_SIDE)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with _open(data) as img:
             w, h = img.size
             if max(w, h) > side and img.format == "JPEG":
                 # The decoder's own scaling, down to 60 % of the size asked for: the last
@@ -84,7 +117,9 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
             factor = max(out.size) // side
             out = out.reduce(factor) if factor >= 2 else out.copy()
             out.info = img.info
-            out = ImageOps.exif_transpose(out).convert("RGB")
+            out = _flatten(ImageOps.exif_transpose(out))
+    except ImageDecodeError:
+        raise
     except Exception as exc:  # Pillow raises many unrelated types for bad input
         raise ImageDecodeError(f"not a decodable image ({type(exc).__name__})") from exc
     if max(out.size) > side:
@@ -92,6 +127,17 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
     # The size the photo has, upright, before any scaling: outputs are sized from it.
     out.info["source_size"] = (h, w) if (out.width > out.height) != (w > h) else (w, h)
     return out
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """``img`` in RGB, any transparency laid on the neutral ``BACKDROP`` (not on black)."""
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, BACKDROP)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        flat.info = img.info
+        return flat
+    return img.convert("RGB")
 
 
 def _reducible(img: Image.Image) -> Image.Image:
@@ -339,14 +385,20 @@ def vary(
     left, top = rng.uniform(0, dx), rng.uniform(0, dy)
     box = (left, top, w - rng.uniform(0, dx), h - rng.uniform(0, dy))
     out = img.resize(size, Image.Resampling.BICUBIC, box=box)
-    # One curve for all channels, so a black-and-white output stays grey.
+    # One curve for all channels, so a black-and-white output stays grey. The jitter (and the
+    # bicubic's overshoot, and the grain) stay inside the picture's own range: a variant never
+    # pushes to pure black or white a tone that its picture kept clear of.
+    low = min(band[0] for band in img.getextrema())  # type: ignore[index]
+    high = max(band[1] for band in img.getextrema())  # type: ignore[index]
     brightness, contrast = rng.uniform(0.97, 1.03), rng.uniform(0.97, 1.03)
     out = out.point(
-        [min(255, max(0, round((v - 128) * contrast + 128 * brightness))) for v in range(256)] * 3
+        [min(high, max(low, round((v - 128) * contrast + 128 * brightness))) for v in range(256)]
+        * 3
     )
     if grain < 0.5:  # would round to nothing in 8 bits
         return out
-    return ImageChops.add(out, _grain(out.size, rng, sigma=grain).convert("RGB"), 1.0, -128)
+    out = ImageChops.add(out, _grain(out.size, rng, sigma=grain).convert("RGB"), 1.0, -128)
+    return clamp(out, low, high)
 
 
 def _grain(size: tuple[int, int], rng: random.Random, sigma: float) -> Image.Image:

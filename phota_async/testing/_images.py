@@ -209,6 +209,8 @@ WORK_SIDE = 768  # statistics (noise, levels, white balance) are measured at thi
 BLACK, WHITE = 6, 247  # every output channel lands inside these: nothing pure black or white
 MAX_STRETCH = 2.5  # levels widen the tonal range at most this much (noise grows with it)
 TARGET_MEAN = 0.42  # a dark photo's mean luminance is lifted towards this (0-1)
+NOISE_SIDE = 512  # grain is measured on a central crop this large at most
+VIBRANCE = 1.15  # colour is spread this much from grey: a dim photo's colour is faded too
 
 
 def working_copy(img: Image.Image) -> Image.Image:
@@ -220,10 +222,13 @@ def working_copy(img: Image.Image) -> Image.Image:
 def noise_sigmas(img: Image.Image) -> list[float]:
     """Each band's grain as a standard deviation, robust to edges.
 
-    The median of a pixel's distance from its 3x3 mean is a fixed fraction of the grain's
-    sigma whatever the few edges do (a mean or RMS would count every edge as grain).
+    Measured on a pixel's distance from its 5x5 mean, as an RMS over the distances up to three
+    times their median: the grain's, whatever the few edges do. A central crop of at most
+    512 px is enough to measure it (grain is everywhere) and costs a fraction of the photo.
     """
-    work = working_copy(img)
+    w, h = img.size
+    cw, ch = min(w, NOISE_SIDE), min(h, NOISE_SIDE)
+    work = img.crop(((w - cw) // 2, (h - ch) // 2, (w + cw) // 2, (h + ch) // 2))
     diff = ImageChops.difference(work, work.filter(ImageFilter.BoxBlur(2)))
     hist = diff.histogram()
     sigmas = []
@@ -235,11 +240,6 @@ def noise_sigmas(img: Image.Image) -> list[float]:
         rms = math.sqrt(sum(d * d * c for d, c in enumerate(kept)) / max(1, sum(kept)))
         sigmas.append(max(0.5, rms / 0.98))  # a pixel minus its 5x5 mean: 0.98 sigma
     return sigmas
-
-
-def noise_level(img: Image.Image) -> float:
-    """Grain of a photo's luminance as a standard deviation (see ``noise_sigmas``)."""
-    return noise_sigmas(img.convert("L"))[0]
 
 
 def _percentile(histogram: list[int], fraction: float) -> int:
@@ -263,16 +263,27 @@ def denoise(img: Image.Image, sigmas: Sequence[float], radius: int = 2) -> Image
     """
     mean = img.filter(ImageFilter.BoxBlur(radius))
     dev = ImageChops.difference(img, mean)
-    square, strength = [], []
+    # Squared deviations in units of each band's own cap (4 sigmas: beyond it a deviation is an
+    # edge's or an outlier's and counts as 4 sigmas), 255 at the cap.
+    square = []
     for s in sigmas:
-        cap = 4 * s  # deviations beyond this are an edge's or an outlier's: they count as 4 s
+        cap = 4 * s
         square += [round(255 * min(d, cap) ** 2 / cap**2) for d in range(256)]
-        var = [v * cap**2 / 255 for v in range(256)]
-        # Weight of the local mean: 1 where the neighbourhood varies as grain does, falling
-        # to 0 as the variation beyond the grain (an edge) outgrows the grain itself.
-        strength += [round(255 / (1 + (max(0.0, x - 3 * s * s) / (3 * s * s)) ** 2)) for x in var]
-    spread = dev.point(square).filter(ImageFilter.BoxBlur(1))
+    # An edge in any band is an edge for all of them (no colour fringe where only one band
+    # is smoothed), and one band is a third of the blurring.
+    bands = dev.point(square).split()
+    spread = bands[0]
+    for band in bands[1:]:
+        spread = ImageChops.lighter(spread, band)
+    spread = spread.filter(ImageFilter.BoxBlur(1))
+    # Weight of the local mean: 1 where the neighbourhood varies as grain does (up to 3
+    # sigma squared), falling fast as the variation beyond that outgrows the grain.
+    strength = []
+    for v in range(256):
+        excess = max(0.0, 16 * v / 255 - 3)  # variance beyond the grain's, in sigma squared
+        strength.append(round(255 / (1 + (excess / 3) ** 2)))
     weight = spread.point(strength)
+    weight = Image.merge(img.mode, [weight] * len(bands))
     up, down = ImageChops.subtract(img, mean), ImageChops.subtract(mean, img)
     out = ImageChops.subtract(img, ImageChops.multiply(up, weight))
     return ImageChops.add(out, ImageChops.multiply(down, weight))
@@ -343,21 +354,29 @@ def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
     gains = _white_balance(work)
     balanced = img.point([min(255, round(v * g)) for g in gains for v in range(256)])
     luma = balanced.convert("L")
-    # The factor each pixel's channels are scaled by: curve(Y) / Y, and no more than takes its
-    # largest channel to WHITE (so a saturated colour is not clipped into another hue).
+    # Each pixel's colour is first spread a little from its own grey (VIBRANCE: a dim photo's
+    # colour is as faded as its light), then all three channels are scaled by curve(Y) / Y:
+    # hue kept, saturation kept, chroma growing with the light. The factor is capped where the
+    # largest channel would pass WHITE, so a saturated colour is not clipped into another hue.
     factor = luma.point([curve[y] / max(y, 0.5) for y in range(256)], "F")
     top = ImageChops.lighter(ImageChops.lighter(*balanced.split()[:2]), balanced.split()[2])
-    room = top.point([WHITE / max(v, 0.5) for v in range(256)], "F")
-    r, g, b = balanced.split()
-    bands = [
-        ImageMath.lambda_eval(
-            lambda m: m["convert"](m["c"] * m["min"](m["k"], m["room"]), "L"),
+
+    def channel(band: Image.Image) -> Image.Image:
+        out = ImageMath.lambda_eval(
+            lambda m: m["convert"](
+                (m["y"] + (m["c"] - m["y"]) * VIBRANCE)
+                * m["min"](m["k"], WHITE / m["max"](m["y"] + (m["top"] - m["y"]) * VIBRANCE, 0.5)),
+                "L",
+            ),
             c=band,
+            y=luma,
             k=factor,
-            room=room,
+            top=top,
         )
-        for band in (r, g, b)
-    ]
+        assert isinstance(out, Image.Image)  # an expression of images gives an image
+        return out
+
+    bands = [channel(band) for band in balanced.split()]
     return clamp(Image.merge("RGB", bands), BLACK, WHITE)
 
 

@@ -209,8 +209,9 @@ WORK_SIDE = 768  # statistics (noise, levels, white balance) are measured at thi
 BLACK, WHITE = 6, 247  # every output channel lands inside these: nothing pure black or white
 MAX_STRETCH = 2.5  # levels widen the tonal range at most this much (noise grows with it)
 TARGET_MEAN = 0.42  # a dark photo's mean luminance is lifted towards this (0-1)
+MAX_LIFT = 6.0  # the strongest shadow lift (log1p(k x) / log1p(k)), for the dimmest photos
 NOISE_SIDE = 512  # grain is measured on a central crop this large at most
-VIBRANCE = 1.15  # colour is spread this much from grey: a dim photo's colour is faded too
+VIBRANCE = 1.15  # a dim photo's colour is spread this much from grey: it is faded too
 
 
 def working_copy(img: Image.Image) -> Image.Image:
@@ -253,13 +254,14 @@ def _percentile(histogram: list[int], fraction: float) -> int:
 
 
 def denoise(img: Image.Image, sigmas: Sequence[float], radius: int = 2) -> Image.Image:
-    """An edge-keeping denoise (a local Wiener, or Lee, filter), one band at a time.
+    """An edge-keeping denoise: a local Wiener (Lee) filter with a robust edge test.
 
-    Each pixel moves towards its local mean by how much its neighbourhood varies beyond the
-    grain: in a flat area all the way (the grain goes), across an edge not at all (the edge
-    stays as sharp as it was, and no mean from the other side leaks into a halo). Deviations
-    count at most three sigmas, so one lone outlier does not make its neighbourhood an "edge"
-    and is taken back to its neighbours (no specks). 8-bit Pillow operations only.
+    Each pixel moves towards its ``radius`` box mean by how much its neighbourhood varies
+    beyond the grain (``sigmas``, one per band): in a flat area all the way (the grain goes),
+    across an edge not at all (the edge stays as sharp as it was, and no mean from the other
+    side leaks into a halo). Deviations count at most four sigmas, so one lone outlier does not
+    make its neighbourhood an "edge" and is taken back to its neighbours (no specks). 8-bit
+    Pillow operations only (box blurs, lookup tables, channel arithmetic): no numpy.
     """
     mean = img.filter(ImageFilter.BoxBlur(radius))
     dev = ImageChops.difference(img, mean)
@@ -289,13 +291,14 @@ def denoise(img: Image.Image, sigmas: Sequence[float], radius: int = 2) -> Image
     return ImageChops.add(out, ImageChops.multiply(down, weight))
 
 
-def _tone_curve(work: Image.Image) -> list[float]:
-    """A luminance curve: levels, then a lift of the mid-tones towards ``TARGET_MEAN``.
+def _tone_curve(work: Image.Image) -> tuple[list[float], float]:
+    """A luminance curve (256 values): levels, then a lift of the shadows and mid-tones.
 
-    The black point is the 0.5th percentile and the white point the 99.5th, but the range is
-    widened at most ``MAX_STRETCH`` times and the brightest tones keep headroom, so a dim
-    photo's highlights do not turn white; the lift is a bounded gamma, so shadows open up
-    without turning grey.
+    The black point is the 0.5th percentile (at most half the median) and the white point the
+    99.5th, but the range is widened at most ``MAX_STRETCH`` times and the brightest tones keep
+    headroom, so a dim photo's highlights do not turn white. A dim photo's mean is then lifted
+    towards ``TARGET_MEAN`` by a curve of bounded slope, so shadows open up without their
+    grain exploding. Also returns how dim the photo is, from 0 (its highlights are light) to 1.
     """
     hist = work.convert("L").histogram()
     low, high = _percentile(hist, 0.005), _percentile(hist, 0.995)
@@ -303,6 +306,11 @@ def _tone_curve(work: Image.Image) -> list[float]:
     # not taken for black: the black point is at most half the median.
     low = min(low, 64, _percentile(hist, 0.5) // 2)
     high = max(high, low + 48)
+    # Only a dim photo gets full levels and a lift: one whose brightest tones are already light
+    # (a dark scene well exposed) moves its black and white points halfway and is not lifted,
+    # or its backdrop would sink and its face bleach.
+    dim = min(1.0, max(0.0, (0.6 - high / 255) / 0.3))  # 1: highlights below 30 % grey
+    low = round(low * (0.5 + 0.5 * dim))
     span = max(high - low, round(255 / MAX_STRETCH))  # a very flat photo is not stretched flat out
     if low + span > 255:
         low = 255 - span
@@ -315,14 +323,18 @@ def _tone_curve(work: Image.Image) -> list[float]:
         # grain explode.
         return [math.log1p(k * x) / math.log1p(k) if k > 0 else x for x in levelled]
 
+    most = MAX_LIFT * dim
     k = 0.0
     for candidate in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0):
+        if candidate > most:
+            break
         curve = lifted(candidate)
         if sum(curve[v] * c for v, c in enumerate(hist)) / total > TARGET_MEAN:
             break
         k = candidate
-    top = WHITE - 12  # headroom: the white point lands a little below WHITE
-    return [BLACK + (top - BLACK) * x for x in lifted(k)]
+    # The white point lands a little below WHITE (headroom), or halfway there.
+    top = high + (WHITE - 12 - high) * (0.5 + 0.5 * dim)
+    return [BLACK + (top - BLACK) * x for x in lifted(k)], dim
 
 
 def _white_balance(work: Image.Image) -> list[float]:
@@ -350,7 +362,8 @@ def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
     if max(sigmas) > 0.75:
         img = denoise(denoise(img, sigmas), [s / 2 for s in sigmas], 3)
     work = working_copy(img)
-    curve = _tone_curve(work)
+    curve, dim = _tone_curve(work)
+    vibrance = 1 + (VIBRANCE - 1) * dim  # only a dim photo's colour is faded
     gains = _white_balance(work)
     balanced = img.point([min(255, round(v * g)) for g in gains for v in range(256)])
     luma = balanced.convert("L")
@@ -364,8 +377,8 @@ def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
     def channel(band: Image.Image) -> Image.Image:
         out = ImageMath.lambda_eval(
             lambda m: m["convert"](
-                (m["y"] + (m["c"] - m["y"]) * VIBRANCE)
-                * m["min"](m["k"], WHITE / m["max"](m["y"] + (m["top"] - m["y"]) * VIBRANCE, 0.5)),
+                (m["y"] + (m["c"] - m["y"]) * vibrance)
+                * m["min"](m["k"], WHITE / m["max"](m["y"] + (m["top"] - m["y"]) * vibrance, 0.5)),
                 "L",
             ),
             c=band,

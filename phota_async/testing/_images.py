@@ -207,7 +207,7 @@ def shrink(img: Image.Image, longest: int) -> Image.Image:
 
 WORK_SIDE = 768  # statistics (noise, levels, white balance) are measured at this size at most
 BLACK, WHITE = 6, 247  # every output channel lands inside these: nothing pure black or white
-MAX_STRETCH = 2.5  # levels widen the tonal range at most this much (noise grows with it)
+MAX_STRETCH = 3.0  # levels widen the tonal range at most this much (noise grows with it)
 TARGET_MEAN = 0.42  # a dark photo's mean luminance is lifted towards this (0-1)
 MAX_LIFT = 6.0  # the strongest shadow lift (log1p(k x) / log1p(k)), for the dimmest photos
 NOISE_SIDE = 512  # grain is measured on a central crop this large at most
@@ -302,15 +302,17 @@ def _tone_curve(work: Image.Image) -> tuple[list[float], float]:
     """
     hist = work.convert("L").histogram()
     low, high = _percentile(hist, 0.005), _percentile(hist, 0.995)
-    # A photo with no shadows keeps its light look, and a dim photo's most common tones are
-    # not taken for black: the black point is at most half the median.
-    low = min(low, 64, _percentile(hist, 0.5) // 2)
-    high = max(high, low + 48)
-    # Only a dim photo gets full levels and a lift: one whose brightest tones are already light
-    # (a dark scene well exposed) moves its black and white points halfway and is not lifted,
-    # or its backdrop would sink and its face bleach.
     dim = min(1.0, max(0.0, (0.6 - high / 255) / 0.3))  # 1: highlights below 30 % grey
-    low = round(low * (0.5 + 0.5 * dim))
+    flat = min(1.0, max(0.0, (0.6 - (high - low) / 255) / 0.3))  # 1: tones within 30 %
+    # A dim or flat photo gets full levels; one whose tones already reach from dark to light
+    # (a dark scene well exposed) moves its black and white points only halfway, or its
+    # backdrop would sink and its face bleach. Only a dim photo is lifted.
+    full = 0.5 + 0.5 * max(dim, flat)
+    low = min(low, 64)  # a photo with no shadows keeps its light look
+    if dim > 0.5:  # a dim photo's most common tones are not taken for black
+        low = min(low, _percentile(hist, 0.5) // 2)
+    low = round(low * full)
+    high = max(high, low + 48)
     span = max(high - low, round(255 / MAX_STRETCH))  # a very flat photo is not stretched flat out
     if low + span > 255:
         low = 255 - span
@@ -333,7 +335,7 @@ def _tone_curve(work: Image.Image) -> tuple[list[float], float]:
             break
         k = candidate
     # The white point lands a little below WHITE (headroom), or halfway there.
-    top = high + (WHITE - 12 - high) * (0.5 + 0.5 * dim)
+    top = high + (WHITE - 12 - high) * full
     return [BLACK + (top - BLACK) * x for x in lifted(k)], dim
 
 

@@ -12,12 +12,31 @@ import io
 import math
 import random
 import re
+import threading
+import warnings
 from collections.abc import Sequence
 from statistics import NormalDist
 
-from PIL import Image, ImageChops, ImageDraw, ImageEnhance, ImageFilter, ImageOps, ImageStat
+from PIL import (
+    Image,
+    ImageChops,
+    ImageDraw,
+    ImageEnhance,
+    ImageFilter,
+    ImageMath,
+    ImageOps,
+    ImageStat,
+)
 
 MAX_INPUT_SIDE = 4096
+# Inputs with more pixels than these (read from the header, before any decoding) answer 400
+# INVALID_IMAGE. A JPEG is decoded at 1/8 scale at most (draft mode), so even the limit costs
+# about 15 MP of memory; other formats (PNG, WebP, HEIF, ...) can only be decoded at full
+# size, so their limit bounds the decode's memory: 50 MP is 200 MB in RGBA.
+MAX_JPEG_PIXELS = 120_000_000
+MAX_OTHER_PIXELS = 50_000_000
+# Transparent pixels are laid on this neutral grey, not on the black their RGB values hold.
+BACKDROP = (128, 128, 128)
 DRAFT_SLACK = 0.6
 RESOLUTION_SIDES = {"1K": 1024, "2K": 2048, "4K": 4096}
 ASPECT_RATIOS = {
@@ -30,7 +49,30 @@ ASPECT_RATIOS = {
 
 
 class ImageDecodeError(ValueError):
-    """Raised when bytes are not an image Pillow can decode."""
+    """Raised when bytes are not an image Pillow can decode, or one over the pixel limit."""
+
+
+# Image.open runs Pillow's own bomb check, which warns (an error under a strict warnings
+# filter) past its MAX_IMAGE_PIXELS: that warning is silenced while the header is read, under
+# a lock because the warnings filters are process-wide, so the emulator's own limit decides
+# and answers the same whatever the filter.
+_OPEN_LOCK = threading.Lock()
+
+
+def _open(data: bytes) -> Image.Image:
+    """Open ``data`` (the header only) and refuse it if it has too many pixels."""
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise ImageDecodeError(f"more than {MAX_JPEG_PIXELS} pixels") from None
+    w, h = img.size
+    limit = MAX_JPEG_PIXELS if img.format == "JPEG" else MAX_OTHER_PIXELS
+    if w * h > limit:
+        img.close()
+        raise ImageDecodeError(f"{w}x{h} is more than {limit} pixels ({img.format})")
+    return img
 
 
 def _register_heif() -> None:
@@ -63,7 +105,7 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
         _register_heif()
     side = min(max_side, MAX_INPUT_SIDE)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with _open(data) as img:
             w, h = img.size
             if max(w, h) > side and img.format == "JPEG":
                 # The decoder's own scaling, down to 60 % of the size asked for: the last
@@ -75,7 +117,9 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
             factor = max(out.size) // side
             out = out.reduce(factor) if factor >= 2 else out.copy()
             out.info = img.info
-            out = ImageOps.exif_transpose(out).convert("RGB")
+            out = _flatten(ImageOps.exif_transpose(out))
+    except ImageDecodeError:
+        raise
     except Exception as exc:  # Pillow raises many unrelated types for bad input
         raise ImageDecodeError(f"not a decodable image ({type(exc).__name__})") from exc
     if max(out.size) > side:
@@ -83,6 +127,17 @@ def decode(data: bytes, max_side: int = MAX_INPUT_SIDE) -> Image.Image:
     # The size the photo has, upright, before any scaling: outputs are sized from it.
     out.info["source_size"] = (h, w) if (out.width > out.height) != (w > h) else (w, h)
     return out
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """``img`` in RGB, any transparency laid on the neutral ``BACKDROP`` (not on black)."""
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, BACKDROP)
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        flat.info = img.info
+        return flat
+    return img.convert("RGB")
 
 
 def _reducible(img: Image.Image) -> Image.Image:
@@ -151,21 +206,41 @@ def shrink(img: Image.Image, longest: int) -> Image.Image:
 # -- enhance ----------------------------------------------------------------------------------
 
 WORK_SIDE = 768  # statistics (noise, levels, white balance) are measured at this size at most
-BLACK, WHITE = 6, 247  # levels land inside these, so nothing is pushed to pure black or white
-MAX_STRETCH = 3.5  # levels widen the tonal range at most this much (noise grows with it)
+BLACK, WHITE = 6, 247  # every output channel lands inside these: nothing pure black or white
+MAX_STRETCH = 3.0  # levels widen the tonal range at most this much (noise grows with it)
+TARGET_MEAN = 0.42  # a dark photo's mean luminance is lifted towards this (0-1)
+MAX_LIFT = 6.0  # the strongest shadow lift (log1p(k x) / log1p(k)), for the dimmest photos
+NOISE_SIDE = 512  # grain is measured on a central crop this large at most
+VIBRANCE = 1.15  # a dim photo's colour is spread this much from grey: it is faded too
 
 
 def working_copy(img: Image.Image) -> Image.Image:
-    """A small copy for measuring and wide blurs: a box reduction (cheap), about WORK_SIDE."""
+    """A small copy for measuring: a box reduction (cheap), about WORK_SIDE."""
     factor = max(img.size) // WORK_SIDE
     return img.reduce(factor) if factor >= 2 else img
 
 
-def noise_level(img: Image.Image) -> float:
-    """Grain of a photo: the spread of its luminance minus a lightly blurred copy of it."""
-    grey = working_copy(img).convert("L")
-    high = ImageChops.difference(grey, grey.filter(ImageFilter.GaussianBlur(1.5)))
-    return float(ImageStat.Stat(high).rms[0])
+def noise_sigmas(img: Image.Image) -> list[float]:
+    """Each band's grain as a standard deviation, robust to edges.
+
+    Measured on a pixel's distance from its 5x5 mean, as an RMS over the distances up to three
+    times their median: the grain's, whatever the few edges do. A central crop of at most
+    512 px is enough to measure it (grain is everywhere) and costs a fraction of the photo.
+    """
+    w, h = img.size
+    cw, ch = min(w, NOISE_SIDE), min(h, NOISE_SIDE)
+    work = img.crop(((w - cw) // 2, (h - ch) // 2, (w + cw) // 2, (h + ch) // 2))
+    diff = ImageChops.difference(work, work.filter(ImageFilter.BoxBlur(2)))
+    hist = diff.histogram()
+    sigmas = []
+    for b in range(len(work.getbands())):
+        band = hist[b * 256 : (b + 1) * 256]
+        # The RMS of the deviations up to 3x their median: the grain's, without the edges'.
+        cut = 3 * _percentile(band, 0.5) + 2
+        kept = band[: cut + 1]
+        rms = math.sqrt(sum(d * d * c for d, c in enumerate(kept)) / max(1, sum(kept)))
+        sigmas.append(max(0.5, rms / 0.98))  # a pixel minus its 5x5 mean: 0.98 sigma
+    return sigmas
 
 
 def _percentile(histogram: list[int], fraction: float) -> int:
@@ -178,88 +253,156 @@ def _percentile(histogram: list[int], fraction: float) -> int:
     return len(histogram) - 1
 
 
-def _tone_curve(work: Image.Image) -> tuple[list[float], float]:
-    """One curve for every channel: levels inside [BLACK, WHITE], then lift the mid-tones.
+def denoise(img: Image.Image, sigmas: Sequence[float], radius: int = 2) -> Image.Image:
+    """An edge-keeping denoise: a local Wiener (Lee) filter with a robust edge test.
 
-    The same curve on the three channels keeps hues; the gamma is bounded so a dark photo
-    becomes brighter without its shadows turning grey. Also returns the curve's steepness
-    around the photo's mid-tones: how much it will amplify the photo's noise.
+    Each pixel moves towards its ``radius`` box mean by how much its neighbourhood varies
+    beyond the grain (``sigmas``, one per band): in a flat area all the way (the grain goes),
+    across an edge not at all (the edge stays as sharp as it was, and no mean from the other
+    side leaks into a halo). Deviations count at most four sigmas, so one lone outlier does not
+    make its neighbourhood an "edge" and is taken back to its neighbours (no specks). 8-bit
+    Pillow operations only (box blurs, lookup tables, channel arithmetic): no numpy.
+    """
+    mean = img.filter(ImageFilter.BoxBlur(radius))
+    dev = ImageChops.difference(img, mean)
+    # Squared deviations in units of each band's own cap (4 sigmas: beyond it a deviation is an
+    # edge's or an outlier's and counts as 4 sigmas), 255 at the cap.
+    square = []
+    for s in sigmas:
+        cap = 4 * s
+        square += [round(255 * min(d, cap) ** 2 / cap**2) for d in range(256)]
+    # An edge in any band is an edge for all of them (no colour fringe where only one band
+    # is smoothed), and one band is a third of the blurring.
+    bands = dev.point(square).split()
+    spread = bands[0]
+    for band in bands[1:]:
+        spread = ImageChops.lighter(spread, band)
+    spread = spread.filter(ImageFilter.BoxBlur(1))
+    # Weight of the local mean: 1 where the neighbourhood varies as grain does (up to 3
+    # sigma squared), falling fast as the variation beyond that outgrows the grain.
+    strength = []
+    for v in range(256):
+        excess = max(0.0, 16 * v / 255 - 3)  # variance beyond the grain's, in sigma squared
+        strength.append(round(255 / (1 + (excess / 3) ** 2)))
+    weight = spread.point(strength)
+    weight = Image.merge(img.mode, [weight] * len(bands))
+    up, down = ImageChops.subtract(img, mean), ImageChops.subtract(mean, img)
+    out = ImageChops.subtract(img, ImageChops.multiply(up, weight))
+    return ImageChops.add(out, ImageChops.multiply(down, weight))
+
+
+def _tone_curve(work: Image.Image) -> tuple[list[float], float]:
+    """A luminance curve (256 values): levels, then a lift of the shadows and mid-tones.
+
+    The black point is the 0.5th percentile (at most half the median) and the white point the
+    99.5th, but the range is widened at most ``MAX_STRETCH`` times and the brightest tones keep
+    headroom, so a dim photo's highlights do not turn white. A dim photo's mean is then lifted
+    towards ``TARGET_MEAN`` by a curve of bounded slope, so shadows open up without their
+    grain exploding. Also returns how dim the photo is, from 0 (its highlights are light) to 1.
     """
     hist = work.convert("L").histogram()
     low, high = _percentile(hist, 0.005), _percentile(hist, 0.995)
+    dim = min(1.0, max(0.0, (0.6 - high / 255) / 0.3))  # 1: highlights below 30 % grey
+    flat = min(1.0, max(0.0, (0.6 - (high - low) / 255) / 0.3))  # 1: tones within 30 %
+    # A dim or flat photo gets full levels; one whose tones already reach from dark to light
+    # (a dark scene well exposed) moves its black and white points only halfway, or its
+    # backdrop would sink and its face bleach. Only a dim photo is lifted.
+    full = 0.5 + 0.5 * max(dim, flat)
     low = min(low, 64)  # a photo with no shadows keeps its light look
+    if dim > 0.5:  # a dim photo's most common tones are not taken for black
+        low = min(low, _percentile(hist, 0.5) // 2)
+    low = round(low * full)
     high = max(high, low + 48)
     span = max(high - low, round(255 / MAX_STRETCH))  # a very flat photo is not stretched flat out
     if low + span > 255:
         low = 255 - span
     levelled = [min(1.0, max(0.0, (v - low) / span)) for v in range(256)]
-    mean = sum(levelled[v] * c for v, c in enumerate(hist)) / max(1, sum(hist))
-    # Lift a dark result towards a mean of 0.42: gamma = log(0.42)/log(mean), bounded.
-    gamma = 1.0 if mean <= 0 or mean >= 0.42 else max(0.6, math.log(0.42) / math.log(mean))
-    curve = [BLACK + (WHITE - BLACK) * (x**gamma) for x in levelled]
-    mid = _percentile(hist, 0.5)
-    lo, hi = max(0, mid - 8), min(255, mid + 8)
-    return curve, max(1.0, (curve[hi] - curve[lo]) / max(1, hi - lo))
+    total = max(1, sum(hist))
+
+    def lifted(k: float) -> list[float]:
+        # log(1 + k x) / log(1 + k): its slope never exceeds k / log(1 + k) (about 3 at most
+        # here), unlike a gamma's, which is infinite at black and would make the shadows'
+        # grain explode.
+        return [math.log1p(k * x) / math.log1p(k) if k > 0 else x for x in levelled]
+
+    most = MAX_LIFT * dim
+    k = 0.0
+    for candidate in (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0):
+        if candidate > most:
+            break
+        curve = lifted(candidate)
+        if sum(curve[v] * c for v, c in enumerate(hist)) / total > TARGET_MEAN:
+            break
+        k = candidate
+    # The white point lands a little below WHITE (headroom), or halfway there.
+    top = high + (WHITE - 12 - high) * full
+    return [BLACK + (top - BLACK) * x for x in lifted(k)], dim
 
 
-def _smooth(img: Image.Image, work: Image.Image, radius: float, threshold: float) -> Image.Image:
-    """An edge-keeping blur: flat areas take the blurred picture, edges keep their own pixels.
-
-    Where the picture differs from its blur by more than ``threshold`` (an edge, not grain),
-    only a light blur (two working pixels) takes its grain. The mask is found at the working size, eroded (so lone noisy pixels
-    do not count as edges), widened to the blur's reach and softened, so no halo shows.
-    """
-    factor = max(img.size) / max(work.size)
-    # A wide blur loses nothing by being done at the working size and scaled back up.
-    soft = work.filter(ImageFilter.GaussianBlur(radius / factor))
-    blurred = soft if soft.size == img.size else soft.resize(img.size, Image.Resampling.BILINEAR)
-    diff = ImageChops.difference(work, soft).convert("L")
-    edges = diff.point(lambda v: 255 if v > threshold else 0)
-    edges = edges.filter(ImageFilter.BoxBlur(1)).point(lambda v: 255 if v > 150 else 0)
-    # Widen the kept band to the blur's reach, or the blur would smear each edge into a halo.
-    reach = radius / factor
-    edges = edges.filter(ImageFilter.GaussianBlur(reach)).point(lambda v: 255 if v > 6 else 0)
-    edges = edges.filter(ImageFilter.GaussianBlur(1.5)).resize(img.size, Image.Resampling.BILINEAR)
-    near = img.filter(ImageFilter.GaussianBlur(2 * factor))  # two working pixels: grain only
-    return Image.composite(near, blurred, edges)
+def _white_balance(work: Image.Image) -> list[float]:
+    """Gentle grey-world gains, a quarter of the way and within 2 %: a scene keeps its colour."""
+    means = ImageStat.Stat(work).mean
+    grey = sum(means) / 3
+    return [min(1.02, max(0.98, 1 + (grey / m - 1) / 4)) if m > 1 else 1.0 for m in means]
 
 
 def enhance(img: Image.Image, out_side: int | None = None) -> Image.Image:
-    """Improve a photo: denoise first, then gentle white balance, levels and a mild lift.
+    """Improve a photo: denoise first, then levels on luminance, then colour.
 
-    Everything is decided on a copy at a bounded working size: the tone curve, then the noise
-    as it would be once that curve has stretched it. The blur that removes that noise is
-    followed by an unsharp mask with a threshold above it, so edges come back and grain does
-    not. One curve for all channels lands inside [6, 247] (no clipping), white balance gains
-    stay within 4 %, and colour keeps its own spread while luminance is lifted (no neon skin). The result is
-    ``out_side`` px on its longer side at most (the input's size by default).
+    The grain is removed by an edge-keeping filter before any curve can amplify it. A tone
+    curve then moves luminance only, and each pixel's three channels are scaled together by
+    the same factor as its luminance, so hue and saturation stay as they were (skin keeps its
+    tone: lifted, not greyed nor made neon); that factor is capped where a channel would
+    pass ``WHITE``. White balance gains stay within 2 %. Every channel of the result is inside
+    [``BLACK``, ``WHITE``]. The result is ``out_side`` px on its longer side at most (the
+    input's size by default).
     """
     if out_side is not None:
         img = shrink(img, out_side)
+    img = img.convert("RGB")
+    sigmas = noise_sigmas(img)
+    if max(sigmas) > 0.75:
+        img = denoise(img, sigmas)
+        # A dim photo's curve will be steep, and would make the grain's faint remains (a
+        # mottle wider than the first pass's reach) visible: a wider, gentler pass takes them.
+        if _tone_curve(working_copy(img))[1] > 0.5:
+            img = denoise(img, [s / 2 for s in sigmas], 3)
     work = working_copy(img)
-    curve, steepness = _tone_curve(work)
-    noise = noise_level(work) * steepness  # what the levels would make of the grain
-    scale = max(img.size) / max(work.size)  # blur radii are set in working-size pixels
-    if noise > 2.0:
-        img = _smooth(img, work, min(8.0, noise) * scale, 2.5 * noise / steepness + 1)
-    else:
-        img = img.filter(ImageFilter.UnsharpMask(1.5 * scale, 40, 3))
-    means = ImageStat.Stat(work).mean  # denoising moves no means: the first look will do
-    grey = sum(means) / 3
-    # Gentle grey-world gains, halfway and within 4 %: a coloured scene stays coloured.
-    gains = [min(1.04, max(0.96, 1 + (grey / m - 1) / 2)) if m > 1 else 1.0 for m in means]
+    curve, dim = _tone_curve(work)
+    vibrance = 1 + (VIBRANCE - 1) * dim  # only a dim photo's colour is faded
+    gains = _white_balance(work)
     balanced = img.point([min(255, round(v * g)) for g in gains for v in range(256)])
-    # The curve moves luminance only; colour keeps its own spread (a touch more, never the
-    # curve's stretch), so a lifted dark photo does not turn neon.
-    y, cb, cr = balanced.convert("YCbCr").split()
-    before = ImageStat.Stat(y).mean[0]
-    y = y.point([round(v) for v in curve])
-    if steepness > 2:  # a steep curve turns 8-bit levels into visible steps: melt them
-        y = y.filter(ImageFilter.BoxBlur(0.3 * steepness * scale))
-    # Colour grows with brightness, more slowly: saturation ends near the input's.
-    gain = min(1.6, max(1.0, 1.1 * ImageStat.Stat(y).mean[0] / max(1.0, before)))
-    chroma = [max(0, min(255, round(128 + (v - 128) * gain))) for v in range(256)]
-    return Image.merge("YCbCr", (y, cb.point(chroma), cr.point(chroma))).convert("RGB")
+    luma = balanced.convert("L")
+    # Each pixel's colour is first spread a little from its own grey (VIBRANCE: a dim photo's
+    # colour is as faded as its light), then all three channels are scaled by curve(Y) / Y:
+    # hue kept, saturation kept, chroma growing with the light. The factor is capped where the
+    # largest channel would pass WHITE, so a saturated colour is not clipped into another hue.
+    factor = luma.point([curve[y] / max(y, 0.5) for y in range(256)], "F")
+    top = ImageChops.lighter(ImageChops.lighter(*balanced.split()[:2]), balanced.split()[2])
+
+    def channel(band: Image.Image) -> Image.Image:
+        out = ImageMath.lambda_eval(
+            lambda m: m["convert"](
+                (m["y"] + (m["c"] - m["y"]) * vibrance)
+                * m["min"](m["k"], WHITE / m["max"](m["y"] + (m["top"] - m["y"]) * vibrance, 0.5)),
+                "L",
+            ),
+            c=band,
+            y=luma,
+            k=factor,
+            top=top,
+        )
+        assert isinstance(out, Image.Image)  # an expression of images gives an image
+        return out
+
+    bands = [channel(band) for band in balanced.split()]
+    return clamp(Image.merge("RGB", bands), BLACK, WHITE)
+
+
+def clamp(img: Image.Image, low: int, high: int) -> Image.Image:
+    """``img`` with every channel inside [``low``, ``high``]."""
+    lut = [min(high, max(low, v)) for v in range(256)]
+    return img.point(lut * len(img.getbands()))
 
 
 def vary(
@@ -279,15 +422,21 @@ def vary(
     dx, dy = w * 0.015, h * 0.015
     left, top = rng.uniform(0, dx), rng.uniform(0, dy)
     box = (left, top, w - rng.uniform(0, dx), h - rng.uniform(0, dy))
-    out = img.resize(size, Image.Resampling.BILINEAR, box=box)
-    # One curve for all channels, so a black-and-white output stays grey.
+    out = img.resize(size, Image.Resampling.BICUBIC, box=box)
+    # One curve for all channels, so a black-and-white output stays grey. The jitter (and the
+    # bicubic's overshoot, and the grain) stay inside the picture's own range: a variant never
+    # pushes to pure black or white a tone that its picture kept clear of.
+    low = min(band[0] for band in img.getextrema())  # type: ignore[index]
+    high = max(band[1] for band in img.getextrema())  # type: ignore[index]
     brightness, contrast = rng.uniform(0.97, 1.03), rng.uniform(0.97, 1.03)
     out = out.point(
-        [min(255, max(0, round((v - 128) * contrast + 128 * brightness))) for v in range(256)] * 3
+        [min(high, max(low, round((v - 128) * contrast + 128 * brightness))) for v in range(256)]
+        * 3
     )
     if grain < 0.5:  # would round to nothing in 8 bits
         return out
-    return ImageChops.add(out, _grain(out.size, rng, sigma=grain).convert("RGB"), 1.0, -128)
+    out = ImageChops.add(out, _grain(out.size, rng, sigma=grain).convert("RGB"), 1.0, -128)
+    return clamp(out, low, high)
 
 
 def _grain(size: tuple[int, int], rng: random.Random, sigma: float) -> Image.Image:

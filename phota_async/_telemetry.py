@@ -79,7 +79,7 @@ class Telemetry:
     was set when the client was created (spans then go wherever the global providers point
     later), or to choose providers and opt into prompts.
 
-    Args:
+    Attributes:
         record_prompts: put each call's prompt in its span as ``phota.prompt`` (prompts may be
             personal data: off by default; ``PHOTA_OTEL_RECORD_PROMPTS=1`` turns it on).
         tracer_provider: the ``TracerProvider`` to use; by default the global one.

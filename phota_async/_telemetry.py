@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 RECORD_PROMPTS_ENV: Final = "PHOTA_OTEL_RECORD_PROMPTS"
+"""The environment variable that, set to ``1``, records prompts in spans by default."""
 INSTRUMENTATION: Final = "phota_async"
 SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.26.0"
 # Waits last from a second (a job) to half an hour (training): buckets in seconds.

@@ -3,6 +3,7 @@ every public name of every public module."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import pkgutil
@@ -95,3 +96,21 @@ def test_the_changelog_page_includes_changelog_md(site: Path) -> None:
     )
     page = (site / "changelog" / "index.html").read_text()
     assert first_entry.split("]")[0].lstrip("[") in page
+
+
+def test_the_cli_reference_shows_every_commands_help(site: Path) -> None:
+    """The CLI page carries the help of every command and sub-command of the `phota` parser."""
+    from phota_async._cli._parser import build_parser
+
+    page = (site / "cli" / "index.html").read_text()
+    commands = [build_parser()]
+    progs = []
+    while commands:
+        command = commands.pop()
+        progs.append(command.prog)
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                commands += action.choices.values()
+    missing = [prog for prog in progs if f'<code>{prog}</code><a class="headerlink"' not in page]
+    assert len(progs) > 10
+    assert missing == []

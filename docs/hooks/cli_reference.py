@@ -13,7 +13,7 @@ from typing import Any
 from phota_async._cli._parser import build_parser
 
 MARKER = "<!-- phota-cli-reference -->"
-WIDTH = "100"  # argparse wraps to $COLUMNS: fixed, so the page is the same on every machine
+WIDTH = "80"  # argparse wraps to $COLUMNS: fixed, so the page is the same on every machine
 
 
 def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:

@@ -121,7 +121,7 @@ class Prices:
     wins). A 2K or 4K call needs its resolution's key: the model's key is not taken for it.
     Phota does not publish edit and generate prices, so none are built in.
 
-    Args:
+    Attributes:
         table: the prices; by default Phota's published ones (``DEFAULT_PRICES``).
 
     Raises:

@@ -386,7 +386,8 @@ class PhotaClient:
             prompt: the instruction; ``[[profile_id]]`` tokens name trained subjects.
             images: 1-10 inputs, each a ``Path``, an http(s) URL, ``bytes``, a binary file
                 object or a PIL image (see ``ImageInput``).
-            via_job, timeout: as for ``generate``.
+            via_job: as for ``generate``.
+            timeout: as for ``generate``.
             **options: see ``EditOptions``: those of ``generate`` plus ``profile_ids`` (trained
                 subjects to apply, merged with the prompt's tokens).
 
@@ -415,7 +416,8 @@ class PhotaClient:
 
         Args:
             image: a ``Path``, an http(s) URL, ``bytes``, a binary file object or a PIL image.
-            via_job, timeout: as for ``generate``.
+            via_job: as for ``generate``.
+            timeout: as for ``generate``.
             **options: see ``EnhanceOptions``: ``profile_ids`` (trained subjects in the photo),
                 ``prompt`` (optional guidance), ``n``, ``output_format``, ``response_mode``.
 
@@ -446,7 +448,8 @@ class PhotaClient:
         Args:
             image: the content photo, in any accepted input form (see ``ImageInput``).
             reference: the style photo, in any accepted input form.
-            via_job, timeout: as for ``generate``.
+            via_job: as for ``generate``.
+            timeout: as for ``generate``.
             **options: see ``RemixOptions`` (the same as ``EnhanceOptions``).
 
         Returns:
@@ -655,8 +658,14 @@ class PhotaClient:
 
         Args:
             prompt: the instruction (``[[profile_id]]`` names a subject).
-            inputs, concurrency, out_dir, manifest, via_job, on_progress, timeout, budget: as
-                for ``enhance_many``.
+            inputs: as for ``enhance_many``.
+            concurrency: as for ``enhance_many``.
+            out_dir: as for ``enhance_many``.
+            manifest: as for ``enhance_many``.
+            via_job: as for ``enhance_many``.
+            on_progress: as for ``enhance_many``.
+            timeout: as for ``enhance_many``.
+            budget: as for ``enhance_many``.
             **options: see ``EditOptions`` (``profile_ids``, ``n``, ``base_model``, ...).
 
         Returns:
@@ -700,8 +709,13 @@ class PhotaClient:
         Args:
             inputs: the content photos.
             reference: the style image (a ``Path`` is identified by its bytes).
-            concurrency, out_dir, manifest, via_job, on_progress, timeout, budget: as for
-                ``enhance_many``.
+            concurrency: as for ``enhance_many``.
+            out_dir: as for ``enhance_many``.
+            manifest: as for ``enhance_many``.
+            via_job: as for ``enhance_many``.
+            on_progress: as for ``enhance_many``.
+            timeout: as for ``enhance_many``.
+            budget: as for ``enhance_many``.
             **options: see ``RemixOptions`` (``profile_ids``, ``prompt``, ``n``, ...).
 
         Returns:

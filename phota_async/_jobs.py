@@ -89,8 +89,11 @@ class Jobs:
         """Submit an edit as a job.
 
         Args:
-            prompt, images: as for ``PhotaClient.edit``.
-            client_request_id, callback_url, timeout: as for ``submit_generate``.
+            prompt: as for ``PhotaClient.edit``.
+            images: as for ``PhotaClient.edit``.
+            client_request_id: as for ``submit_generate``.
+            callback_url: as for ``submit_generate``.
+            timeout: as for ``submit_generate``.
             **options: see ``EditOptions``.
 
         Returns:
@@ -118,7 +121,9 @@ class Jobs:
 
         Args:
             image: as for ``PhotaClient.enhance``.
-            client_request_id, callback_url, timeout: as for ``submit_generate``.
+            client_request_id: as for ``submit_generate``.
+            callback_url: as for ``submit_generate``.
+            timeout: as for ``submit_generate``.
             **options: see ``EnhanceOptions``.
 
         Returns:
@@ -146,8 +151,11 @@ class Jobs:
         """Submit a remix as a job.
 
         Args:
-            image, reference: as for ``PhotaClient.remix``.
-            client_request_id, callback_url, timeout: as for ``submit_generate``.
+            image: as for ``PhotaClient.remix``.
+            reference: as for ``PhotaClient.remix``.
+            client_request_id: as for ``submit_generate``.
+            callback_url: as for ``submit_generate``.
+            timeout: as for ``submit_generate``.
             **options: see ``RemixOptions``.
 
         Returns:

@@ -117,7 +117,7 @@ def next_delay(
 class PollPolicy:
     """How the SDK polls; the defaults follow Phota's documentation.
 
-    Args:
+    Attributes:
         profile_setup: cadence while a profile is ``VALIDATING`` or ``QUEUING``.
         profile_training: cadence once it is ``IN_PROGRESS`` (documented: every 10-30 s).
         job: cadence for asynchronous jobs.

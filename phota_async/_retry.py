@@ -119,7 +119,7 @@ def _count(_: Any, attribute: attrs.Attribute[int], value: Any) -> None:
 class RetryPolicy:
     """How hard to retry.
 
-    Args:
+    Attributes:
         max_attempts: attempts per call, the first included.
         initial_backoff: the first wait, in seconds, before jitter.
         max_backoff: the cap of the exponential wait.

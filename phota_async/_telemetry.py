@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 RECORD_PROMPTS_ENV: Final = "PHOTA_OTEL_RECORD_PROMPTS"
+"""The environment variable that, set to ``1``, records prompts in spans by default."""
 INSTRUMENTATION: Final = "phota_async"
 SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.26.0"
 # Waits last from a second (a job) to half an hour (training): buckets in seconds.
@@ -79,7 +80,7 @@ class Telemetry:
     was set when the client was created (spans then go wherever the global providers point
     later), or to choose providers and opt into prompts.
 
-    Args:
+    Attributes:
         record_prompts: put each call's prompt in its span as ``phota.prompt`` (prompts may be
             personal data: off by default; ``PHOTA_OTEL_RECORD_PROMPTS=1`` turns it on).
         tracer_provider: the ``TracerProvider`` to use; by default the global one.

@@ -74,7 +74,9 @@ from .models import Profile
 __all__ = ["DEFAULT_URL_TTL", "MAX_URL_TTL", "S3Uploader", "StorageError", "UploadProgress"]
 
 DEFAULT_URL_TTL = 24 * 3600
+"""How long presigned training-photo URLs live by default, in seconds (24 h)."""
 MAX_URL_TTL = 7 * 24 * 3600  # the longest a SigV4 presigned URL may live
+"""The longest ``url_ttl`` accepted, in seconds (7 days, the limit of SigV4 presigning)."""
 _CHUNK = 1 << 20
 # Bytes hashed on the loop itself; more goes to the I/O pool.
 _INLINE_HASH = 256 * 1024

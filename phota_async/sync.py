@@ -544,7 +544,8 @@ class PhotaClient(_Forwarder):
     while a call blocks cancels that call (the client stays usable).
 
     Args:
-        api_key, base_url: as for ``phota_async.PhotaClient``.
+        api_key: as for ``phota_async.PhotaClient``.
+        base_url: as for ``phota_async.PhotaClient``.
         **options: every other argument of ``phota_async.PhotaClient`` (``budget``,
             ``timeout``, ``poll``, ``max_concurrency``, ...).
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from ._client import PhotaClient
 
 SIGNATURE_HEADER = "X-Phota-Signature"
+"""The request header that carries a callback's signature (``t=<unix>,v1=<hex>``)."""
 DEFAULT_TOLERANCE = 300
 DEFAULT_REMEMBER = 1024
 DEFAULT_MAX_BODY = 1024 * 1024  # aiohttp's default request cap; a job object is a few kB

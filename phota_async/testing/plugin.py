@@ -43,6 +43,7 @@ def phota_emulator(request: pytest.FixtureRequest) -> Iterator[PhotaEmulator]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``phota_emulator`` marker, so that ``--strict-markers`` accepts it."""
     config.addinivalue_line(
         "markers", "phota_emulator(**options): options for the phota_emulator fixture"
     )

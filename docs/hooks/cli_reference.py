@@ -1,0 +1,49 @@
+"""MkDocs hook: the CLI reference is generated from the ``phota`` parser itself.
+
+The marker ``<!-- phota-cli-reference -->`` on a page is replaced by every command's ``--help``
+text, walked from ``build_parser()``, so the page cannot drift from the flags the CLI reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from phota_async._cli._parser import build_parser
+
+MARKER = "<!-- phota-cli-reference -->"
+WIDTH = "80"  # argparse wraps to $COLUMNS: fixed, so the page is the same on every machine
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parser and every sub-command parser under it, depth first, in declaration order."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _commands(sub)
+    return found
+
+
+def reference() -> str:
+    """Markdown: one section per command, its help text in a code block."""
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = WIDTH
+    try:
+        parts = []
+        for command in _commands(build_parser()):
+            parts.append(
+                f"### `{command.prog}`\n\n```text\n{command.format_help().rstrip()}\n```\n"
+            )
+        return "\n".join(parts)
+    finally:
+        if previous is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = previous
+
+
+def on_page_markdown(markdown: str, **kwargs: Any) -> str:
+    """Replace the marker with the generated reference on the page that has it."""
+    return markdown.replace(MARKER, reference()) if MARKER in markdown else markdown

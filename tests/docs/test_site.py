@@ -1,0 +1,116 @@
+"""The documentation site: it builds under `mkdocs build --strict`, and its API reference shows
+every public name of every public module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import pkgutil
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import phota_async
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "docs" / "reference"
+
+
+def _public_modules() -> list[str]:
+    """Every module of the package whose dotted name has no private part."""
+    names = ["phota_async"] + [
+        info.name
+        for info in pkgutil.walk_packages(phota_async.__path__, prefix="phota_async.")
+        if not any(part.startswith("_") for part in info.name.split("."))
+    ]
+    return sorted(names)
+
+
+def _public_names(module: str) -> list[str]:
+    """A module's public names: its ``__all__``, else the classes and functions it defines."""
+    mod = importlib.import_module(module)
+    if hasattr(mod, "__all__"):
+        names = list(mod.__all__)
+    else:
+        names = [
+            name
+            for name, value in vars(mod).items()
+            if (inspect.isclass(value) or inspect.isfunction(value))
+            and getattr(value, "__module__", None) == module
+        ]
+    return [name for name in names if not name.startswith("_")]
+
+
+def _page_of(module: str) -> Path:
+    """The reference page whose `:::` directive renders the module."""
+    for page in sorted(REFERENCE.glob("*.md")):
+        if re.search(rf"^::: {re.escape(module)}$", page.read_text(), re.MULTILINE):
+            return page
+    raise AssertionError(f"no page under docs/reference renders {module}")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site built once with strict checks; the build's output is shown if it fails."""
+    out = tmp_path_factory.mktemp("site")
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(out)],
+        cwd=ROOT,  # the changelog snippet is found relative to the repository root
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+@pytest.mark.parametrize("module", _public_modules())
+def test_every_public_module_has_a_reference_page(module: str) -> None:
+    """Each public module is rendered by a `::: module` directive on a reference page."""
+    assert _page_of(module).exists()
+
+
+def test_every_public_name_is_rendered_in_the_reference(site: Path) -> None:
+    """Every public name has an anchor in its module's built page (a name without a docstring
+    is left out by the renderer, so an undocumented public name fails here)."""
+    missing = []
+    for module in _public_modules():
+        page = site / "reference" / _page_of(module).stem / "index.html"
+        anchors = set(re.findall(r'id="([^"]+)"', page.read_text()))
+        missing += [
+            f"{module}.{n}" for n in _public_names(module) if f"{module}.{n}" not in anchors
+        ]
+    assert missing == []
+
+
+def test_the_changelog_page_includes_changelog_md(site: Path) -> None:
+    """The Changelog page shows CHANGELOG.md itself, not a copy that could drift."""
+    first_entry = next(
+        line[3:].strip()
+        for line in (ROOT / "CHANGELOG.md").read_text().splitlines()
+        if line.startswith("## ")
+    )
+    page = (site / "changelog" / "index.html").read_text()
+    assert first_entry.split("]")[0].lstrip("[") in page
+
+
+def test_the_cli_reference_shows_every_commands_help(site: Path) -> None:
+    """The CLI page carries the help of every command and sub-command of the `phota` parser."""
+    from phota_async._cli._parser import build_parser
+
+    page = (site / "cli" / "index.html").read_text()
+    commands = [build_parser()]
+    progs = []
+    while commands:
+        command = commands.pop()
+        progs.append(command.prog)
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                commands += action.choices.values()
+    missing = [prog for prog in progs if f'<code>{prog}</code><a class="headerlink"' not in page]
+    assert len(progs) > 10
+    assert missing == []

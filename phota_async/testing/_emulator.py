@@ -456,9 +456,18 @@ class PhotaEmulator:
         ]
 
     def add_profile(
-        self, *, tag: str | None = None, tier: str = "fast", training_seconds: float = 0.0
+        self,
+        *,
+        tag: str | None = None,
+        tier: str = "fast",
+        training_seconds: float = 0.0,
+        profile_id: str | None = None,
     ) -> str:
         """Create a profile whose photos are already validated, without a charge; return its id.
+
+        ``profile_id`` chooses the id (``prof_`` then letters, digits, ``_`` or ``-``; 64
+        characters at most), for code and documentation that name a fixed one; by default a
+        new id is made.
 
         It is READY at once by default, for tests that need a trained subject without waiting
         for one; with ``training_seconds`` it goes through ``QUEUING`` and ``IN_PROGRESS`` and
@@ -469,7 +478,7 @@ class PhotaEmulator:
             raise RuntimeError("the emulator is not running")
         if not training_seconds >= 0:
             raise ValueError("training_seconds must be >= 0")
-        return self._state.add_ready_profile(tag, tier, training_seconds)
+        return self._state.add_ready_profile(tag, tier, training_seconds, profile_id)
 
     def set_profile_status(self, profile_id: str, status: str, message: str | None = None) -> None:
         """Force a profile into a status (``INACTIVE``, ``ERROR`` ...), overriding its clock."""

@@ -475,11 +475,24 @@ class EmulatorState:
 
     # -- profiles ----------------------------------------------------------------------------
 
-    def add_ready_profile(self, tag: str | None, tier: str, training_seconds: float = 0.0) -> str:
-        """A validated profile with a synthetic face, READY after ``training_seconds``."""
+    def add_ready_profile(
+        self,
+        tag: str | None,
+        tier: str,
+        training_seconds: float = 0.0,
+        profile_id: str | None = None,
+    ) -> str:
+        """A validated profile with a synthetic face, READY after ``training_seconds``; with
+        the given id, or a new one."""
+        if profile_id is not None and (
+            not profile_id.startswith("prof_") or not ID_PATTERN.fullmatch(profile_id)
+        ):
+            raise ValueError(f"profile_id: {profile_id!r} is not a profile id (prof_ + letters)")
+        if profile_id is not None and profile_id in self.profiles:
+            raise ValueError(f"profile_id: {profile_id!r} exists already")
         now = self.now()
         record = ProfileRecord(
-            id=self.new_id("prof_"),
+            id=profile_id or self.new_id("prof_"),
             tier=tier,
             tag=tag,
             image_urls=[],

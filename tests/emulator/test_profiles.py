@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 
 from phota_async.testing import PhotaEmulator
 from tests.conftest import decode, jpeg_bytes, local_server
@@ -220,3 +221,20 @@ async def test_added_profile_is_ready_at_once_by_default(
     profile_id = emu.add_profile()
     async with http.get(f"{P}/profiles/{profile_id}/status") as resp:
         assert (await resp.json())["status"] == "READY"
+
+
+async def test_add_profile_takes_a_chosen_id(
+    http: aiohttp.ClientSession, emu: PhotaEmulator
+) -> None:
+    """add_profile(profile_id=...) makes a READY profile under that id, served by the API."""
+    assert emu.add_profile(profile_id="prof_docs01") == "prof_docs01"
+    assert (await status_of(http, "prof_docs01"))["status"] == "READY"
+
+
+async def test_add_profile_refuses_a_taken_or_malformed_id(emu: PhotaEmulator) -> None:
+    """A chosen id that exists already, or is not prof_ and id characters, is refused by name."""
+    emu.add_profile(profile_id="prof_docs02")
+    with pytest.raises(ValueError, match="profile_id: 'prof_docs02' exists already"):
+        emu.add_profile(profile_id="prof_docs02")
+    with pytest.raises(ValueError, match="profile_id: 'job_x' is not a profile id"):
+        emu.add_profile(profile_id="job_x")

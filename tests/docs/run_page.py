@@ -1,0 +1,156 @@
+"""Run one documentation page's code blocks, in order, in the current folder (the reader's
+folder): ``python run_page.py BLOCKS.json``. Started by ``test_code_blocks.py`` in a fresh
+process whose environment points the SDK at an emulator; see ``blocks.py`` for the rules.
+
+Exit status 0 when every block ran; otherwise the failing block's traceback, whose frames name
+the Markdown page and line, and status 1.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import importlib
+import inspect
+import json
+import shlex
+import subprocess
+import sys
+import tomllib
+import traceback
+from pathlib import Path
+from typing import Any
+
+COMMAND_TIMEOUT = 180.0
+_EXTRAS_FILE = Path(__file__).resolve().parents[2] / "pyproject.toml"
+
+
+class BlockFailed(Exception):
+    """A block did not run; the message names its page and line."""
+
+
+def main(blocks_file: str) -> int:
+    blocks: list[dict[str, Any]] = json.loads(Path(blocks_file).read_text())
+    sys.path.insert(0, str(Path.cwd()))
+    namespace: dict[str, Any] = {"__name__": "__docs__", "__builtins__": __builtins__}
+    ran = 0
+    with asyncio.Runner() as runner:
+        for block in blocks:
+            try:
+                ran += _run(block, namespace, runner)
+            except BlockFailed as failure:
+                print(f"FAILED {failure}", file=sys.stderr)
+                return 1
+            except BaseException:
+                print(f"FAILED {block['where']}: the block raised", file=sys.stderr)
+                traceback.print_exc()
+                return 1
+    print(f"ran {ran} blocks")
+    return 0
+
+
+def _run(block: dict[str, Any], namespace: dict[str, Any], runner: asyncio.Runner) -> int:
+    """Run one block; return 1 if it was run or checked, 0 if it is shown only."""
+    lang, code, where = block["lang"], block["code"], block["where"]
+    if lang in {"python", "py"}:
+        if block["title"]:
+            _write_module(block)
+        else:
+            _exec(code, block["page"], block["line"], namespace, runner)
+        return 1
+    if lang in {"bash", "console", "shell", "sh"}:
+        if any(d.startswith("shown") for d in block["directives"]):
+            return 0
+        return 1 if _shell(code, where) else 0
+    if lang == "toml":
+        tomllib.loads(code)
+        return 1
+    if lang == "json":
+        json.loads(code)
+        return 1
+    return 0
+
+
+def _exec(
+    code: str, page: str, line: int, namespace: dict[str, Any], runner: asyncio.Runner
+) -> None:
+    """Execute Python in the page's namespace; top-level awaits run on the page's loop."""
+    source = "\n" * (line - 1) + code  # so tracebacks name the Markdown line
+    compiled = compile(source, page, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    result = eval(compiled, namespace)  # the documentation's own code
+    if inspect.iscoroutine(result):
+        runner.run(result)
+
+
+def _write_module(block: dict[str, Any]) -> None:
+    """Write a titled block to its file; run it with pytest if it is a test module, else
+    import it."""
+    path = Path(block["title"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(block["code"])
+    if path.name.startswith("test_"):
+        _command(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(path)],
+            block["where"],
+        )
+    elif path.suffix == ".py" and path.parent == Path("."):
+        importlib.import_module(path.stem)
+
+
+def _shell(code: str, where: str) -> bool:
+    """Run a shell block's phota, pytest and python commands; check its pip installs. Return
+    whether any line was run or checked."""
+    acted = False
+    for raw in code.splitlines():
+        line = raw.strip().removeprefix("$ ").strip()
+        if not line or line.startswith("#"):
+            continue
+        for command in (part.strip() for part in line.split("&&")):
+            argv = shlex.split(command, comments=True)
+            if not argv:
+                continue
+            program = Path(argv[0]).name
+            if program == "pip" and argv[1:2] == ["install"]:
+                _check_extras(argv[2:], where)
+                acted = True
+            elif program == "phota":
+                _command([str(Path(sys.executable).with_name("phota")), *argv[1:]], where)
+                acted = True
+            elif program == "pytest":
+                _command(
+                    [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *argv[1:]], where
+                )
+                acted = True
+            elif program in {"python", "python3"} and argv[1:2] != ["-m"]:
+                _command([sys.executable, *argv[1:]], where)
+                acted = True
+    return acted
+
+
+def _check_extras(args: list[str], where: str) -> None:
+    """Every ``[extra]`` a pip install line names is an extra of the project."""
+    known = set(tomllib.loads(_EXTRAS_FILE.read_text())["project"]["optional-dependencies"])
+    for arg in args:
+        if "[" in arg and arg.endswith("]"):
+            wanted = set(arg[arg.index("[") + 1 : -1].split(","))
+            if unknown := wanted - known:
+                raise BlockFailed(f"{where}: pip install names unknown extras {sorted(unknown)}")
+
+
+def _command(argv: list[str], where: str) -> None:
+    """Run a command to completion; its output is shown, and a failure names the block."""
+    shown = shlex.join([Path(argv[0]).name, *argv[1:]])
+    print(f"$ {shown}", flush=True)
+    try:
+        done = subprocess.run(argv, timeout=COMMAND_TIMEOUT, capture_output=True, text=True)
+    except subprocess.TimeoutExpired as exc:
+        raise BlockFailed(f"{where}: `{shown}` ran over {COMMAND_TIMEOUT:.0f} s") from exc
+    print(done.stdout + done.stderr, flush=True)
+    if done.returncode != 0:
+        raise BlockFailed(
+            f"{where}: `{shown}` exited {done.returncode}\n{done.stdout}{done.stderr}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,165 @@
+"""Every code block of the documentation runs: each page's blocks, in order, in a fresh process
+whose folder holds the photos the pages name and whose environment points the SDK at a running
+emulator (and S3 at a local moto server), so the docs cannot drift from the code.
+
+How each kind of block is run is in ``tests/docs/blocks.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from phota_async.testing import PhotaEmulator
+from tests.docs.blocks import RUN_LANGS, SHELL_LANGS, Block, parse
+from tests.helpers import jpeg_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNNER = Path(__file__).with_name("run_page.py")
+PAGE_TIMEOUT = 600.0
+
+# The pages whose blocks run: every hand-written page (the API reference is generated from
+# docstrings, the changelog is prose) and the README.
+PAGES = sorted(
+    p
+    for p in [ROOT / "README.md", *(ROOT / "docs").rglob("*.md")]
+    if "reference" not in p.relative_to(ROOT).parts
+    and any(b.lang in RUN_LANGS | SHELL_LANGS for b in parse(p, ROOT))
+)
+
+# The reader's folder: the files the pages' examples open, by name.
+READER_FILES: dict[str, tuple[int, tuple[int, int]]] = {
+    # name: (seed of the synthetic portrait, size)
+    "dark.jpg": (1, (160, 200)),
+    "photo.jpg": (2, (160, 200)),
+    "portrait.jpg": (3, (160, 200)),
+    "group.jpg": (4, (240, 160)),
+    "me.jpg": (5, (160, 200)),
+    "style.jpg": (6, (160, 200)),
+    **{f"photos/{i:02d}.jpg": (10 + i, (160, 200)) for i in range(1, 7)},
+}
+BUCKET = "my-bucket"  # the S3 bucket the pages use, made on the local S3 server
+_PROFILE_ID = re.compile(r"\bprof_[A-Za-z0-9]{4,}\b")
+
+
+def _marks(page: Path) -> list[pytest.MarkDecorator]:
+    """A page with a ``docs-test: ray`` block runs in the Ray step."""
+    blocks = parse(page, ROOT)
+    return [pytest.mark.ray] if any("ray" in b.directives for b in blocks) else []
+
+
+@pytest.fixture
+def reader_folder(tmp_path: Path) -> Path:
+    """A folder with the photos the pages open."""
+    for name, (seed, size) in READER_FILES.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(jpeg_bytes(seed, size))
+    return tmp_path
+
+
+@pytest.fixture
+def docs_emulator() -> Iterator[PhotaEmulator]:
+    """An emulator on its own thread with quick trainings, as a reader's test account."""
+    with PhotaEmulator(training_seconds=0.5, validation_seconds=0.05, max_output_side=256) as emu:
+        yield emu
+
+
+def _run_blocks(
+    blocks: list[Block], folder: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run blocks with ``run_page.py`` in a fresh process, in the folder, with warnings as
+    errors."""
+    spec = folder.parent / f"{folder.name}-blocks.json"
+    spec.write_text(json.dumps([{**vars(b), "where": b.where} for b in blocks]))
+    return subprocess.run(
+        [sys.executable, "-W", "error", str(RUNNER), str(spec)],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PAGE_TIMEOUT,
+    )
+
+
+@pytest.mark.parametrize(
+    "page",
+    [pytest.param(p, id=p.relative_to(ROOT).as_posix(), marks=_marks(p)) for p in PAGES],
+)
+def test_every_code_block_of_the_page_runs(
+    page: Path,
+    reader_folder: Path,
+    docs_emulator: PhotaEmulator,
+    s3_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The page's Python blocks run in order against the emulator, its commands exit 0, its
+    TOML and JSON parse."""
+    for profile_id in sorted(set(_PROFILE_ID.findall(page.read_text()))):
+        docs_emulator.add_profile(profile_id=profile_id)
+    _make_bucket(s3_env)
+    env = {
+        **os.environ,
+        "PHOTA_API_KEY": docs_emulator.api_key,
+        "PHOTA_BASE_URL": docs_emulator.base_url,
+        "AWS_ENDPOINT_URL": s3_env,
+    }
+    env.pop("PHOTA_KEY", None)
+    done = _run_blocks(parse(page, ROOT), reader_folder, env)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _make_bucket(endpoint: str) -> None:
+    """The pages' bucket on the local S3 server (moto takes unsigned requests)."""
+    request = urllib.request.Request(f"{endpoint}/{BUCKET}", method="PUT")
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:  # made for an earlier page
+            raise
+
+
+def test_a_failing_block_fails_the_page_naming_its_line(tmp_path: Path) -> None:
+    """A block that raises stops the page, and the report names the page and line."""
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n\n```python\nx = 1\n```\n\nText.\n\n```python\nassert x == 2\n```\n")
+    folder = tmp_path / "reader"
+    folder.mkdir()
+    done = _run_blocks(parse(page, tmp_path), folder, dict(os.environ))
+    assert done.returncode == 1
+    assert 'File "page.md", line 10' in done.stderr
+    assert "FAILED page.md:10" in done.stderr
+
+
+def test_blocks_of_a_page_share_names_and_one_event_loop(tmp_path: Path) -> None:
+    """A later block sees an earlier block's names and awaits on the same loop."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\nimport asyncio\n\nawait asyncio.sleep(0)\nloop = asyncio.get_running_loop()\n```\n"
+        "```python\nawait asyncio.sleep(0)\nassert asyncio.get_running_loop() is loop\n```\n"
+    )
+    folder = tmp_path / "reader"
+    folder.mkdir()
+    done = _run_blocks(parse(page, tmp_path), folder, dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    assert "ran 2 blocks" in done.stdout
+
+
+def test_a_pip_line_naming_an_unknown_extra_fails(tmp_path: Path) -> None:
+    """An install command must name extras the project has."""
+    page = tmp_path / "page.md"
+    page.write_text("```bash\npip install 'phota-async[s3,nonesuch]'\n```\n")
+    folder = tmp_path / "reader"
+    folder.mkdir()
+    done = _run_blocks(parse(page, tmp_path), folder, dict(os.environ))
+    assert done.returncode == 1
+    assert "unknown extras ['nonesuch']" in done.stderr

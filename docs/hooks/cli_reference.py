@@ -1,18 +1,22 @@
 """MkDocs hook: the CLI reference is generated from the ``phota`` parser itself.
 
-The marker ``<!-- phota-cli-reference -->`` on a page is replaced by every command's ``--help``
-text, walked from ``build_parser()``, so the page cannot drift from the flags the CLI reads.
+The marker ``<!-- phota-cli-reference -->``, on a line of its own, is replaced by every
+command's ``--help`` text, walked from ``build_parser()``, so the page cannot drift from the
+flags the CLI reads.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from typing import Any
 
 from phota_async._cli._parser import build_parser
 
 MARKER = "<!-- phota-cli-reference -->"
+# Only a line that is the marker alone: a page may name the marker in prose or code.
+_MARKER_LINE = re.compile(rf"^{re.escape(MARKER)}[ \t]*$", re.MULTILINE)
 WIDTH = "80"  # argparse wraps to $COLUMNS: fixed, so the page is the same on every machine
 
 
@@ -45,5 +49,5 @@ def reference() -> str:
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
-    """Replace the marker with the generated reference on the page that has it."""
-    return markdown.replace(MARKER, reference()) if MARKER in markdown else markdown
+    """Replace the marker line with the generated reference on the page that has it."""
+    return _MARKER_LINE.sub(lambda _: reference(), markdown)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tomllib
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ class BlockFailed(Exception):
 def main(blocks_file: str) -> int:
     blocks: list[dict[str, Any]] = json.loads(Path(blocks_file).read_text())
     sys.path.insert(0, str(Path.cwd()))
+    # Warnings are errors (-W error), except Ray's deprecations of its own internals, which the
+    # Ray tests ignore too.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")
     namespace: dict[str, Any] = {"__name__": "__docs__", "__builtins__": __builtins__}
     ran = 0
     with asyncio.Runner() as runner:

@@ -33,9 +33,10 @@ _RUN_WITH = {"slow": "-m slow", "ray": "-m ray -n 0"}
 
 
 @dataclass(frozen=True)
-class Test:
+class Proof:
     """One test function of a module: its name (``Class::name`` for a method), docstring,
-    marker names (its own, its class's and the module's ``pytestmark``) and source."""
+    marker names (its own, its class's and the module's ``pytestmark``), source (from its
+    first decorator) and the line where that source starts."""
 
     name: str
     docstring: str
@@ -50,9 +51,9 @@ class Module:
 
     path: str
     docstring: str
-    tests: tuple[Test, ...]
+    tests: tuple[Proof, ...]
 
-    def get(self, name: str) -> Test | None:
+    def get(self, name: str) -> Proof | None:
         """The test called ``name``, or None."""
         return next((test for test in self.tests if test.name == name), None)
 
@@ -93,21 +94,21 @@ def _source(text: str, node: ast.FunctionDef | ast.AsyncFunctionDef, indent: int
 
 def _tests_of(
     text: str, body: list[ast.stmt], inherited: list[str], prefix: str, indent: int
-) -> list[Test]:
+) -> list[Proof]:
     """The test functions among ``body`` (and the methods of its ``Test*`` classes)."""
-    found: list[Test] = []
+    found: list[Proof] = []
     for node in body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith(
             "test"
         ):
             markers = inherited + [n for d in node.decorator_list for n in _marker_names(d)]
             found.append(
-                Test(
+                Proof(
                     name=prefix + node.name,
                     docstring=ast.get_docstring(node) or "",
                     markers=tuple(dict.fromkeys(markers)),
                     source=_source(text, node, indent),
-                    line=node.lineno,
+                    line=min([node.lineno, *(d.lineno for d in node.decorator_list)]),
                 )
             )
         elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
@@ -174,6 +175,7 @@ class Proofs:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.modules: dict[str, Module] = {}
+        self.cited_by: dict[str, list[str]] = {}  # module -> the pages that name its tests
 
     def check(self, page: str, markdown: str) -> list[tuple[str, str]]:
         """The page's references, each checked to name an existing test (else PluginError)."""
@@ -183,6 +185,8 @@ class Proofs:
                 if not (self.root / module).is_file():
                     raise PluginError(f"{page} names `{module}::{test}`: {module} does not exist")
                 self.modules[module] = read_module(self.root, module)
+            if page not in self.cited_by.setdefault(module, []):
+                self.cited_by[module].append(page)
             if self.modules[module].get(test) is None:
                 raise PluginError(
                     f"{page} names `{module}::{test}`: {module} has no test called {test}"
@@ -214,12 +218,18 @@ def _fenced(code: str, lang: str) -> str:
     return f"{fence}{lang}\n{code}\n{fence}"
 
 
-def render(module: Module) -> str:
-    """The Markdown page of a test module: its docstring, then one section per test."""
-    back = posixpath.relpath("guarantees.md", posixpath.dirname(proof_page(module.path)))
+def render(module: Module, cited_by: list[str]) -> str:
+    """The Markdown page of a test module: where it is cited, its docstring, then one section
+    per test."""
+    here = posixpath.dirname(proof_page(module.path))
+    pages = ", ".join(
+        f"[{posixpath.splitext(posixpath.basename(page))[0].replace('-', ' ')}]"
+        f"({posixpath.relpath(page, here)})"
+        for page in cited_by
+    )
     parts = [
         f"# {posixpath.basename(module.path)}\n",
-        f"`{module.path}`: tests that prove the [guarantees]({back}).\n",
+        f"`{module.path}`: its tests prove what {pages} promise.\n",
     ]
     if module.docstring:
         parts.append(module.docstring + "\n")
@@ -249,7 +259,7 @@ def on_files(files: Files, config: MkDocsConfig, **kwargs: Any) -> Files:
             File.generated(
                 config,
                 proof_page(path),
-                content=render(module),
+                content=render(module, _proofs.cited_by[path]),
                 inclusion=InclusionLevel.NOT_IN_NAV,
             )
         )

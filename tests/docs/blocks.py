@@ -13,7 +13,8 @@ line above its fence:
 - ``bash``/``console``/``shell``: each command line runs if it is a ``phota``, ``pytest`` or
   ``python`` command; ``pip install`` lines are checked to name extras that exist; other lines
   (``python3 -m venv``, ``cd``) are shown only.
-- ``toml``/``json``: parsed.
+- ``toml``/``json``: parsed. A ``toml`` or ``ini`` block with ``title="pyproject.toml"`` (or
+  ``pytest.ini``...) is also written to that file, so the page's later tests run under it.
 - ``<!-- docs-test: ray -->`` above a block: the page's test is marked ``ray`` (it needs a local
   Ray instance, and runs in that CI step).
 - ``<!-- docs-test: shown: <reason> -->`` above a shell block: its commands are shown only (a

@@ -66,9 +66,13 @@ def _run(block: dict[str, Any], namespace: dict[str, Any], runner: asyncio.Runne
         if any(d.startswith("shown") for d in block["directives"]):
             return 0
         return 1 if _shell(code, where) else 0
+    if lang in {"toml", "ini"} and block["title"]:
+        Path(block["title"]).write_text(code)  # pyproject.toml, pytest.ini: read by later tests
     if lang == "toml":
         tomllib.loads(code)
         return 1
+    if lang == "ini":
+        return int(bool(block["title"]))
     if lang == "json":
         json.loads(code)
         return 1

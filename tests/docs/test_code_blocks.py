@@ -163,3 +163,18 @@ def test_a_pip_line_naming_an_unknown_extra_fails(tmp_path: Path) -> None:
     done = _run_blocks(parse(page, tmp_path), folder, dict(os.environ))
     assert done.returncode == 1
     assert "unknown extras ['nonesuch']" in done.stderr
+
+
+def test_a_titled_config_block_is_written_for_the_later_tests(tmp_path: Path) -> None:
+    """A ``title="pyproject.toml"`` block lands in the reader's folder before later blocks run."""
+    page = tmp_path / "page.md"
+    page.write_text(
+        '```toml title="pyproject.toml"\n[tool.pytest.ini_options]\nasyncio_mode = "auto"\n```\n'
+        "```python\nfrom pathlib import Path\n\n"
+        "assert 'auto' in Path('pyproject.toml').read_text()\n```\n"
+    )
+    folder = tmp_path / "reader"
+    folder.mkdir()
+    done = _run_blocks(parse(page, tmp_path), folder, dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    assert "ran 2 blocks" in done.stdout

@@ -1,6 +1,6 @@
 """Every error the SDK raises. All of them derive from ``PhotaError``.
 
-```
+```text
 PhotaError
 ├── InvalidRequestError (also ValueError)  refused before any request was sent
 ├── TransportError                         no usable response came back
@@ -9,7 +9,7 @@ PhotaError
 │   ├── ReadTimeoutError                   the server did not answer in time
 │   └── ResponseRefusedError               an answer the SDK will not take (a redirect
 │       │                                  to another host); the same again on a retry
-│       └── ResponseTooLargeError          a body or image passed its size cap (``.limit``)
+│       └── ResponseTooLargeError          a body or image passed its size cap (.limit)
 ├── OutcomeUnknownError                    a paid POST may or may not have been processed
 ├── BudgetExceededError                    a paid call would pass the budget; not sent
 ├── ResponseValidationError                a response did not have the documented shape
@@ -22,14 +22,14 @@ PhotaError
 │   ├── PermissionDeniedError              403
 │   ├── NotFoundError                      404
 │   ├── PayloadTooLargeError               413
-│   ├── UnprocessableEntityError           422 (``.errors`` holds the FastAPI detail list)
-│   ├── RateLimitError                     429 (``.retry_after``)
+│   ├── UnprocessableEntityError           422 (.errors holds the FastAPI detail list)
+│   ├── RateLimitError                     429 (.retry_after)
 │   └── ServerError                        5xx
 │       ├── ServiceUnavailableError        503
 │       └── GatewayTimeoutError            504 (refunded by the server)
-├── WaitTimeoutError (also TimeoutError)   a wait's deadline passed (``.last`` snapshot)
-├── ProfileTrainingError                   a profile ended ERROR or INACTIVE (``.profile``)
-└── JobFailedError                         a job ended FAILED (``.job``)
+├── WaitTimeoutError (also TimeoutError)   a wait's deadline passed (.last snapshot)
+├── ProfileTrainingError                   a profile ended ERROR or INACTIVE (.profile)
+└── JobFailedError                         a job ended FAILED (.job)
 ```
 
 Every error has ``request_ids``: the ``X-Request-Id`` of each attempt, oldest first, so that a

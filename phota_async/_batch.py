@@ -516,7 +516,8 @@ class BatchRun(Generic[I]):
     The one right way to consume it is ``async for``, optionally inside ``async with``:
 
     ```python
-    async for item in phota.enhance_many(paths, out_dir="out", manifest="run.manifest"):
+    run = phota.enhance_many(paths, out_dir="out", manifest="run.manifest")
+    async for item in run:
         ...
     ```
 

@@ -591,7 +591,8 @@ class PhotaClient:
         The one right way to consume the run:
 
         ```python
-        async for item in phota.enhance_many(paths, out_dir="out", manifest="run.manifest"):
+        run = phota.enhance_many(paths, out_dir="out", manifest="run.manifest")
+        async for item in run:
             if not item.ok:
                 print(item.input, item.pending or item.error)
         ```

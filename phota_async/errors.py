@@ -4,15 +4,20 @@
 PhotaError
 ├── InvalidRequestError (also ValueError)  refused before any request was sent
 ├── TransportError                         no usable response came back
-│   ├── ConnectError                       could not connect; the request was not sent
+│   ├── ConnectError                       could not connect; nothing was sent
 │   ├── ConnectionLostError                the connection broke mid-call
 │   ├── ReadTimeoutError                   the server did not answer in time
-│   └── ResponseRefusedError               an answer the SDK will not take (a redirect
-│       │                                  to another host); the same again on a retry
-│       └── ResponseTooLargeError          a body or image passed its size cap (.limit)
-├── OutcomeUnknownError                    a paid POST may or may not have been processed
-├── BudgetExceededError                    a paid call would pass the budget; not sent
-├── ResponseValidationError                a response did not have the documented shape
+│   └── ResponseRefusedError               an answer the SDK will not take (a
+│       │                                  redirect to another host); the
+│       │                                  same again on a retry
+│       └── ResponseTooLargeError          a body or image passed its size
+│                                          cap (.limit)
+├── OutcomeUnknownError                    a paid POST may or may not have
+│                                          been processed
+├── BudgetExceededError                    a paid call would pass the budget;
+│                                          not sent
+├── ResponseValidationError                a response did not have the
+│                                          documented shape
 ├── APIError                               the API answered with an error status
 │   ├── BadRequestError                    400
 │   │   ├── ContentModerationError         400 CONTENT_MODERATION
@@ -22,13 +27,15 @@ PhotaError
 │   ├── PermissionDeniedError              403
 │   ├── NotFoundError                      404
 │   ├── PayloadTooLargeError               413
-│   ├── UnprocessableEntityError           422 (.errors holds the FastAPI detail list)
+│   ├── UnprocessableEntityError           422 (.errors: FastAPI's detail list)
 │   ├── RateLimitError                     429 (.retry_after)
 │   └── ServerError                        5xx
 │       ├── ServiceUnavailableError        503
 │       └── GatewayTimeoutError            504 (refunded by the server)
-├── WaitTimeoutError (also TimeoutError)   a wait's deadline passed (.last snapshot)
-├── ProfileTrainingError                   a profile ended ERROR or INACTIVE (.profile)
+├── WaitTimeoutError (also TimeoutError)   a wait's deadline passed (.last: the
+│                                          last snapshot)
+├── ProfileTrainingError                   a profile ended ERROR or INACTIVE
+│                                          (.profile)
 └── JobFailedError                         a job ended FAILED (.job)
 ```
 

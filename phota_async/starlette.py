@@ -10,7 +10,7 @@ client's waiters on the job are nudged. Use it as a FastAPI route or a Starlette
 from phota_async.starlette import webhook_endpoint
 
 hook = webhook_endpoint(phota.webhook_secret, on_job, client=phota)
-app.add_api_route("/phota-hook", hook, methods=["POST"], include_in_schema=False)
+app.add_api_route("/phota-hook", hook, methods=["POST"])
 # or: Starlette(routes=[Route("/phota-hook", hook, methods=["POST"])])
 ```
 

@@ -1,9 +1,12 @@
 """A blocking facade for scripts and notebooks: ``phota_async.sync.PhotaClient``.
 
 ```python
+from pathlib import Path
+
 from phota_async.sync import PhotaClient
 
-with PhotaClient() as phota:                      # PHOTA_API_KEY from the environment
+# The API key comes from PHOTA_API_KEY in the environment.
+with PhotaClient() as phota:
     result = phota.enhance(Path("dark.jpg"))
     result.save("out/")
 ```

@@ -628,8 +628,13 @@ class PhotaEnhance(_Studio):
 
     ```python
     ds = ray.data.read_binary_files("photos/", include_paths=True)
-    out = ds.map_batches(PhotaEnhance, fn_constructor_kwargs={"run_id": "nightly-1127"},
-                         concurrency=8, batch_size=16, num_cpus=0.25)
+    out = ds.map_batches(
+        PhotaEnhance,
+        fn_constructor_kwargs={"run_id": "nightly-1127"},
+        concurrency=8,
+        batch_size=16,
+        num_cpus=0.25,
+    )
     ```
 
     Args:

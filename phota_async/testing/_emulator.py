@@ -30,11 +30,16 @@ class PhotaEmulator:
     Use it in one of three ways:
 
     ```python
-    async with PhotaEmulator() as emu:      # served by the running event loop
+    # served by the running event loop
+    async with PhotaEmulator() as emu:
         ...
-    with PhotaEmulator() as emu:            # served by a background thread with its own loop
+
+    # served by a background thread with its own loop
+    with PhotaEmulator() as emu:
         ...
-    def test_x(phota_emulator): ...         # the pytest fixture (a threaded emulator)
+
+    # the pytest fixture (a threaded emulator)
+    def test_x(phota_emulator): ...
     ```
 
     Either way ``emu.base_url`` and ``emu.api_key`` are what a client needs.

@@ -187,3 +187,19 @@ def test_the_site_loads_nothing_from_the_network(site: Path) -> None:
         for m in remote.finditer(page.read_text(errors="replace"))
     ]
     assert loads == []
+
+
+def test_code_examples_in_the_reference_fit_the_page_width(site: Path) -> None:
+    """The code blocks of docstrings (not the signatures, which are formatted) fit in 80
+    columns, the width a reference page's code block shows without scrolling."""
+    wide, examples = [], 0
+    for page in _reference_pages(site):
+        blocks = re.findall(r'<div class="([^"]*)"><pre\b(.*?)</pre>', page.read_text(), re.DOTALL)
+        for attrs, pre in blocks:
+            if "doc-signature" in attrs:
+                continue
+            examples += 1
+            text = html.unescape(re.sub(r"<[^>]+>", "", pre.split(">", 1)[1]))
+            wide += [f"{page.parent.name}: {line}" for line in text.splitlines() if len(line) > 80]
+    assert examples > 10
+    assert wide == []

@@ -1,9 +1,12 @@
 """Asyncio-first SDK for the Phota identity-preserving image API.
 
 ```python
+from pathlib import Path
+
 from phota_async import PhotaClient
 
-async with PhotaClient() as phota:            # PHOTA_API_KEY from the environment
+# The API key comes from PHOTA_API_KEY in the environment.
+async with PhotaClient() as phota:
     result = await phota.enhance(Path("dark.jpg"))
     await result.save("out/")
 ```

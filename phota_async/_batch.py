@@ -513,10 +513,13 @@ def _check_arguments(
 class BatchRun(Generic[I]):
     """A running batch: iterate it for items as they complete.
 
-    The one right way to consume it is ``async for``, optionally inside ``async with``::
+    The one right way to consume it is ``async for``, optionally inside ``async with``:
 
-        async for item in phota.enhance_many(paths, out_dir="out", manifest="run.manifest"):
-            ...
+    ```python
+    run = phota.enhance_many(paths, out_dir="out", manifest="run.manifest")
+    async for item in run:
+        ...
+    ```
 
     Breaking out of the loop (or leaving ``async with``, or ``aclose()``) cancels whatever is
     still running at once and waits for it; nothing outlives the run. At most ``concurrency``
@@ -665,10 +668,12 @@ class BatchRun(Generic[I]):
         every other item is, pending ones too (a rerun resumes them by key, which the server
         does not charge twice, so the total is an upper bound). Prices come from the client's
         table (``PhotaClient(prices=...)``). Estimate first, then consume the run, or close it
-        (``async with run:`` around both, or ``await run.aclose()``) if you do not go on::
+        (``async with run:`` around both, or ``await run.aclose()``) if you do not go on:
 
-            async with phota.enhance_many(paths, out_dir="out", manifest="run.db") as run:
-                print((await run.estimate()).line())
+        ```python
+        async with phota.enhance_many(paths, out_dir="out", manifest="run.db") as run:
+            print((await run.estimate()).line())
+        ```
 
         Returns:
             An ``Estimate`` (``total`` is ``None`` when the call's price is unknown).

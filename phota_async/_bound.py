@@ -19,14 +19,16 @@ from collections import deque
 class Bound:
     """At most ``limit`` holders at a time.
 
-    Use as::
+    Use as:
 
-        if not bound.try_take():
-            await bound.take()
-        try:
-            ...
-        finally:
-            bound.give()
+    ```python
+    if not bound.try_take():
+        await bound.take()
+    try:
+        ...
+    finally:
+        bound.give()
+    ```
     """
 
     __slots__ = ("_free", "_waiters")

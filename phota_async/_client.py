@@ -110,11 +110,13 @@ def _identity_options(options: Mapping[str, object]) -> dict[str, object]:
 class PhotaClient:
     """An asyncio client for the Phota API.
 
-    Use it as an async context manager, one per event loop, shared by every task::
+    Use it as an async context manager, one per event loop, shared by every task:
 
-        async with PhotaClient() as phota:
-            result = await phota.enhance(Path("dark.jpg"))
-            await result.save("out/")
+    ```python
+    async with PhotaClient() as phota:
+        result = await phota.enhance(Path("dark.jpg"))
+        await result.save("out/")
+    ```
 
     Args:
         api_key: the API key; by default ``PHOTA_API_KEY`` (or ``PHOTA_KEY``) from the environment.
@@ -262,9 +264,11 @@ class PhotaClient:
 
     @property
     def spend(self) -> Spend | None:
-        """A snapshot of the client's budget ledger: spent, refunded and pending (reserved for
-        calls in flight or of unknown outcome), overall and per endpoint; ``None`` without a
-        budget (``budget=math.inf`` tracks spending without a cap)."""
+        """A snapshot of the client's budget ledger, or ``None`` without a budget.
+
+        It holds what was spent, refunded and pending (reserved for calls in flight or of
+        unknown outcome), overall and per endpoint. ``budget=math.inf`` tracks spending
+        without a cap."""
         budget = self._session.guard.budget
         return budget.spend if budget is not None else None
 
@@ -584,11 +588,14 @@ class PhotaClient:
     ) -> BatchRun[Im]:
         """Enhance many photos, ``concurrency`` at a time; items arrive as they finish.
 
-        The one right way to consume the run::
+        The one right way to consume the run:
 
-            async for item in phota.enhance_many(paths, out_dir="out", manifest="run.manifest"):
-                if not item.ok:
-                    print(item.input, item.pending or item.error)
+        ```python
+        run = phota.enhance_many(paths, out_dir="out", manifest="run.manifest")
+        async for item in run:
+            if not item.ok:
+                print(item.input, item.pending or item.error)
+        ```
 
         Breaking out of the loop cancels the rest at once. At most ``concurrency`` items are
         started (and paid) ahead of those you have taken. The options are checked here, before

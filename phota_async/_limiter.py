@@ -131,20 +131,22 @@ class ThrottleStats:
 class Lane:
     """One class of requests with its own pace (see the module's theory of operation).
 
-    Use as::
+    Use as:
 
-        epoch = lane.epoch
-        if not lane.try_take():
-            if not lane.open:
-                await lane.turn()
-            if not bound.try_take():
-                await bound.take()
-        try:
-            response = ...
-        finally:
-            bound.give()
-        if response.status in THROTTLED or lane.rate is not None:
-            lane.answered(response.status, retry_after, epoch)
+    ```python
+    epoch = lane.epoch
+    if not lane.try_take():
+        if not lane.open:
+            await lane.turn()
+        if not bound.try_take():
+            await bound.take()
+    try:
+        response = ...
+    finally:
+        bound.give()
+    if response.status in THROTTLED or lane.rate is not None:
+        lane.answered(response.status, retry_after, epoch)
+    ```
     """
 
     __slots__ = (

@@ -79,10 +79,12 @@ def set_testing(enabled: bool = True) -> contextlib.AbstractContextManager[None]
     unchanged.
 
     Use it as a context manager, which restores the previous setting on leaving (also on an
-    error, and correctly when nested)::
+    error, and correctly when nested):
 
-        with phota_async.set_testing():
-            ...  # retries happen at once
+    ```python
+    with phota_async.set_testing():
+        ...  # retries happen at once
+    ```
 
     A plain call ``set_testing(True)`` still switches at once and stays switched until
     ``set_testing(False)``.

@@ -1,18 +1,23 @@
 """Every error the SDK raises. All of them derive from ``PhotaError``.
 
-```
+```text
 PhotaError
 ├── InvalidRequestError (also ValueError)  refused before any request was sent
 ├── TransportError                         no usable response came back
-│   ├── ConnectError                       could not connect; the request was not sent
+│   ├── ConnectError                       could not connect; nothing was sent
 │   ├── ConnectionLostError                the connection broke mid-call
 │   ├── ReadTimeoutError                   the server did not answer in time
-│   └── ResponseRefusedError               an answer the SDK will not take (a redirect
-│       │                                  to another host); the same again on a retry
-│       └── ResponseTooLargeError          a body or image passed its size cap (``.limit``)
-├── OutcomeUnknownError                    a paid POST may or may not have been processed
-├── BudgetExceededError                    a paid call would pass the budget; not sent
-├── ResponseValidationError                a response did not have the documented shape
+│   └── ResponseRefusedError               an answer the SDK will not take (a
+│       │                                  redirect to another host); the
+│       │                                  same again on a retry
+│       └── ResponseTooLargeError          a body or image passed its size
+│                                          cap (.limit)
+├── OutcomeUnknownError                    a paid POST may or may not have
+│                                          been processed
+├── BudgetExceededError                    a paid call would pass the budget;
+│                                          not sent
+├── ResponseValidationError                a response did not have the
+│                                          documented shape
 ├── APIError                               the API answered with an error status
 │   ├── BadRequestError                    400
 │   │   ├── ContentModerationError         400 CONTENT_MODERATION
@@ -22,14 +27,16 @@ PhotaError
 │   ├── PermissionDeniedError              403
 │   ├── NotFoundError                      404
 │   ├── PayloadTooLargeError               413
-│   ├── UnprocessableEntityError           422 (``.errors`` holds the FastAPI detail list)
-│   ├── RateLimitError                     429 (``.retry_after``)
+│   ├── UnprocessableEntityError           422 (.errors: FastAPI's detail list)
+│   ├── RateLimitError                     429 (.retry_after)
 │   └── ServerError                        5xx
 │       ├── ServiceUnavailableError        503
 │       └── GatewayTimeoutError            504 (refunded by the server)
-├── WaitTimeoutError (also TimeoutError)   a wait's deadline passed (``.last`` snapshot)
-├── ProfileTrainingError                   a profile ended ERROR or INACTIVE (``.profile``)
-└── JobFailedError                         a job ended FAILED (``.job``)
+├── WaitTimeoutError (also TimeoutError)   a wait's deadline passed (.last: the
+│                                          last snapshot)
+├── ProfileTrainingError                   a profile ended ERROR or INACTIVE
+│                                          (.profile)
+└── JobFailedError                         a job ended FAILED (.job)
 ```
 
 Every error has ``request_ids``: the ``X-Request-Id`` of each attempt, oldest first, so that a

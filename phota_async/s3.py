@@ -1,12 +1,14 @@
 """Training photos through S3 or any S3-compatible store (the ``[s3]`` extra).
 
 Phota trains profiles from photo URLs only. ``S3Uploader`` puts local photos into a bucket and
-hands Phota presigned GET URLs, so nothing has to be public::
+hands Phota presigned GET URLs, so nothing has to be public:
 
-    from phota_async.s3 import S3Uploader
+```python
+from phota_async.s3 import S3Uploader
 
-    async with S3Uploader("my-bucket", "phota/") as s3:
-        profile = await phota.profiles.create(paths, uploader=s3, wait=True)
+async with S3Uploader("my-bucket", "phota/") as s3:
+    profile = await phota.profiles.create(paths, uploader=s3, wait=True)
+```
 
 How it behaves, and why:
 

@@ -4,13 +4,15 @@
 ``webhook_handler()``, both being thin adapters of ``phota_async.webhooks.WebhookReceiver``:
 the raw body is read up to a cap and verified in constant time before it is parsed (401 for a
 bad signature), replays and out-of-order deliveries are dropped (204, nothing called), and the
-client's waiters on the job are nudged. Use it as a FastAPI route or a Starlette ``Route``::
+client's waiters on the job are nudged. Use it as a FastAPI route or a Starlette ``Route``:
 
-    from phota_async.starlette import webhook_endpoint
+```python
+from phota_async.starlette import webhook_endpoint
 
-    hook = webhook_endpoint(phota.webhook_secret, on_job, client=phota)
-    app.add_api_route("/phota-hook", hook, methods=["POST"], include_in_schema=False)
-    # or: Starlette(routes=[Route("/phota-hook", hook, methods=["POST"])])
+hook = webhook_endpoint(phota.webhook_secret, on_job, client=phota)
+app.add_api_route("/phota-hook", hook, methods=["POST"])
+# or: Starlette(routes=[Route("/phota-hook", hook, methods=["POST"])])
+```
 
 Importing ``phota_async`` never imports this module (nor Starlette).
 """
@@ -85,8 +87,9 @@ def webhook_endpoint(
             an async ``secret`` source may take (503 past it, as when it raises).
 
     Returns:
-        An ``async (request) -> response`` endpoint, for FastAPI's ``app.add_api_route(path,
-        endpoint, methods=["POST"])`` or Starlette's ``Route(path, endpoint, methods=["POST"])``.
+        An async endpoint taking a Starlette ``Request`` and returning a ``Response``: pass
+        it to FastAPI's ``app.add_api_route()`` or to Starlette's ``Route()``, with
+        ``methods=["POST"]``.
 
     Raises:
         InvalidRequestError: ``tolerance``, ``max_body`` or ``read_timeout`` is invalid.

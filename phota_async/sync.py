@@ -1,9 +1,12 @@
 """A blocking facade for scripts and notebooks: ``phota_async.sync.PhotaClient``.
 
 ```python
+from pathlib import Path
+
 from phota_async.sync import PhotaClient
 
-with PhotaClient() as phota:                      # PHOTA_API_KEY from the environment
+# The API key comes from PHOTA_API_KEY in the environment.
+with PhotaClient() as phota:
     result = phota.enhance(Path("dark.jpg"))
     result.save("out/")
 ```
@@ -350,11 +353,11 @@ def _job(portal: _Portal, job: models.Job) -> Job:
 class BatchRun(Generic[I]):
     """The blocking twin of ``phota_async.BatchRun``: iterate it for items as they finish.
 
-    ::
-
-        with phota.enhance_many(paths, out_dir="out") as run:
-            for item in run:
-                ...
+    ```python
+    with phota.enhance_many(paths, out_dir="out") as run:
+        for item in run:
+            ...
+    ```
 
     Leaving the loop (``break``, an exception) or the ``with`` block closes the run: what is
     still in flight is cancelled and waited for. Items are ``phota_async.BatchItem``; an
@@ -535,10 +538,12 @@ class PhotaClient(_Forwarder):
 
     Takes exactly the arguments of ``phota_async.PhotaClient`` and has its methods, each
     blocking until done and returning blocking twins of results (``ImageResult.save()``,
-    ``Job.wait()``, batch runs iterated with ``for``)::
+    ``Job.wait()``, batch runs iterated with ``for``):
 
-        with PhotaClient() as phota:
-            phota.enhance(Path("dark.jpg")).save("out/")
+    ```python
+    with PhotaClient() as phota:
+        phota.enhance(Path("dark.jpg")).save("out/")
+    ```
 
     One event loop thread per client; close it with ``close()`` or a ``with`` block. Ctrl-C
     while a call blocks cancels that call (the client stays usable).

@@ -624,11 +624,18 @@ def _glob_escape(text: str) -> str:
 
 
 class PhotaEnhance(_Studio):
-    """Enhance every photo of a dataset, paying once per photo across the cluster::
+    """Enhance every photo of a dataset, paying once per photo across the cluster:
 
-        ds = ray.data.read_binary_files("photos/", include_paths=True)
-        out = ds.map_batches(PhotaEnhance, fn_constructor_kwargs={"run_id": "nightly-1127"},
-                             concurrency=8, batch_size=16, num_cpus=0.25)
+    ```python
+    ds = ray.data.read_binary_files("photos/", include_paths=True)
+    out = ds.map_batches(
+        PhotaEnhance,
+        fn_constructor_kwargs={"run_id": "nightly-1127"},
+        concurrency=8,
+        batch_size=16,
+        num_cpus=0.25,
+    )
+    ```
 
     Args:
         run_id: names the run; rows are keyed by it (rerun with it to pay nothing twice).

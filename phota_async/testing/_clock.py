@@ -65,12 +65,14 @@ class ManualClock:
     """A clock that moves only when told to, for exact, instant tests of timed behaviour.
 
     ``sleep()`` parks the caller until ``advance()`` has moved the clock past its moment; the
-    sleeper then wakes on its own event loop (any thread's). Typical use::
+    sleeper then wakes on its own event loop (any thread's). Typical use:
 
-        clock = ManualClock()
-        with PhotaEmulator(clock=clock) as emu:
-            profile_id = emu.add_profile(training_seconds=20 * 60)  # QUEUING
-            clock.advance(20 * 60)                                 # READY, at once
+    ```python
+    clock = ManualClock()
+    with PhotaEmulator(clock=clock) as emu:
+        profile_id = emu.add_profile(training_seconds=20 * 60)  # QUEUING
+        clock.advance(20 * 60)                                 # READY, at once
+    ```
 
     Statuses that are a matter of time (training phases, a job's QUEUED and RUNNING, URL
     expiry) change the moment ``advance()`` returns. Work the clock does not pace still takes

@@ -27,13 +27,20 @@ from ._store import StateStore
 class PhotaEmulator:
     """A faithful local Phota API server with fault injection and a ledger of charges.
 
-    Use it in one of three ways::
+    Use it in one of three ways:
 
-        async with PhotaEmulator() as emu:      # served by the running event loop
-            ...
-        with PhotaEmulator() as emu:            # served by a background thread with its own loop
-            ...
-        def test_x(phota_emulator): ...         # the pytest fixture (a threaded emulator)
+    ```python
+    # served by the running event loop
+    async with PhotaEmulator() as emu:
+        ...
+
+    # served by a background thread with its own loop
+    with PhotaEmulator() as emu:
+        ...
+
+    # the pytest fixture (a threaded emulator)
+    def test_x(phota_emulator): ...
+    ```
 
     Either way ``emu.base_url`` and ``emu.api_key`` are what a client needs.
 

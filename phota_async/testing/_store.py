@@ -1,11 +1,13 @@
 """``StateStore``: the emulated account kept in a folder, so that a restarted emulator keeps it.
 
-Layout of a state folder::
+Layout of a state folder:
 
-    DIR/emulator.sqlite3     profiles, jobs, idempotency keys, the ledger, settings (WAL mode)
-    DIR/emulator.lock        locked while an emulator has the database open: one at a time
-    DIR/outputs/KEY          output images behind signed download URLs
-    DIR/files/KEY            the public file store (uploaded training photos)
+```text
+DIR/emulator.sqlite3     profiles, jobs, idempotency keys, the ledger, settings (WAL mode)
+DIR/emulator.lock        locked while an emulator has the database open: one at a time
+DIR/outputs/KEY          output images behind signed download URLs
+DIR/files/KEY            the public file store (uploaded training photos)
+```
 
 Theory of operation: the in-memory records stay the truth while the emulator runs; every
 change is written through here at once, as one small transaction (an upsert of one row, or an

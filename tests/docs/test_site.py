@@ -1,9 +1,12 @@
-"""The documentation site: it builds under `mkdocs build --strict`, and its API reference shows
-every public name of every public module."""
+"""The documentation site: it builds under `mkdocs build --strict`, its API reference shows
+every public name of every public module with its signature and no leftover reST markup, and
+it loads nothing from the network."""
 
 from __future__ import annotations
 
 import argparse
+import enum
+import html
 import importlib
 import inspect
 import pkgutil
@@ -11,6 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import is_typeddict
 
 import pytest
 
@@ -114,3 +118,88 @@ def test_the_cli_reference_shows_every_commands_help(site: Path) -> None:
     missing = [prog for prog in progs if f'<code>{prog}</code><a class="headerlink"' not in page]
     assert len(progs) > 10
     assert missing == []
+
+
+def _text(page: Path) -> str:
+    """The text a reader sees on a built page: its HTML without scripts and tags, unescaped."""
+    body = re.sub(r"<script\b.*?</script>", "", page.read_text(), flags=re.DOTALL)
+    return html.unescape(re.sub(r"<[^>]+>", "", body))
+
+
+def _reference_pages(site: Path) -> list[Path]:
+    """The built pages of the API reference."""
+    pages = sorted((site / "reference").glob("*/index.html"))
+    assert len(pages) == len(list(REFERENCE.glob("*.md")))
+    return pages
+
+
+def _takes_arguments(dotted: str) -> bool:
+    """Whether a documented class is built by calling it with arguments (not an enum, a
+    protocol, a TypedDict, nor a class whose constructor takes nothing of its own)."""
+    module, _, name = dotted.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    if issubclass(cls, enum.Enum) or getattr(cls, "_is_protocol", False) or is_typeddict(cls):
+        return False
+    return any("__init__" in vars(c) and c.__module__ != "builtins" for c in cls.__mro__)
+
+
+def test_every_function_and_class_in_the_reference_shows_its_signature(site: Path) -> None:
+    """Each function and method, and each class built with arguments (attrs classes included),
+    is rendered with its signature under its heading."""
+    unsigned = []
+    for page in _reference_pages(site):
+        for kind in ("function", "class"):
+            for block in page.read_text().split(f'<div class="doc doc-object doc-{kind}">')[1:]:
+                heading = block.split('<div class="doc doc-contents')[0]
+                ident = re.search(r'id="([^"]+)"', heading)
+                assert ident is not None
+                if 'class="doc-signature' not in heading and (
+                    kind == "function" or _takes_arguments(ident.group(1))
+                ):
+                    unsigned.append(ident.group(1))
+    assert unsigned == []
+
+
+def test_no_rest_markup_leaks_into_the_rendered_reference(site: Path) -> None:
+    """Docstrings are Markdown: no ``double backtick`` literal and no `::` literal-block marker
+    reaches the text of a reference page."""
+    leaks = [
+        f"{page.parent.name}: {m.group(0).strip()}"
+        for page in _reference_pages(site)
+        for m in re.finditer(r".{0,40}(``|\w::\s|^\s*::\s*$).{0,40}", _text(page), re.MULTILINE)
+    ]
+    assert leaks == []
+
+
+def test_the_site_loads_nothing_from_the_network(site: Path) -> None:
+    """No page pulls a font, stylesheet, script or image from another host (Google Fonts, a
+    CDN): the site works offline and from a file:// folder."""
+    remote = re.compile(
+        r"""<(?:script|img|iframe|source)\b[^>]*\bsrc=["']?(?:https?:)?//"""
+        r"""|<link\b[^>]*\bhref=["']?(?:https?:)?//"""
+        r"""|@import\s+(?:url\()?["']?(?:https?:)?//"""
+        r"""|fonts\.googleapis\.com|fonts\.gstatic\.com"""
+    )
+    loads = [
+        f"{page.relative_to(site)}: {m.group(0)}"
+        for page in sorted(site.rglob("*"))
+        if page.suffix in {".html", ".css", ".js"}
+        for m in remote.finditer(page.read_text(errors="replace"))
+    ]
+    assert loads == []
+
+
+def test_code_examples_in_the_reference_fit_the_page_width(site: Path) -> None:
+    """The code blocks of docstrings (not the signatures, which are formatted) fit in 80
+    columns, the width a reference page's code block shows without scrolling."""
+    wide, examples = [], 0
+    for page in _reference_pages(site):
+        blocks = re.findall(r'<div class="([^"]*)"><pre\b(.*?)</pre>', page.read_text(), re.DOTALL)
+        for attrs, pre in blocks:
+            if "doc-signature" in attrs:
+                continue
+            examples += 1
+            text = html.unescape(re.sub(r"<[^>]+>", "", pre.split(">", 1)[1]))
+            wide += [f"{page.parent.name}: {line}" for line in text.splitlines() if len(line) > 80]
+    assert examples > 10
+    assert wide == []

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -120,14 +120,19 @@ def test_every_code_block_of_the_page_runs(
         docs_emulator.add_profile(profile_id=profile_id)
     _make_bucket(s3_env)
     env = {
-        **os.environ,
+        **_without_phota(os.environ),
         "PHOTA_API_KEY": docs_emulator.api_key,
         "PHOTA_BASE_URL": docs_emulator.base_url,
         "AWS_ENDPOINT_URL": s3_env,
     }
-    env.pop("PHOTA_KEY", None)
     done = _run_blocks(parse(page, ROOT), reader_folder, env)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _without_phota(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment without the developer's own ``PHOTA_*`` settings (a real key among
+    them): a page sees only the emulator's."""
+    return {name: value for name, value in environ.items() if not name.startswith("PHOTA_")}
 
 
 def _make_bucket(endpoint: str) -> None:
@@ -146,7 +151,7 @@ def test_a_failing_block_fails_the_page_naming_its_line(tmp_path: Path) -> None:
     page.write_text("# Page\n\n```python\nx = 1\n```\n\nText.\n\n```python\nassert x == 2\n```\n")
     folder = tmp_path / "reader"
     folder.mkdir()
-    done = _run_blocks(parse(page, tmp_path), folder, dict(os.environ))
+    done = _run_blocks(parse(page, tmp_path), folder, _without_phota(os.environ))
     assert done.returncode == 1
     assert 'File "page.md", line 10' in done.stderr
     assert "FAILED page.md:10" in done.stderr
@@ -161,7 +166,7 @@ def test_blocks_of_a_page_share_names_and_one_event_loop(tmp_path: Path) -> None
     )
     folder = tmp_path / "reader"
     folder.mkdir()
-    done = _run_blocks(parse(page, tmp_path), folder, dict(os.environ))
+    done = _run_blocks(parse(page, tmp_path), folder, _without_phota(os.environ))
     assert done.returncode == 0, done.stderr
     assert "ran 2 blocks" in done.stdout
 
@@ -172,7 +177,7 @@ def test_a_pip_line_naming_an_unknown_extra_fails(tmp_path: Path) -> None:
     page.write_text("```bash\npip install 'phota-async[s3,nonesuch]'\n```\n")
     folder = tmp_path / "reader"
     folder.mkdir()
-    done = _run_blocks(parse(page, tmp_path), folder, dict(os.environ))
+    done = _run_blocks(parse(page, tmp_path), folder, _without_phota(os.environ))
     assert done.returncode == 1
     assert "unknown extras ['nonesuch']" in done.stderr
 
@@ -187,7 +192,7 @@ def test_a_titled_config_block_is_written_for_the_later_tests(tmp_path: Path) ->
     )
     folder = tmp_path / "reader"
     folder.mkdir()
-    done = _run_blocks(parse(page, tmp_path), folder, dict(os.environ))
+    done = _run_blocks(parse(page, tmp_path), folder, _without_phota(os.environ))
     assert done.returncode == 0, done.stderr
     assert "ran 2 blocks" in done.stdout
 
@@ -200,8 +205,7 @@ def _run_page(
     page.write_text(markdown)
     folder = tmp_path / "reader"
     folder.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PHOTA_")}
-    return _run_blocks(parse(page, tmp_path), folder, env, timeout)
+    return _run_blocks(parse(page, tmp_path), folder, _without_phota(os.environ), timeout)
 
 
 @pytest.mark.parametrize("lang", ["py3", "pycon", "python3", "yaml", ""])
@@ -309,3 +313,15 @@ def test_a_page_that_hangs_fails_naming_its_block(tmp_path: Path) -> None:
             "```python\nimport asyncio\n```\n\n```python\nawait asyncio.Event().wait()\n```\n",
             timeout=3,
         )
+
+
+def test_the_developers_own_key_never_reaches_a_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real ``PHOTA_API_KEY`` in the environment is not passed on, so no page prints it."""
+    monkeypatch.setenv("PHOTA_API_KEY", "real-key")
+    monkeypatch.setenv("PHOTA_KEY", "real-key")
+    done = _run_page(
+        tmp_path, "```python\nimport os\n\nassert 'real-key' not in str(os.environ)\n```\n"
+    )
+    assert done.returncode == 0, done.stderr

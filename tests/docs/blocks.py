@@ -19,6 +19,9 @@ line above its fence:
   Ray instance, and runs in that CI step).
 - ``<!-- docs-test: shown: <reason> -->`` above a shell block: its commands are shown only (a
   server that runs until Ctrl-C). Python blocks always run.
+- ``text``: shown only. Any other language (``py3``, ``pycon``, ``yaml``, none at all) fails the
+  page, so a block cannot be skipped by its tag; add a language to ``SHOWN_LANGS`` to show it.
+- A block inside an HTML comment fails the page: the reader cannot see the code it runs.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 RUN_LANGS = {"python", "py"}
 SHELL_LANGS = {"bash", "console", "shell", "sh"}
 PARSED_LANGS = {"toml", "json"}
+SHOWN_LANGS = {"text"}
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)\s*(?P<info>.*)$")
 _DIRECTIVE = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<body>.*?)\s*-->\s*$")
@@ -47,6 +51,7 @@ class Block:
     code: str
     title: str | None = None
     directives: tuple[str, ...] = field(default=())
+    hidden: bool = False  # inside an HTML comment: not shown on the site
 
     @property
     def where(self) -> str:
@@ -60,9 +65,11 @@ def parse(page: Path, root: Path) -> list[Block]:
     name = page.relative_to(root).as_posix()
     blocks: list[Block] = []
     i = 0
+    in_comment = False
     while i < len(lines):
         opened = _FENCE.match(lines[i])
         if opened is None:
+            in_comment = _in_comment(lines[i], in_comment)
             i += 1
             continue
         indent, fence = opened["indent"], opened["fence"]
@@ -84,10 +91,18 @@ def parse(page: Path, root: Path) -> list[Block]:
                 code="\n".join(body) + "\n",
                 title=title["title"] if title else None,
                 directives=directives,
+                hidden=in_comment,
             )
         )
         i = j + 1
     return blocks
+
+
+def _in_comment(line: str, inside: bool) -> bool:
+    """Whether an HTML comment is still open after this line of prose."""
+    for token in re.findall(r"<!--|-->", line):
+        inside = token == "<!--"
+    return inside
 
 
 def _directives_above(lines: list[str], fence_index: int) -> tuple[str, ...]:

@@ -68,12 +68,15 @@ class PILImage(Protocol):
     """What the SDK needs of a Pillow image (``PIL.Image.Image`` fits; Pillow stays optional)."""
 
     @property
-    def size(self) -> tuple[int, int]: ...
+    def size(self) -> tuple[int, int]:
+        """Width and height in pixels."""
 
     @property
-    def mode(self) -> str: ...
+    def mode(self) -> str:
+        """Pillow's mode, such as ``RGB`` or ``RGBA``."""
 
-    def save(self, fp: IO[bytes], format: str | None = None) -> None: ...
+    def save(self, fp: IO[bytes], format: str | None = None) -> None:
+        """Encode the image into ``fp`` in ``format``."""
 
 
 ImageInput = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO | PILImage

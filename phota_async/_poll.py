@@ -89,6 +89,7 @@ class Cadence:
     jitter: float = attrs.field(default=0.1, validator=_fraction)
 
     def scaled(self, by: float) -> Cadence:
+        """This cadence with its first, cap and floor intervals multiplied by ``by``."""
         return attrs.evolve(self, first=self.first * by, cap=self.cap * by, floor=self.floor * by)
 
 

@@ -532,6 +532,8 @@ class AiohttpTransport:
         return str(there)
 
     async def send(self, request: Request) -> Response:
+        """Send one request on the session and read its whole response, capped at
+        ``max_response_bytes``; aiohttp's errors become the SDK's transport errors."""
         data, headers = _payload(request)
         if self._owns_session:
             token = _SENDING.set(request)
@@ -572,6 +574,8 @@ class AiohttpTransport:
         raise error  # outside the except block: ``exc`` must not become its __context__
 
     async def download(self, request: Request, dest: Path) -> Response:
+        """Stream a 200 body into ``dest`` (capped at ``max_image_bytes``), following only
+        the redirects allowed; the response's body is the file's first bytes."""
         try:
             async with self._follow_redirects(request) as resp:
                 if resp.status != 200:
@@ -607,6 +611,8 @@ class AiohttpTransport:
         raise error  # outside the except block: ``exc`` must not become its __context__
 
     async def aclose(self) -> None:
+        """Close the session if this transport made it (a borrowed one is left open).
+        Idempotent."""
         self._closed = True
         session, self._session = self._session, None
         if session is not None and self._owns_session:
@@ -631,6 +637,8 @@ class MockTransport:
         self.closed = False
 
     async def send(self, request: Request) -> Response:
+        """Record the request (a streamed body joined into bytes) in ``requests`` and
+        return the handler's answer."""
         request.sent = True
         data, _ = _payload(request)
         if data is not None and not isinstance(data, bytes):
@@ -648,6 +656,7 @@ class MockTransport:
         return await result if inspect.isawaitable(result) else result
 
     async def download(self, request: Request, dest: Path) -> Response:
+        """Answer as ``send`` does, writing a 200 body to ``dest``."""
         response = await self.send(request)
         if response.status == 200:
             await settled(dest.write_bytes, response.body)
@@ -655,4 +664,5 @@ class MockTransport:
         return response
 
     async def aclose(self) -> None:
+        """Mark the transport closed (``closed``)."""
         self.closed = True

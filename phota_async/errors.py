@@ -304,6 +304,7 @@ class UnprocessableEntityError(APIError):
 
     @property
     def errors(self) -> list[Mapping[str, Any]]:
+        """The FastAPI ``detail`` entries, each with ``loc``, ``msg`` and ``type``."""
         detail = self.body.get("detail") if isinstance(self.body, Mapping) else None
         return [d for d in detail if isinstance(d, Mapping)] if isinstance(detail, list) else []
 

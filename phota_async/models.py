@@ -26,13 +26,17 @@ class SpooledImage(Protocol):
     head: bytes
 
     @property
-    def closed(self) -> bool: ...
+    def closed(self) -> bool:
+        """Whether the temporary file was released."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the temporary file. Idempotent."""
 
-    def read(self) -> bytes: ...
+    def read(self) -> bytes:
+        """The whole image, read from the temporary file."""
 
-    def save(self, path: Path) -> Path: ...
+    def save(self, path: Path) -> Path:
+        """Copy the image to ``path`` atomically; return the path."""
 
 
 def wire(name: str) -> dict[str, str]:
@@ -137,24 +141,28 @@ class JobHandle:
 class JobBackend(Protocol):
     """What a ``Job`` needs from the client that made it, to refresh and wait on itself."""
 
-    async def refresh_job(self, job: Job) -> Job: ...
+    async def refresh_job(self, job: Job) -> Job:
+        """The job's current state, fetched once."""
 
     async def wait_job(
         self, job: Job, timeout: float | None, on_update: Callable[[Job], None] | None = None
-    ) -> ImageResult: ...
+    ) -> ImageResult:
+        """Poll until the job ends; its result, or the error it ended with."""
 
 
 class JobResumer(Protocol):
     """Rebuilds saved jobs: ``phota.jobs``."""
 
-    def resume(self, data: dict[str, Any]) -> Job: ...
+    def resume(self, data: dict[str, Any]) -> Job:
+        """A job rebuilt from ``Job.to_json()``, bound to this client."""
 
 
 class HasJobs(Protocol):
     """A client that can resume saved jobs, such as a ``PhotaClient``."""
 
     @property
-    def jobs(self) -> JobResumer: ...
+    def jobs(self) -> JobResumer:
+        """The client's jobs namespace, which resumes saved jobs."""
 
 
 @attrs.frozen

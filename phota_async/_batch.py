@@ -667,7 +667,9 @@ class BatchRun(Generic[I]):
         Items the manifest records as done (with their outputs on disk) are not counted;
         every other item is, pending ones too (a rerun resumes them by key, which the server
         does not charge twice, so the total is an upper bound). Prices come from the client's
-        table (``PhotaClient(prices=...)``). Estimate first, then consume the run, or close it
+        table (``PhotaClient(prices=...)``) and are the expected ones: an enhance or remix that
+        names no profile is counted at the plain price, though a budget reserves the
+        recognised-subject price for it until the charge is known. Estimate first, then consume the run, or close it
         (``async with run:`` around both, or ``await run.aclose()``) if you do not go on:
 
         ```python

@@ -6,6 +6,10 @@ would take ``spent + pending`` past a limit is refused with ``BudgetExceededErro
 is sent. Reserving checks and adds under one lock, so no number of concurrent calls can pass a
 limit between them. A reservation then ends one of three ways:
 
+The reserved price is the call's worst case: an enhance or remix reserves the ``+identity``
+price even when it names no subject, because Phota charges that price whenever it recognises a
+trained subject in the output; estimates (``Prices.call``) keep the expected price.
+
 - *settled* to the actual charge once the answer comes (the output count and whether a trained
   subject was recognised, ``known_subjects``); a job's reservation settles when a poll sees it
   SUCCEEDED.
@@ -47,7 +51,7 @@ from .models import ImageResult, Job, JobStatus, ResultBody
 UnknownPrice = Literal["refuse", "allow"]
 
 # Phota's published prices (phota-api.md): training per profile, enhance and remix per output
-# image (``+identity`` when a trained subject is named). Edit and generate depend on the base
+# image (``+identity`` when a trained subject is recognised in the output, named or not). Edit and generate depend on the base
 # model and are not published: users add ``edit/<model>`` and ``generate/<model>`` prices
 # per output image at 1K, and ``edit/<model>/<resolution>`` for 2K and 4K. A model's price
 # never stands for a larger resolution: a 4K image may cost more than a 1K one, and a
@@ -116,7 +120,7 @@ class Prices:
 
     Keys: ``training/standard`` and ``training/fast`` (per profile); ``enhance``, ``remix``
     and their ``+identity`` twins (per output image, ``+identity`` when a trained subject is
-    named); ``edit/<model>`` and ``generate/<model>`` per output image at 1K (the default
+    recognised, named or not: a budget reserves it for every enhance and remix); ``edit/<model>`` and ``generate/<model>`` per output image at 1K (the default
     resolution), and ``edit/<model>/<resolution>`` for any resolution (the more specific key
     wins). A 2K or 4K call needs its resolution's key: the model's key is not taken for it.
     Phota does not publish edit and generate prices, so none are built in.
@@ -170,9 +174,24 @@ class Prices:
         return self.table.get(f"{endpoint}/{model}")
 
     def call(self, endpoint: str, fields: Mapping[str, Any]) -> float | None:
-        """The estimated price of one studio call from its fields, or ``None`` when unknown."""
+        """The expected price of one studio call from its fields, or ``None`` when unknown.
+
+        This is an estimate (``BatchRun.estimate``, ``--estimate``, telemetry): an enhance or
+        remix that names no subject is priced plain. A budget reserves more: see
+        ``reserved_price``.
+        """
         each = self.per_image(endpoint, fields, _named(fields))
         return None if each is None else each * (fields.get("num_output_images") or 1)
+
+
+def reserved_price(prices: Prices, endpoint: str, fields: Mapping[str, Any]) -> float | None:
+    """The price a budget reserves for one studio call, or ``None`` when unknown: its worst
+    case. Phota charges an enhance or remix the ``+identity`` price whenever it *recognises* a
+    trained subject in the output, named or not, so those reserve that price and settle to
+    the charge; a reservation at the plain price would let concurrent calls pass a budget."""
+    identity = _named(fields) or endpoint in ("enhance", "remix")
+    each = prices.per_image(endpoint, fields, identity)
+    return None if each is None else each * (fields.get("num_output_images") or 1)
 
 
 @attrs.frozen
@@ -461,7 +480,9 @@ class Guard:
     def reserve_call(
         self, endpoint: str, fields: Mapping[str, Any], key: str | None = None
     ) -> Reservation | None:
-        """Reserve a studio call's estimated price; ``None`` when no budget applies.
+        """Reserve a studio call's worst-case price (``reserved_price``: an enhance or remix
+        at the recognised-subject price), settled later to the charge; ``None`` when no budget
+        applies.
 
         Raises:
             BudgetExceededError: the price would take a budget past its limit (nothing sent).
@@ -471,13 +492,11 @@ class Guard:
         if not budgets:
             return None
         endpoint = endpoint.strip("/")
-        identity = _named(fields)
-        each = self.prices.per_image(endpoint, fields, identity)
-        n = fields.get("num_output_images") or 1
-        if each is None:
+        price = reserved_price(self.prices, endpoint, fields)
+        if price is None:
             self._unknown(endpoint, fields)
             return reserve(budgets, endpoint, 0.0, key, unpriced=True)
-        reservation = reserve(budgets, endpoint, each * n, key)
+        reservation = reserve(budgets, endpoint, price, key)
         if reservation.each is None:
             reservation.each = _per_image(self.prices, endpoint, fields)
         return reservation

@@ -144,8 +144,10 @@ class PhotaClient:
             bytes-mode result (large ones go to temporary files, not memory) and each
             download. Past it: ``ResponseTooLargeError``.
         budget: a spending cap in dollars, or a ``Budget`` (which several clients may share):
-            before each paid call its estimated price is reserved, and a call that would pass
-            the cap raises ``BudgetExceededError`` without being sent. A call whose outcome is
+            before each paid call its worst-case price is reserved (an enhance or remix at the
+            recognised-subject price, $0.15 an image, named or not) and later settled to the
+            charge, and a call that would pass the cap raises ``BudgetExceededError`` without
+            being sent. A call whose outcome is
             unknown (``OutcomeUnknownError``) keeps its reservation, since it may have been
             charged. ``None`` (the default): no checks. See ``spend``.
         prices: the price table (a ``Prices``, or ``{key: dollars}`` added to Phota's published
@@ -617,11 +619,13 @@ class PhotaClient:
                 frozen ``BatchProgress`` (counts, throttling, spend).
             timeout: deadline for each photo's call (with jobs: for its submit and its wait).
             budget: cap this run's spending, in dollars or a ``Budget`` (within the client's
-                budget, if any). When a call would pass it, that photo and every one not yet
+                budget, if any). When a call's reserved price (its worst case, as for
+                ``PhotaClient(budget=...)``) would pass it, that photo and every one not yet
                 started are delivered as ``not_started`` (not failed), those in flight finish,
                 and the run ends; a rerun with a larger budget and the same manifest resumes,
                 paying nothing twice. ``run.summary.spend`` is the run's ledger;
-                ``await run.estimate()`` prices the run before paying.
+                ``await run.estimate()`` prices the run before paying (at expected prices,
+                which may be below what the budget reserves).
             **options: see ``EnhanceOptions`` (``profile_ids``, ``prompt``, ``n``, ...).
 
         Returns:

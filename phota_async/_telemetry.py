@@ -673,7 +673,7 @@ class _Live(Hooks):
         operation = f"jobs.submit_{endpoint}" if submit else endpoint
         fields = call.fields
         attributes: dict[str, Any] = {"phota.operation": operation}
-        estimate = self.prices.call(endpoint, fields)
+        estimate = self.prices.call(endpoint, fields)  # expected, not the budget's worst case
         if estimate is not None:
             attributes["phota.cost.estimated_usd"] = estimate
         prompt = fields.get("prompt")

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from .._budget import reserved_price
 from .._client import PhotaClient
 from .._poll import Cadence, PollPolicy
 from ..errors import PhotaError, ProfileTrainingError
@@ -160,11 +161,23 @@ async def estimate_batch(args: argparse.Namespace) -> int:
     inputs = expand_images(args.inputs, exclude=args.out)
     async with open_client(args) as phota, _start_run(phota, args, inputs, None) as run:
         estimate = await run.estimate()
+        # The estimate is at expected prices; the budget admits items at what it reserves
+        # (an enhance or remix at the recognised-subject price), so that decides the stop.
+        reserved = estimate.per_item
+        if args.command in ("enhance", "remix") and reserved is not None:
+            reserved = reserved_price(phota._session.guard.prices, args.command, {}) or reserved
     text = f"estimate: {estimate.line()}"
     budget = args.budget
-    if budget is not None and estimate.total is not None and estimate.total > budget:
-        fits = int(round(budget / estimate.per_item, 6)) if estimate.per_item else estimate.to_run
-        text += f"\nover the --budget of ${budget:.2f}: the run would stop after about {fits} items"
+    if (
+        budget is not None
+        and reserved is not None
+        and round(estimate.to_run * reserved, 6) > budget
+    ):
+        fits = int(round(budget / reserved, 6)) if reserved else estimate.to_run
+        text += (
+            f"\nover the --budget of ${budget:.2f} (each item reserves ${reserved:.2f} until "
+            f"its charge is known): the run would stop after about {fits} items"
+        )
     _emit(args, {"estimate": estimate.to_json(), "budget": budget}, text)
     return EXIT_OK
 

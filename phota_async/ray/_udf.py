@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .._batch import derive_key, estimate_cost, item_identity, options_digest
-from .._budget import Budget, Prices
+from .._budget import Budget, Prices, reserved_price
 from .._client import PhotaClient, _identity_options
 from .._files import off_loop
 from .._validate import BATCH_ARGUMENTS, edit_fields, enhance_fields, generate_call, remix_fields
@@ -370,7 +370,10 @@ class _Studio:
         prices = client_options.get("prices")
         if prices is not None and not isinstance(prices, Prices):
             prices = Prices().extended(prices)
-        price = (prices or Prices()).call(self.kind, fields)
+        # Leased by what the actor's client reserves per row (an enhance or remix at the
+        # recognised-subject price), not the expected price: a lease in smaller units
+        # could leave an actor with room to lease but none to reserve.
+        price = reserved_price(prices or Prices(), self.kind, fields)
         self._n = int(fields.get("num_output_images") or 1)
         handle = governor(run_id, budget=budget)
         self._pace = _Pace(handle, lease)

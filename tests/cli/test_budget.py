@@ -41,7 +41,7 @@ def test_estimate_counts_what_the_manifest_finished(
     env: PhotaEmulator, photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """After a budget-stopped run, --estimate prices only the photos still to do."""
-    assert run_json(batch(photos, tmp_path, "--budget", "0.25", "--concurrency", "1"), capsys)[0]
+    assert run_json(batch(photos, tmp_path, "--budget", "0.30", "--concurrency", "1"), capsys)[0]
     paid = len(paid_requests(env))
     main(batch(photos, tmp_path, "--estimate"))
     out = capsys.readouterr().out
@@ -56,22 +56,26 @@ def test_estimate_says_when_the_run_would_pass_the_budget(
     """--estimate with a --budget too small for the run says how far it would get."""
     assert main(batch(photos, tmp_path, "--estimate", "--budget", "0.30")) == 0
     out = capsys.readouterr().out
-    assert "over the --budget of $0.30: the run would stop after about 2 items" in out
+    assert (
+        "over the --budget of $0.30 (each item reserves $0.15 until its charge is known): "
+        "the run would stop after about 2 items"
+    ) in out
     assert paid_requests(env) == []
 
 
 def test_budget_stops_cleanly_and_a_larger_one_resumes(
     env: PhotaEmulator, photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--budget 0.25 does two photos and reports three not started (exit 1, no traceback);
+    """--budget 0.30 does two photos (each reserved at $0.15, settled at $0.12) and reports
+    three not started (exit 1, no traceback);
     the rerun with --budget 5 does the three, each photo paid once."""
-    code = main([*batch(photos, tmp_path, "--budget", "0.25", "--concurrency", "1"), "--json"])
+    code = main([*batch(photos, tmp_path, "--budget", "0.30", "--concurrency", "1"), "--json"])
     captured = capsys.readouterr()
     data, err = json.loads(captured.out), captured.err
     assert code == 1
     assert (data["done"], data["failed"], data["not_started"]) == (2, 0, 3)
     assert data["spend"]["spent"] == 0.24
-    assert data["spend"]["limit"] == 0.25
+    assert data["spend"]["limit"] == 0.30
     assert data["spend"]["endpoints"]["enhance"]["calls"] == 2
     assert "--budget" in err
     assert "Traceback" not in err
@@ -122,12 +126,12 @@ def test_a_budget_that_is_not_dollars_is_a_usage_error(
 def test_a_dollar_sign_is_accepted(
     env: PhotaEmulator, photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--budget '$0.25' caps the run like --budget 0.25."""
+    """--budget '$0.30' caps the run like --budget 0.30."""
     code, data = run_json(
-        batch(photos, tmp_path, "--budget", "$0.25", "--concurrency", "1"), capsys
+        batch(photos, tmp_path, "--budget", "$0.30", "--concurrency", "1"), capsys
     )
     assert isinstance(data, dict)
-    assert (code, data["done"], data["not_started"], data["spend"]["limit"]) == (1, 2, 3, 0.25)
+    assert (code, data["done"], data["not_started"], data["spend"]["limit"]) == (1, 2, 3, 0.30)
 
 
 def test_a_zero_budget_sends_nothing(

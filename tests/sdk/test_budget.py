@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 import phota_async
 from phota_async import Budget, ImageResult, PhotaClient, PollPolicy, Prices
@@ -20,7 +21,7 @@ from phota_async.errors import (
     PhotaError,
 )
 from phota_async.testing import PhotaEmulator
-from tests.helpers import jpeg_bytes, until
+from tests.helpers import b64, jpeg_bytes, local_server, until
 
 FAST = PollPolicy().scaled(0.01)
 EMULATOR_EDIT_PRICES = {"edit/nb2": 0.08, "generate/nb2": 0.08}
@@ -49,15 +50,16 @@ def posts(emu: PhotaEmulator, path: str) -> list[dict]:
 async def test_a_call_that_would_pass_the_budget_is_not_sent(
     capped: PhotaClient, emu: PhotaEmulator
 ) -> None:
-    """The third $0.12 enhance under a $0.30 budget raises BudgetExceededError unsent."""
+    """The third enhance (reserved at $0.15, two settled at $0.12) under a $0.30 budget raises
+    BudgetExceededError unsent."""
     await capped.enhance(jpeg_bytes())
     await capped.enhance(jpeg_bytes())
     with pytest.raises(BudgetExceededError) as caught:
         await capped.enhance(jpeg_bytes())
     error = caught.value
-    assert (error.spent, error.reserved, error.limit, error.estimate) == (0.24, 0.0, 0.30, 0.12)
+    assert (error.spent, error.reserved, error.limit, error.estimate) == (0.24, 0.0, 0.30, 0.15)
     assert isinstance(error, PhotaError)
-    assert "$0.12" in str(error)
+    assert "$0.15" in str(error)
     assert "$0.30" in str(error)
     assert len(posts(emu, "/enhance")) == 2
 
@@ -94,7 +96,8 @@ async def test_a_refusal_releases_the_reservation(capped: PhotaClient, emu: Phot
 
 
 async def test_a_504_is_counted_as_refunded(emu: PhotaEmulator) -> None:
-    """A synchronous call past its limit (504, refunded) releases its reservation as refunded."""
+    """A synchronous call past its limit (504, refunded) releases its reservation ($0.15, the
+    worst case: the charge is unknown) as refunded."""
     async with (
         PhotaEmulator(sync_timeout=0.0, processing_seconds=0.05, max_output_side=64) as slow,
         PhotaClient(api_key=slow.api_key, base_url=slow.base_url, budget=1.0) as phota,
@@ -103,7 +106,7 @@ async def test_a_504_is_counted_as_refunded(emu: PhotaEmulator) -> None:
             await phota.enhance(jpeg_bytes())
         spend = phota.spend
         assert spend is not None
-        assert (spend.spent, spend.pending, spend.refunded) == (0.0, 0.0, 0.12)
+        assert (spend.spent, spend.pending, spend.refunded) == (0.0, 0.0, 0.15)
         assert slow.net_spent() == 0.0
 
 
@@ -116,11 +119,11 @@ async def test_an_unknown_outcome_keeps_the_reservation(
         await capped.enhance(jpeg_bytes())
     spend = capped.spend
     assert spend is not None
-    assert (spend.spent, spend.pending) == (0.0, 0.12)
+    assert (spend.spent, spend.pending) == (0.0, 0.15)
     await capped.enhance(jpeg_bytes())
     with pytest.raises(BudgetExceededError) as caught:
         await capped.enhance(jpeg_bytes())
-    assert caught.value.reserved == 0.12
+    assert caught.value.reserved == 0.15
     assert emu.net_spent() == 0.24  # the emulator did charge the lost call
 
 
@@ -129,11 +132,11 @@ async def test_a_failed_job_is_refunded(capped: PhotaClient, emu: PhotaEmulator)
     emu.fail_next_jobs()
     job = await capped.jobs.submit_enhance(jpeg_bytes())
     assert capped.spend is not None
-    assert capped.spend.pending == 0.12
+    assert capped.spend.pending == 0.15
     with pytest.raises(JobFailedError):
         await job.wait(timeout=10)
     spend = capped.spend
-    assert (spend.spent, spend.pending, spend.refunded) == (0.0, 0.0, 0.12)
+    assert (spend.spent, spend.pending, spend.refunded) == (0.0, 0.0, 0.15)
 
 
 async def test_a_job_settles_when_a_poll_sees_it_succeed(capped: PhotaClient) -> None:
@@ -154,9 +157,9 @@ async def test_a_keyed_resubmit_reuses_its_reservation(
         await capped.jobs.submit_enhance(jpeg_bytes())
     key = caught.value.client_request_id
     assert capped.spend is not None
-    assert capped.spend.pending == 0.12
+    assert capped.spend.pending == 0.15
     job = await capped.jobs.submit_enhance(jpeg_bytes(), client_request_id=key)
-    assert capped.spend.pending == 0.12
+    assert capped.spend.pending == 0.15
     await job.wait(timeout=10)
     assert (capped.spend.spent, capped.spend.pending) == (0.12, 0.0)
     assert emu.net_spent() == 0.12
@@ -218,7 +221,7 @@ async def test_training_is_reserved_and_refused_past_the_budget(emu: PhotaEmulat
 
 async def test_a_shared_budget_caps_two_clients(emu: PhotaEmulator) -> None:
     """One Budget shared by two clients caps their sum."""
-    budget = Budget(0.25)
+    budget = Budget(0.30)
     async with (
         PhotaClient(api_key=emu.api_key, base_url=emu.base_url, budget=budget) as a,
         PhotaClient(api_key=emu.api_key, base_url=emu.base_url, budget=budget) as b,
@@ -231,14 +234,52 @@ async def test_a_shared_budget_caps_two_clients(emu: PhotaEmulator) -> None:
 
 
 async def test_concurrent_calls_never_pass_the_budget(emu: PhotaEmulator) -> None:
-    """Fifty concurrent enhances under a $1.00 budget: exactly eight are sent."""
-    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, budget=1.0) as phota:
+    """Fifty concurrent enhances (each reserved at $0.15) under a $1.20 budget: exactly eight
+    are sent."""
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, budget=1.2) as phota:
         outcomes = await asyncio.gather(
             *(phota.enhance(jpeg_bytes()) for _ in range(50)), return_exceptions=True
         )
     refused = [o for o in outcomes if isinstance(o, BudgetExceededError)]
     assert (len(refused), len(posts(emu, "/enhance"))) == (42, 8)
     assert emu.net_spent() == 0.96
+
+
+async def test_recognised_subjects_never_let_concurrent_enhances_pass_the_budget() -> None:
+    """Five concurrent unnamed enhances, each charged $0.15 for a recognised subject, stay
+    within a $0.50 budget: three are sent, two refused unsent."""
+    arrived: list[None] = []
+    answer = asyncio.Event()
+
+    async def enhance(request: web.Request) -> web.Response:
+        await request.read()
+        arrived.append(None)
+        await answer.wait()  # every call is in flight (or refused) before any settles
+        body = {
+            "known_subjects": {"counts": {"prof_me": 1}},  # charged at the +identity price
+            "images": [b64(jpeg_bytes())],
+            "download_urls": [],
+        }
+        return web.json_response(body, headers={"X-Request-Id": f"req_{len(arrived)}"})
+
+    app = web.Application(client_max_size=10**7)
+    app.router.add_post("/enhance", enhance)
+    async with (
+        local_server(app) as origin,
+        PhotaClient(api_key="k", base_url=origin, budget=0.50) as phota,
+    ):
+        calls = [asyncio.create_task(phota.enhance(jpeg_bytes())) for _ in range(5)]
+        await until(
+            lambda: len(arrived) + sum(c.done() for c in calls) == len(calls), "all admitted"
+        )
+        answer.set()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        spend = phota.spend
+    assert spend is not None
+    refused = [o for o in outcomes if isinstance(o, BudgetExceededError)]
+    assert (len(arrived), len(refused)) == (3, 2)
+    assert (spend.spent, spend.pending) == (0.45, 0.0)
+    assert spend.spent <= spend.limit
 
 
 async def test_a_cancelled_unsent_call_releases_its_reservation(emu: PhotaEmulator) -> None:
@@ -249,7 +290,7 @@ async def test_a_cancelled_unsent_call_releases_its_reservation(emu: PhotaEmulat
     ) as phota:
         first = asyncio.create_task(phota.enhance(jpeg_bytes()))
         second = asyncio.create_task(phota.enhance(jpeg_bytes()))
-        await until(lambda: (s := phota.spend) is not None and s.pending == 0.24, "two reserved")
+        await until(lambda: (s := phota.spend) is not None and s.pending == 0.30, "two reserved")
         second.cancel()
         with pytest.raises(asyncio.CancelledError):
             await second
@@ -328,7 +369,7 @@ async def test_a_rerun_with_a_larger_budget_resumes_without_paying_twice(
 ) -> None:
     """A manifest run stopped by its budget resumes with a larger one: each photo paid once."""
     where = {"out_dir": tmp_path / "out", "manifest": tmp_path / "run.manifest"}
-    first = fast.enhance_many(photos, concurrency=4, budget=0.50, **where)
+    first = fast.enhance_many(photos, concurrency=4, budget=0.60, **where)
     await first.collect()
     assert first.summary.done == 4
     assert first.summary.not_started == 6
@@ -344,7 +385,7 @@ async def test_a_run_budget_counts_within_the_client_budget(
     emu: PhotaEmulator, photos: list[Path]
 ) -> None:
     """A run's generous budget is still held to the client's smaller one."""
-    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, budget=0.25) as phota:
+    async with PhotaClient(api_key=emu.api_key, base_url=emu.base_url, budget=0.30) as phota:
         run = phota.enhance_many(photos, concurrency=1, budget=10.0)
         await run.collect()
         assert run.summary.done == 2
@@ -405,7 +446,7 @@ async def test_a_custom_map_call_is_capped_by_the_run_budget(
     async def brighten(path: Path) -> ImageResult:
         return await phota.enhance(path, prompt="brighter")
 
-    run = phota.map(brighten, photos, concurrency=1, budget=0.36)
+    run = phota.map(brighten, photos, concurrency=1, budget=0.40)
     await run.collect()
     assert (run.summary.done, run.summary.failed, run.summary.not_started) == (3, 0, 7)
     assert len(posts(emu, "/enhance")) == 3
@@ -415,7 +456,7 @@ async def test_a_run_budget_does_not_outlive_its_run(
     phota: PhotaClient, photos: list[Path]
 ) -> None:
     """After a capped run, the same client's own calls are not held to the run's budget."""
-    await phota.enhance_many(photos[:2], budget=0.12).collect()
+    await phota.enhance_many(photos[:2], budget=0.15).collect()
     await phota.enhance(jpeg_bytes())
     assert phota.spend is None
 
@@ -453,7 +494,7 @@ async def test_a_submit_cancelled_before_it_was_sent_releases_its_reservation(
     ) as phota:
         first = asyncio.create_task(phota.enhance(jpeg_bytes()))
         second = asyncio.create_task(phota.jobs.submit_enhance(jpeg_bytes()))
-        await until(lambda: (s := phota.spend) is not None and s.pending == 0.24, "two reserved")
+        await until(lambda: (s := phota.spend) is not None and s.pending == 0.30, "two reserved")
         second.cancel()
         with pytest.raises(asyncio.CancelledError):
             await second
@@ -494,7 +535,7 @@ async def test_a_submit_cancelled_after_a_lost_answer_keeps_its_reservation(
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert phota.spend is not None
-            assert phota.spend.pending == 0.12
+            assert phota.spend.pending == 0.15  # reserved at the worst case, kept
     assert emu.net_spent() == 0.12
 
 

@@ -10,9 +10,9 @@ through a memory stream, in completion order.
 With a manifest, every item is a keyed job whatever ``via_job`` says (the price is the same):
 its ``client_request_id`` is derived from the manifest's run id and the item's identity (a
 digest of the input's bytes, the call kind and the options), and the intent is fsynced to the
-manifest before the submit is sent (job ids and outcomes follow with the next commit). An item whose outcome is unknown stays *pending* and is
-resumed on a rerun by the same key (the server answers with the original job) or by its
-recorded job id; only a refusal (a 4xx before charging, a FAILED job, which is refunded) is
+manifest before the submit is sent (job ids and outcomes follow with the next commit). An
+item whose outcome is unknown stays *pending* and is resumed on a rerun by the same key (the
+server answers with the original job) or by its recorded job id; only a refusal (a 4xx before charging, a FAILED job, which is refunded) is
 *failed* and tried again. This relies on the server honouring a key for as long as a batch
 may be resumed: the emulator keeps keys for its lifetime; Phota documents no expiry, and we
 assume at least the 24 hours its download URLs live.
@@ -23,8 +23,8 @@ for ``BudgetExceededError``: a call refused by the spend guard was never sent, s
 such; a rerun with a larger budget resumes through the manifest, paying nothing twice. A run's
 ``budget`` is a ``Budget`` of its own, set in a context variable by the supervisor so that every
 call its items make (custom ``map`` calls included) reserves against it as well as against the
-client's. An exception from the engine itself (the manifest cannot be written, a bug) ends the run and is
-raised to the consumer.
+client's. An exception from the engine itself (the manifest cannot be written, a bug) ends the
+run and is raised to the consumer.
 """
 
 from __future__ import annotations
@@ -669,8 +669,9 @@ class BatchRun(Generic[I]):
         does not charge twice, so the total is an upper bound). Prices come from the client's
         table (``PhotaClient(prices=...)``) and are the expected ones: an enhance or remix that
         names no profile is counted at the plain price, though a budget reserves the
-        recognised-subject price for it until the charge is known. Estimate first, then consume the run, or close it
-        (``async with run:`` around both, or ``await run.aclose()``) if you do not go on:
+        recognised-subject price for it until the charge is known. Estimate first, then consume
+        the run, or close it (``async with run:`` around both, or ``await run.aclose()``) if
+        you do not go on:
 
         ```python
         async with phota.enhance_many(paths, out_dir="out", manifest="run.db") as run:

@@ -51,11 +51,12 @@ from .models import ImageResult, Job, JobStatus, ResultBody
 UnknownPrice = Literal["refuse", "allow"]
 
 # Phota's published prices (phota-api.md): training per profile, enhance and remix per output
-# image (``+identity`` when a trained subject is recognised in the output, named or not). Edit and generate depend on the base
-# model and are not published: users add ``edit/<model>`` and ``generate/<model>`` prices
-# per output image at 1K, and ``edit/<model>/<resolution>`` for 2K and 4K. A model's price
-# never stands for a larger resolution: a 4K image may cost more than a 1K one, and a
-# reservation that is too small would let a budget be passed.
+# image (``+identity`` when a trained subject is recognised in the output, named or not).
+# Edit and generate depend on the base model and are not published: users add
+# ``edit/<model>`` and ``generate/<model>`` prices per output image at 1K, and
+# ``edit/<model>/<resolution>`` for 2K and 4K. A model's price never stands for a larger
+# resolution: a 4K image may cost more than a 1K one, and a reservation that is too small
+# would let a budget be passed.
 DEFAULT_PRICES: Mapping[str, float] = {
     "training/standard": 2.90,
     "training/fast": 1.49,
@@ -120,7 +121,8 @@ class Prices:
 
     Keys: ``training/standard`` and ``training/fast`` (per profile); ``enhance``, ``remix``
     and their ``+identity`` twins (per output image, ``+identity`` when a trained subject is
-    recognised, named or not: a budget reserves it for every enhance and remix); ``edit/<model>`` and ``generate/<model>`` per output image at 1K (the default
+    recognised, named or not: a budget reserves it for every enhance and remix);
+    ``edit/<model>`` and ``generate/<model>`` per output image at 1K (the default
     resolution), and ``edit/<model>/<resolution>`` for any resolution (the more specific key
     wins). A 2K or 4K call needs its resolution's key: the model's key is not taken for it.
     Phota does not publish edit and generate prices, so none are built in.

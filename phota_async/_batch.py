@@ -12,8 +12,8 @@ its ``client_request_id`` is derived from the manifest's run id and the item's i
 digest of the input's bytes, the call kind and the options), and the intent is fsynced to the
 manifest before the submit is sent (job ids and outcomes follow with the next commit). An
 item whose outcome is unknown stays *pending* and is resumed on a rerun by the same key (the
-server answers with the original job) or by its recorded job id; only a refusal (a 4xx before charging, a FAILED job, which is refunded) is
-*failed* and tried again. This relies on the server honouring a key for as long as a batch
+server answers with the original job) or by its recorded job id; only a refusal (a 4xx
+before charging, a FAILED job, which is refunded) is *failed* and tried again. This relies on the server honouring a key for as long as a batch
 may be resumed: the emulator keeps keys for its lifetime; Phota documents no expiry, and we
 assume at least the 24 hours its download URLs live.
 

@@ -13,9 +13,10 @@ digest of the input's bytes, the call kind and the options), and the intent is f
 manifest before the submit is sent (job ids and outcomes follow with the next commit). An
 item whose outcome is unknown stays *pending* and is resumed on a rerun by the same key (the
 server answers with the original job) or by its recorded job id; only a refusal (a 4xx
-before charging, a FAILED job, which is refunded) is *failed* and tried again. This relies on the server honouring a key for as long as a batch
-may be resumed: the emulator keeps keys for its lifetime; Phota documents no expiry, and we
-assume at least the 24 hours its download URLs live.
+before charging, a FAILED job, which is refunded) is *failed* and tried again. This relies
+on the server honouring a key for as long as a batch may be resumed: the emulator keeps keys
+for its lifetime; Phota documents no expiry, and we assume at least the 24 hours its download
+URLs live.
 
 One input's exception, whatever its type, is that item's ``error``; the batch goes on, except
 for ``BudgetExceededError``: a call refused by the spend guard was never sent, so its item is

@@ -147,11 +147,9 @@ def _make_bucket(endpoint: str) -> None:
 
 def test_a_failing_block_fails_the_page_naming_its_line(tmp_path: Path) -> None:
     """A block that raises stops the page, and the report names the page and line."""
-    page = tmp_path / "page.md"
-    page.write_text("# Page\n\n```python\nx = 1\n```\n\nText.\n\n```python\nassert x == 2\n```\n")
-    folder = tmp_path / "reader"
-    folder.mkdir()
-    done = _run_blocks(parse(page, tmp_path), folder, _without_phota(os.environ))
+    done = _run_page(
+        tmp_path, "# Page\n\n```python\nx = 1\n```\n\nText.\n\n```python\nassert x == 2\n```\n"
+    )
     assert done.returncode == 1
     assert 'File "page.md", line 10' in done.stderr
     assert "FAILED page.md:10" in done.stderr
@@ -159,40 +157,30 @@ def test_a_failing_block_fails_the_page_naming_its_line(tmp_path: Path) -> None:
 
 def test_blocks_of_a_page_share_names_and_one_event_loop(tmp_path: Path) -> None:
     """A later block sees an earlier block's names and awaits on the same loop."""
-    page = tmp_path / "page.md"
-    page.write_text(
+    done = _run_page(
+        tmp_path,
         "```python\nimport asyncio\n\nawait asyncio.sleep(0)\nloop = asyncio.get_running_loop()\n```\n"
-        "```python\nawait asyncio.sleep(0)\nassert asyncio.get_running_loop() is loop\n```\n"
+        "```python\nawait asyncio.sleep(0)\nassert asyncio.get_running_loop() is loop\n```\n",
     )
-    folder = tmp_path / "reader"
-    folder.mkdir()
-    done = _run_blocks(parse(page, tmp_path), folder, _without_phota(os.environ))
     assert done.returncode == 0, done.stderr
     assert "ran 2 blocks" in done.stdout
 
 
 def test_a_pip_line_naming_an_unknown_extra_fails(tmp_path: Path) -> None:
     """An install command must name extras the project has."""
-    page = tmp_path / "page.md"
-    page.write_text("```bash\npip install 'phota-async[s3,nonesuch]'\n```\n")
-    folder = tmp_path / "reader"
-    folder.mkdir()
-    done = _run_blocks(parse(page, tmp_path), folder, _without_phota(os.environ))
+    done = _run_page(tmp_path, "```bash\npip install 'phota-async[s3,nonesuch]'\n```\n")
     assert done.returncode == 1
     assert "unknown extras ['nonesuch']" in done.stderr
 
 
 def test_a_titled_config_block_is_written_for_the_later_tests(tmp_path: Path) -> None:
     """A ``title="pyproject.toml"`` block lands in the reader's folder before later blocks run."""
-    page = tmp_path / "page.md"
-    page.write_text(
+    done = _run_page(
+        tmp_path,
         '```toml title="pyproject.toml"\n[tool.pytest.ini_options]\nasyncio_mode = "auto"\n```\n'
         "```python\nfrom pathlib import Path\n\n"
-        "assert 'auto' in Path('pyproject.toml').read_text()\n```\n"
+        "assert 'auto' in Path('pyproject.toml').read_text()\n```\n",
     )
-    folder = tmp_path / "reader"
-    folder.mkdir()
-    done = _run_blocks(parse(page, tmp_path), folder, _without_phota(os.environ))
     assert done.returncode == 0, done.stderr
     assert "ran 2 blocks" in done.stdout
 

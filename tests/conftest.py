@@ -5,6 +5,7 @@ Helper functions (images, loopback servers, virtual time) live in ``tests/helper
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
@@ -17,6 +18,18 @@ from phota_async.testing import PhotaEmulator
 from tests.helpers import b64, decode, jpeg_bytes, local_server, png_bytes
 
 __all__ = ["b64", "decode", "jpeg_bytes", "local_server", "png_bytes"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C works in the processes tests start, however the suite was launched.
+
+    A non-interactive shell starts a background job (``.ci/run &``) with SIGINT ignored, and
+    every process inherits that: the tests that stop a child with SIGINT (``phota emulator``, a
+    batch's first Ctrl-C) would wait on a child that cannot hear it. A Python handler is reset
+    to the default on exec, so children get the default disposition again.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -18,11 +18,10 @@ from phota_async.ray import (
     PhotaGenerate,
     PhotaRemix,
     close_governor,
-    secret,
 )
 from tests.ray.conftest import write_photos
 from tests.ray.emulator_process import EmulatorProcess
-from tests.ray.test_pipeline import FAST_POLLS
+from tests.ray.test_pipeline import constructor
 
 pytestmark = [
     pytest.mark.ray,
@@ -41,15 +40,12 @@ def run_id() -> Iterator[str]:
 
 def run(ds: Any, udf: type, emulator: EmulatorProcess, run_id: str, **kwargs: Any) -> list[Any]:
     """``ds`` through ``udf`` on two actors; the rows."""
-    constructor = {
-        "run_id": run_id,
-        "api_key": secret(emulator.api_key),
-        "base_url": emulator.base_url,
-        "client_options": {"poll": FAST_POLLS},
-        **kwargs,
-    }
     out = ds.map_batches(
-        udf, fn_constructor_kwargs=constructor, concurrency=2, batch_size=4, num_cpus=0.25
+        udf,
+        fn_constructor_kwargs=constructor(emulator, run_id, **kwargs),
+        concurrency=2,
+        batch_size=4,
+        num_cpus=0.25,
     )
     return list(out.take_all())
 

@@ -26,6 +26,19 @@ pytestmark = [
 
 # Polls at the emulator's pace (its jobs finish in about 0.1 s).
 FAST_POLLS = PollPolicy(job=Cadence(first=0.1, cap=0.5), max_polls_per_second=200.0)
+
+
+def constructor(emulator: EmulatorProcess, run_id: str, **kwargs: Any) -> dict[str, Any]:
+    """A UDF's constructor arguments for the emulator: the key as a secret, fast polls."""
+    return {
+        "run_id": run_id,
+        "api_key": secret(emulator.api_key),
+        "base_url": emulator.base_url,
+        "client_options": {"poll": FAST_POLLS},
+        **kwargs,
+    }
+
+
 ACTORS = 2
 
 
@@ -38,16 +51,9 @@ def pipeline(
 ) -> list[dict[str, Any]]:
     """Enhance every photo of ``folder`` on ``ACTORS`` actors; the rows, sorted by path."""
     ds = ray.data.read_binary_files(str(folder), include_paths=True)
-    constructor = {
-        "run_id": run_id,
-        "api_key": secret(emulator.api_key),
-        "base_url": emulator.base_url,
-        "client_options": {"poll": FAST_POLLS},
-        **kwargs,
-    }
     out = ds.map_batches(
         udf,
-        fn_constructor_kwargs=constructor,
+        fn_constructor_kwargs=constructor(emulator, run_id, **kwargs),
         concurrency=ACTORS,
         batch_size=10,
         num_cpus=0.25,
